@@ -1,0 +1,293 @@
+"""One async client for any OpenAI-compatible server (vLLM, llama.cpp, OpenAI itself).
+
+It wraps ``openai.AsyncOpenAI`` and adds what agents need on top of the SDK: one retry
+loop that also covers streams dropped half-way (the SDK only retries the initial request),
+token accounting that works when a server omits usage in streams, mean token logprobs
+for process supervision, and errors that name the URL and the fix in one line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+import openai
+from pydantic import BaseModel, Field
+
+from peerstep._errors import ModelNotFoundError, ModelServerError
+
+Message = dict[str, Any]
+TokenCallback = Callable[[int, str], None]
+"""Called as ``on_token(choice_index, text_delta)`` while a response streams in."""
+
+
+class SamplingParams(BaseModel):
+    """Sampling settings sent with every request. ``top_k``/``min_p``/``extra_body`` go through ``extra_body``."""
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 512
+    stop: list[str] | None = None
+    seed: int | None = 0
+    top_k: int | None = None
+    min_p: float | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+
+
+class Completion(BaseModel):
+    """One choice of a chat completion, normalised across servers."""
+
+    index: int = 0
+    text: str = ""
+    tool_calls: list[dict[str, Any]] = Field(default_factory=list)
+    finish_reason: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    token_logprobs: list[float] | None = None
+    latency_s: float = 0.0
+    model: str = ""
+
+    @property
+    def mean_logprob(self) -> float | None:
+        if not self.token_logprobs:
+            return None
+        return sum(self.token_logprobs) / len(self.token_logprobs)
+
+
+_RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+class ModelClient:
+    """Chat completions with retries, streaming and clear errors.
+
+    ``max_retries`` counts extra attempts after the first; waits grow as
+    ``backoff * 2**attempt`` with jitter, capped at ``max_backoff`` seconds.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 600.0,
+        max_retries: int = 4,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.max_retries = max_retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self._sdk = openai.AsyncOpenAI(
+            base_url=self.base_url,
+            api_key=api_key or "EMPTY",
+            timeout=timeout,
+            max_retries=0,  # retried here, so that a stream dropped mid-way is retried too
+            http_client=http_client,
+        )
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+        self.requests = 0
+
+    @property
+    def sdk(self) -> openai.AsyncOpenAI:
+        return self._sdk
+
+    async def close(self) -> None:
+        await self._sdk.close()
+
+    async def list_models(self) -> list[str]:
+        page = await self._with_retries(self._sdk.models.list)
+        return [m.id for m in page.data]
+
+    async def check(self) -> None:
+        """Fail fast, in one line, if the server is unreachable or does not serve ``self.model``."""
+        served = await self.list_models()
+        if self.model not in served:
+            raise ModelNotFoundError(
+                f"model {self.model!r} is not served by {self.base_url}; available: {', '.join(served) or 'none'}"
+            )
+
+    async def chat(
+        self,
+        messages: Sequence[Message],
+        *,
+        sampling: SamplingParams | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        n: int = 1,
+        on_token: TokenCallback | None = None,
+        response_format: dict[str, Any] | None = None,
+    ) -> list[Completion]:
+        """Return ``n`` completions. Streams (calling ``on_token``) when a callback is given."""
+        params = sampling or SamplingParams()
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(messages),
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "n": n,
+        }
+        if params.stop:
+            body["stop"] = params.stop
+        if params.seed is not None:
+            body["seed"] = params.seed
+        if params.logprobs:
+            body["logprobs"] = True
+            if params.top_logprobs:
+                body["top_logprobs"] = params.top_logprobs
+        if tools:
+            body["tools"] = tools
+            if tool_choice is not None:
+                body["tool_choice"] = tool_choice
+        if response_format is not None:
+            body["response_format"] = response_format
+        extra = dict(params.extra_body)
+        if params.top_k is not None:
+            extra["top_k"] = params.top_k
+        if params.min_p is not None:
+            extra["min_p"] = params.min_p
+        if extra:
+            body["extra_body"] = extra
+
+        async def attempt() -> list[Completion]:
+            started = time.perf_counter()
+            if on_token is None:
+                result = await self._complete(body)
+            else:
+                result = await self._stream(body, on_token)
+            latency = time.perf_counter() - started
+            for c in result:
+                c.latency_s = latency
+            return result
+
+        completions = await self._with_retries(attempt)
+        self.requests += 1
+        if completions:
+            self.prompt_tokens += completions[0].prompt_tokens
+        self.completion_tokens += sum(c.completion_tokens for c in completions)
+        return completions
+
+    async def _complete(self, body: dict[str, Any]) -> list[Completion]:
+        resp = await self._sdk.chat.completions.create(**body)
+        usage = resp.usage
+        out = []
+        for choice in resp.choices:
+            msg = choice.message
+            calls = [tc.model_dump(exclude_none=True) for tc in (msg.tool_calls or [])]
+            lps = None
+            if choice.logprobs is not None and choice.logprobs.content:
+                lps = [t.logprob for t in choice.logprobs.content]
+            out.append(Completion(index=choice.index, text=msg.content or "", tool_calls=calls,
+                                  finish_reason=choice.finish_reason, token_logprobs=lps, model=resp.model))
+        self._spread_usage(out, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else None)
+        return sorted(out, key=lambda c: c.index)
+
+    async def _stream(self, body: dict[str, Any], on_token: TokenCallback) -> list[Completion]:
+        stream = await self._sdk.chat.completions.create(
+            **body, stream=True, stream_options={"include_usage": True}
+        )
+        texts: dict[int, list[str]] = {}
+        calls: dict[int, dict[int, dict[str, Any]]] = {}
+        finish: dict[int, str | None] = {}
+        lps: dict[int, list[float]] = {}
+        chunks: dict[int, int] = {}
+        usage_prompt, usage_completion, model = 0, None, ""
+        async for chunk in stream:
+            model = chunk.model or model
+            if chunk.usage is not None:
+                usage_prompt, usage_completion = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+            for choice in chunk.choices:
+                i = choice.index
+                delta = choice.delta
+                if delta is not None and delta.content:
+                    texts.setdefault(i, []).append(delta.content)
+                    chunks[i] = chunks.get(i, 0) + 1
+                    on_token(i, delta.content)
+                for tc in (delta.tool_calls or []) if delta is not None else []:
+                    slot = calls.setdefault(i, {}).setdefault(
+                        tc.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+                    )
+                    if tc.id:
+                        slot["id"] = tc.id
+                    if tc.function is not None:
+                        slot["function"]["name"] += tc.function.name or ""
+                        slot["function"]["arguments"] += tc.function.arguments or ""
+                if choice.logprobs is not None and choice.logprobs.content:
+                    lps.setdefault(i, []).extend(t.logprob for t in choice.logprobs.content)
+                if choice.finish_reason:
+                    finish[i] = choice.finish_reason
+                texts.setdefault(i, [])
+        out = [
+            Completion(index=i, text="".join(parts), finish_reason=finish.get(i), model=model,
+                       tool_calls=[calls[i][k] for k in sorted(calls.get(i, {}))],
+                       token_logprobs=lps.get(i), completion_tokens=chunks.get(i, 0))
+            for i, parts in sorted(texts.items())
+        ]
+        self._spread_usage(out, usage_prompt, usage_completion)
+        return out
+
+    @staticmethod
+    def _spread_usage(out: list[Completion], prompt: int, completion: int | None) -> None:
+        """Attach usage to choices; servers report one total for all ``n`` choices."""
+        for c in out:
+            c.prompt_tokens = prompt
+        if completion is not None and out:
+            if len(out) == 1:
+                out[0].completion_tokens = completion
+            elif not any(c.completion_tokens for c in out):
+                for c in out:
+                    c.completion_tokens = completion // len(out)
+
+    async def _with_retries(self, call: Callable[[], Any]) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except openai.NotFoundError as exc:
+                await self._raise_not_found(exc)
+            except openai.APIStatusError as exc:
+                if exc.status_code not in _RETRYABLE_STATUS or attempt >= self.max_retries:
+                    raise ModelServerError(
+                        f"model server {self.base_url} answered HTTP {exc.status_code}: {_short(exc)}"
+                    ) from exc
+            except (openai.APIConnectionError, openai.APIResponseValidationError, httpx.TransportError) as exc:
+                if attempt >= self.max_retries:
+                    raise ModelServerError(
+                        f"model server unreachable at {self.base_url} after {attempt + 1} attempts: {_short(exc)}"
+                        " (is it running? start one with `peerstep serve`, or pass --base-url)"
+                    ) from exc
+            delay = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
+            attempt += 1
+            await asyncio.sleep(delay)
+
+    async def _raise_not_found(self, exc: openai.NotFoundError) -> None:
+        try:
+            page = await self._sdk.models.list()
+            served = [m.id for m in page.data]
+        except openai.OpenAIError:
+            served = []
+        if served and self.model not in served:
+            raise ModelNotFoundError(
+                f"model {self.model!r} is not served by {self.base_url}; available: {', '.join(served)}"
+            ) from exc
+        raise ModelServerError(f"model server {self.base_url} answered 404: {_short(exc)}") from exc
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    cause = exc.__cause__
+    detail = text[0] if text else type(exc).__name__
+    if cause is not None and str(cause):
+        detail += f" ({type(cause).__name__}: {str(cause).splitlines()[0]})"
+    return detail[:300]

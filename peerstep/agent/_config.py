@@ -1,0 +1,29 @@
+"""Agent configuration: sampling, budgets and how tool calls are requested."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from peerstep.agent._client import SamplingParams
+
+
+class Budget(BaseModel):
+    """Limits per trajectory. Hitting any of them forces a final answer (one more, constrained call)."""
+
+    max_steps: int = Field(default=10, ge=1, description="Model calls before the answer is forced.")
+    max_tokens: int = Field(default=4096, ge=1, description="Generated tokens before the answer is forced.")
+    wall_time_s: float = Field(default=600.0, gt=0, description="Seconds before the answer is forced.")
+
+
+class AgentConfig(BaseModel):
+    sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=512))
+    budget: Budget = Field(default_factory=Budget)
+    tool_choice: Literal["auto", "required"] = Field(
+        default="auto",
+        description="'required' asks the server to constrain decoding to a tool call (vLLM structured output); "
+        "'auto' lets the model write calls as text, which peerstep parses.",
+    )
+    native_tools: bool = Field(default=True, description="Send the tools' schemas in the request's `tools` field.")
+    system_prompt: str | None = Field(default=None, description="Replaces the built-in system prompt.")

@@ -1,0 +1,213 @@
+"""One trajectory's reason and act steps: the logic the graph nodes run.
+
+Kept apart from the graph wiring so the same two steps serve the single-agent graph and
+the parallel (peer-sharing) graph. Every step is written to the step log before the node
+returns, so a crash or SIGKILL loses at most the step in flight.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from peerstep._errors import PeerstepError
+from peerstep.agent._client import Completion, ModelClient
+from peerstep.agent._config import AgentConfig
+from peerstep.agent._parsing import ParsedCall, parse_tool_calls
+from peerstep.agent._prompts import FORCE_FINAL, ONE_CALL_NOTE, system_prompt, tool_result_message
+from peerstep.environments._base import Environment
+from peerstep.graphs.state import TrajectoryState
+from peerstep.steplog import StepKind, StepLog, StepRecord, ToolInfo, Usage
+from peerstep.tools._base import Tool
+
+Listener = Callable[[StepRecord], None]
+TokenSink = Callable[[int, str], None]
+_WIRE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
+
+
+def wire_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Messages as sent to the server: only OpenAI keys (``info`` and friends stay local)."""
+    return [{k: m[k] for k in _WIRE_KEYS if k in m} for m in messages]
+
+
+class Trajectory:
+    """Runtime of one trajectory: its model client, environment, step log and listeners."""
+
+    def __init__(
+        self,
+        client: ModelClient,
+        env: Environment,
+        log: StepLog,
+        config: AgentConfig | None = None,
+        *,
+        trajectory_id: int = 0,
+        episode_id: str = "0",
+        listeners: list[Listener] | None = None,
+        on_token: TokenSink | None = None,
+    ) -> None:
+        self.client = client
+        self.env = env
+        self.log = log
+        self.config = config or AgentConfig()
+        self.trajectory_id = trajectory_id
+        self.episode_id = episode_id
+        self.listeners = list(listeners or [])
+        self.on_token = on_token
+        self.tools: list[Tool] = []
+
+    # --- logging -----------------------------------------------------------------------------
+    def record(self, kind: StepKind, parent: str | None, **fields: Any) -> StepRecord:
+        rec = self.log.append(StepRecord(run_id=self.log.run_id, episode_id=self.episode_id,
+                                         trajectory_id=self.trajectory_id, parent_id=parent, kind=kind, **fields))
+        for listener in self.listeners:
+            listener(rec)
+        return rec
+
+    # --- steps -------------------------------------------------------------------------------
+    async def start(self) -> TrajectoryState:
+        """Reset the environment and build the opening state."""
+        messages, tools = await self.env.reset()
+        self.tools = tools
+        prompt = self.config.system_prompt or system_prompt(tools)
+        opening = [{"role": "system", "content": prompt}, *messages]
+        rec = self.record(StepKind.RUN_START, None, text=messages[-1].get("content") if messages else None,
+                          data={"tools": [t.name for t in tools], "system_prompt": prompt})
+        return TrajectoryState(trajectory_id=self.trajectory_id, messages=opening, action=None, native_calls=False,
+                               steps=0, tokens=0, started_at=time.time(), forced=False, last_step_id=rec.step_id,
+                               done=False, answer=None, reward=None, error=None)
+
+    def _budget_reason(self, state: TrajectoryState) -> str | None:
+        b = self.config.budget
+        if state["steps"] >= b.max_steps:
+            return f"max_steps ({b.max_steps}) reached"
+        if state["tokens"] >= b.max_tokens:
+            return f"max_tokens ({b.max_tokens}) reached"
+        if time.time() - state["started_at"] >= b.wall_time_s:
+            return f"wall time ({b.wall_time_s:g} s) reached"
+        return None
+
+    async def reason(self, state: TrajectoryState) -> TrajectoryState:
+        """One model call; the reply becomes the pending action."""
+        update: TrajectoryState = {}
+        parent = state["last_step_id"]
+        messages = list(state["messages"])
+        forced = state["forced"]
+        if not forced and (why := self._budget_reason(state)):
+            forced = True
+            parent = self.record(StepKind.BUDGET, parent, text=why, data={"steps": state["steps"],
+                                                                          "tokens": state["tokens"]}).step_id
+            messages.append({"role": "user", "content": FORCE_FINAL})
+        tool_names = [t.name for t in self.tools]
+        finish = "submit_answer" if "submit_answer" in tool_names else None
+        tool_choice: Any = None
+        if forced and finish:
+            tool_choice = {"type": "function", "function": {"name": finish}}
+        elif self.config.tool_choice == "required":
+            tool_choice = "required"
+        schemas = [t.schema() for t in self.tools] if (self.config.native_tools or tool_choice) else None
+        sampling = self.config.sampling
+        on_token = None
+        if self.on_token is not None:
+            sink, tid = self.on_token, self.trajectory_id
+            on_token = lambda _i, delta: sink(tid, delta)  # noqa: E731
+        try:
+            completion: Completion = (await self.client.chat(
+                wire_messages(messages), sampling=sampling, tools=schemas, tool_choice=tool_choice,
+                on_token=on_token))[0]
+        except PeerstepError as exc:
+            self.record(StepKind.ERROR, parent, text=str(exc), data={"error": type(exc).__name__, "stage": "model"})
+            return {**update, "messages": messages, "forced": forced, "done": True, "error": str(exc)}
+
+        rec = self.record(
+            StepKind.REASON, parent, text=completion.text, finish_reason=completion.finish_reason,
+            usage=Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens),
+            mean_logprob=completion.mean_logprob, token_logprobs=completion.token_logprobs,
+            latency_s=completion.latency_s, model=completion.model or self.client.model,
+            sampling=sampling.model_dump(exclude_defaults=False),
+            data={"native_tool_calls": completion.tool_calls} if completion.tool_calls else {},
+        )
+        parsed = parse_tool_calls(completion.text, completion.tool_calls, tool_names)
+        calls = parsed.calls
+        if forced and finish and not any(c.name == finish for c in calls):
+            # the server ignored the named tool_choice: take the reply itself as the answer
+            calls = [ParsedCall(name=finish, arguments={"answer": completion.text.strip()[:500]},
+                                source="forced_text")]
+        native = bool(completion.tool_calls)
+        dropped = 0
+        if not native and len(calls) > 1:
+            # Calls written as text after the first were planned before seeing its result (small models
+            # guess the intermediate numbers): run only the first, as the prompt asks.
+            dropped, calls = len(calls) - 1, calls[:1]
+        assistant: dict[str, Any] = {"role": "assistant", "content": completion.text}
+        if native:
+            assistant["tool_calls"] = [c.openai() for c in calls]
+        messages.append(assistant)
+        last = rec.step_id
+        for call in calls:
+            last = self.record(StepKind.TOOL_CALL, rec.step_id, tool=ToolInfo(
+                name=call.name, arguments=call.arguments, call_id=call.id, source=call.source)).step_id
+        if parsed.error and not calls:
+            self.record(StepKind.ERROR, rec.step_id, text=parsed.error, data={"error": "unparseable_tool_call"})
+        action = {"role": "assistant", "content": completion.text, "tool_calls": [c.openai() for c in calls],
+                  "parse_error": parsed.error, "dropped_calls": dropped}
+        return {**update, "messages": messages, "action": action, "native_calls": native, "forced": forced,
+                "steps": state["steps"] + 1, "tokens": state["tokens"] + completion.completion_tokens,
+                "last_step_id": last}
+
+    async def act(self, state: TrajectoryState) -> TrajectoryState:
+        """Send the pending action to the environment and fold the observations into the conversation."""
+        action = state["action"] or {}
+        parent = state["last_step_id"]
+        messages = list(state["messages"])
+        calls = action.get("tool_calls") or []
+        if action.get("parse_error") and not calls:
+            messages.append({"role": "user", "content": action["parse_error"]})
+            rec = self.record(StepKind.OBSERVATION, parent, text=action["parse_error"], data={"format_error": True})
+            return {"messages": messages, "action": None, "last_step_id": rec.step_id}
+        try:
+            observations, reward, done, truncated = await self.env.step(
+                {k: action[k] for k in ("role", "content", "tool_calls")})
+        except Exception as exc:  # an environment bug must not kill the run; it is logged and the run ends cleanly
+            text = f"the environment failed: {type(exc).__name__}: {exc}"
+            self.record(StepKind.ERROR, parent, text=text, data={"error": type(exc).__name__, "stage": "environment"})
+            return {"messages": messages, "action": None, "done": True, "error": text}
+        by_id = {c["id"]: c for c in calls}
+        for obs in observations:
+            info = obs.get("info") or {}
+            call = by_id.get(obs.get("tool_call_id", ""))
+            tool = None
+            if call is not None:
+                tool = ToolInfo(name=obs.get("name", ""), call_id=call["id"], output=obs.get("content"),
+                                ok=info.get("ok"), latency_s=info.get("latency_s"),
+                                timed_out=bool(info.get("timed_out")))
+            parent = self.record(StepKind.OBSERVATION, parent, text=obs.get("content"), tool=tool).step_id
+            if obs.get("role") == "tool" and state.get("native_calls"):
+                messages.append({k: obs[k] for k in ("role", "tool_call_id", "name", "content") if k in obs})
+            elif obs.get("role") == "tool":
+                messages.append({"role": "user", "content": tool_result_message(
+                    obs.get("name", ""), call["function"]["arguments"] if call else "", obs.get("content", ""))})
+            else:
+                messages.append({"role": obs.get("role", "user"), "content": obs.get("content", "")})
+        if action.get("dropped_calls") and not done and messages and messages[-1]["role"] == "user":
+            messages[-1] = {**messages[-1], "content": messages[-1]["content"] + ONE_CALL_NOTE}
+        update: TrajectoryState = {"messages": messages, "action": None, "last_step_id": parent}
+        if done or truncated:
+            answer = _submitted_answer(calls)
+            rec = self.record(StepKind.FINAL, parent, text=answer, reward=reward, done=done,
+                              data={"truncated": truncated, "gold": self.env.gold, "forced": state.get("forced")})
+            update.update(done=True, answer=answer, reward=reward, last_step_id=rec.step_id)
+        return update
+
+
+def _submitted_answer(calls: list[dict[str, Any]]) -> str | None:
+    import json
+
+    for call in calls:
+        if call["function"]["name"] == "submit_answer":
+            try:
+                args = json.loads(call["function"]["arguments"])
+            except json.JSONDecodeError:
+                return str(call["function"]["arguments"])
+            return str(args.get("answer")) if isinstance(args, dict) else str(args)
+    return None

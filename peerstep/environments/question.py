@@ -1,0 +1,74 @@
+"""A free-form question as an episode: the default tools plus ``submit_answer``.
+
+This is what ``peerstep solve "..."`` runs. With a gold answer it also scores the
+submission (1.0 when it matches), so the same environment serves quick evals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from peerstep._errors import InputError
+from peerstep.environments._answers import answers_match
+from peerstep.environments._base import Message, ToolEnvironment, call_arguments, observation, register_environment
+from peerstep.tools import Tool, default_tools
+
+MAX_QUESTION_CHARS = 20_000
+
+
+def submit_answer(answer: str) -> str:
+    """Submit your final answer. Call this once, when you are confident; the episode ends.
+
+    Args:
+        answer: The final answer only, e.g. a number with no units or a short phrase.
+    """
+    return answer
+
+
+@register_environment("question")
+class QuestionEnvironment(ToolEnvironment):
+    """Ask one question; tools are the defaults unless given."""
+
+    name = "question"
+
+    def __init__(
+        self,
+        question: str,
+        *,
+        gold: str | None = None,
+        tools: list[Tool] | None = None,
+        checker: Callable[[str, str], bool] = answers_match,
+        max_chars: int = MAX_QUESTION_CHARS,
+    ) -> None:
+        question = question.strip()
+        if not question:
+            raise InputError("the question is empty: pass the question text, e.g. peerstep solve \"What is 2+2?\"")
+        if len(question) > max_chars:
+            raise InputError(
+                f"the question is {len(question):,} characters; the limit is {max_chars:,} "
+                f"(the model's context would overflow). Shorten it, or raise the limit with --max-question-chars"
+            )
+        self.question = question
+        self._gold = gold
+        self.checker = checker
+        self.answer: str | None = None
+        super().__init__([*(tools if tools is not None else default_tools()), Tool(submit_answer)])
+
+    @property
+    def gold(self) -> str | None:
+        return self._gold
+
+    async def reset(self) -> tuple[list[Message], list[Tool]]:
+        self.done = False
+        self.answer = None
+        return [{"role": "user", "content": self.question}], list(self.tools.values())
+
+    async def submit(self, call: dict[str, Any]) -> tuple[Message, float]:
+        args = call_arguments(call)
+        answer = str(args.get("answer", "")) if isinstance(args, dict) else str(args)
+        self.answer = answer.strip()
+        reward = 0.0
+        if self._gold is not None:
+            reward = 1.0 if self.checker(self.answer, self._gold) else 0.0
+        return observation(call.get("id") or "call", "submit_answer", f"Answer submitted: {self.answer}"), reward

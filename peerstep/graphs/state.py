@@ -1,0 +1,26 @@
+"""Graph state: plain data only, so that it checkpoints cheaply and serialises anywhere.
+
+Resources (model client, environment, step log) are not state; they live in the
+``Trajectory`` runtime the nodes close over. The step log is not state either: it is
+written to disk as steps happen.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypedDict
+
+
+class TrajectoryState(TypedDict, total=False):
+    trajectory_id: int
+    messages: list[dict[str, Any]]  # the conversation as the model sees it (OpenAI format)
+    action: dict[str, Any] | None  # the assistant message waiting for the environment
+    native_calls: bool  # whether ``action``'s calls came back as structured tool_calls
+    steps: int  # model calls made
+    tokens: int  # completion tokens generated
+    started_at: float
+    forced: bool  # the budget ran out; the next call must answer
+    last_step_id: str | None  # parent for the next step record
+    done: bool
+    answer: str | None
+    reward: float | None
+    error: str | None

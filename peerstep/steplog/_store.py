@@ -1,0 +1,175 @@
+"""Append-only step store: one SQLite file per run, in WAL mode.
+
+Why SQLite rather than JSONL: several trajectories (and later several processes, e.g. an
+eval runner) append to the same run concurrently, and readers (``peerstep show``, exporters)
+query by trajectory and kind. WAL gives atomic appends, concurrent readers and a file that
+stays consistent when the writer is killed: every committed transaction is in the WAL file
+in the OS page cache, so SIGKILL loses nothing that was committed (only a power loss could,
+with ``synchronous=NORMAL``). Each record is committed on its own, as it happens.
+
+Records live outside the graph state on purpose: a log in state would be copied into every
+checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from peerstep._errors import PeerstepError
+from peerstep.models._registry import cache_dir
+from peerstep.steplog._records import StepKind, StepRecord, new_id
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS steps (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    step_id TEXT NOT NULL UNIQUE,
+    episode_id TEXT NOT NULL,
+    trajectory_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS steps_by_traj ON steps (episode_id, trajectory_id, seq);
+"""
+
+
+class StepLogError(PeerstepError):
+    """The step log could not be written (full disk, read-only directory, …)."""
+
+
+def runs_dir() -> Path:
+    """Where run files go: ``$PEERSTEP_RUNS`` or ``<cache>/runs``."""
+    import os
+
+    env = os.environ.get("PEERSTEP_RUNS")
+    return Path(env).expanduser() if env else cache_dir() / "runs"
+
+
+class RunSummary(BaseModel):
+    run_id: str
+    path: Path
+    created_at: float
+    meta: dict[str, Any]
+    steps: int
+
+
+class StepLog:
+    """Writer and reader for one run's records. Thread-safe; cheap to call from async code."""
+
+    def __init__(self, path: Path, run_id: str) -> None:
+        self.path = path
+        self.run_id = run_id
+        self._lock = threading.Lock()
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except (sqlite3.Error, OSError) as exc:
+            raise StepLogError(f"cannot open step log {path}: {exc}") from exc
+
+    @classmethod
+    def create(cls, meta: dict[str, Any] | None = None, directory: Path | None = None,
+               run_id: str | None = None) -> StepLog:
+        run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + new_id()[:6]
+        log = cls((directory or runs_dir()) / f"{run_id}.sqlite", run_id)
+        log.set_meta({"run_id": run_id, "created_at": time.time(), **(meta or {})})
+        return log
+
+    @classmethod
+    def open(cls, run: str, directory: Path | None = None) -> StepLog:
+        """Open an existing run by id, file path, or unique id prefix."""
+        candidate = Path(run)
+        if candidate.suffix == ".sqlite" and candidate.exists():
+            return cls(candidate, candidate.stem)
+        base = directory or runs_dir()
+        matches = sorted(base.glob(f"{run}*.sqlite"))
+        if not matches:
+            raise StepLogError(f"no run {run!r} in {base}; `peerstep runs` lists them")
+        if len(matches) > 1:
+            raise StepLogError(f"run id {run!r} is ambiguous: {', '.join(m.stem for m in matches[:5])}")
+        return cls(matches[0], matches[0].stem)
+
+    def set_meta(self, values: dict[str, Any]) -> None:
+        rows = [(k, json.dumps(v, default=str)) for k, v in values.items()]
+        self._write("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", rows)
+
+    def meta(self) -> dict[str, Any]:
+        with self._lock:
+            return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+
+    def append(self, record: StepRecord) -> StepRecord:
+        """Commit one record now. Raises StepLogError with the cause if the disk refuses it."""
+        row = (record.step_id, record.episode_id, record.trajectory_id, record.kind.value, record.created_at,
+               record.model_dump_json(exclude_none=True))
+        self._write("INSERT INTO steps (step_id, episode_id, trajectory_id, kind, created_at, record) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", [row])
+        return record
+
+    def log(self, kind: StepKind, **fields: Any) -> StepRecord:
+        return self.append(StepRecord(run_id=self.run_id, kind=kind, **fields))
+
+    def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.executemany(sql, rows)
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise StepLogError(f"cannot write to step log {self.path}: {exc}") from exc
+
+    def records(self, trajectory_id: int | None = None, kind: StepKind | None = None) -> Iterator[StepRecord]:
+        sql, args = "SELECT record FROM steps WHERE 1=1", []
+        if trajectory_id is not None:
+            sql += " AND trajectory_id = ?"
+            args.append(trajectory_id)
+        if kind is not None:
+            sql += " AND kind = ?"
+            args.append(kind.value)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY seq", args).fetchall()
+        for (raw,) in rows:
+            yield StepRecord.model_validate_json(raw)
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT count(*) FROM steps").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> StepLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def list_runs(directory: Path | None = None) -> list[RunSummary]:
+    """Every run in ``directory``, newest first. Unreadable files are reported, not skipped silently."""
+    base = directory or runs_dir()
+    out: list[RunSummary] = []
+    for path in sorted(base.glob("*.sqlite"), reverse=True):
+        try:
+            with StepLog(path, path.stem) as log:
+                meta = log.meta()
+                out.append(RunSummary(run_id=path.stem, path=path, created_at=float(meta.get("created_at", 0)),
+                                      meta=meta, steps=log.count()))
+        except (StepLogError, sqlite3.Error) as exc:
+            out.append(RunSummary(run_id=path.stem, path=path, created_at=0, meta={"error": str(exc)}, steps=0))
+    return out

@@ -1,0 +1,17 @@
+"""Tools the agent can call: built from typed, documented functions."""
+
+from peerstep.tools._base import Tool, ToolResult, tool
+
+
+def calculator_tool() -> Tool:
+    from peerstep.tools.calculator import calculate
+
+    return Tool(calculate, name="calculate", timeout=5.0)
+
+
+def default_tools() -> list[Tool]:
+    """The tools a question gets when none are named: currently the calculator."""
+    return [calculator_tool()]
+
+
+__all__ = ["Tool", "ToolResult", "calculator_tool", "default_tools", "tool"]
