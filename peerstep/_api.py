@@ -143,6 +143,7 @@ def solve(question: str, *, tools: list[Tool] | None = None, gold: str | None = 
 
     async def main(client: ModelClient) -> EpisodeResult:
         try:
+            await client.check()
             return await run_episode(env, client, config=config, meta={"question": question[:2000]})
         finally:
             await client.close()

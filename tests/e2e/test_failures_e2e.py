@@ -1,0 +1,114 @@
+"""End-to-end failure handling with real processes: a server killed mid-run, Ctrl-C, no orphans."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from peerstep.models import SMALL_MODEL
+from peerstep.steplog import StepKind, StepLog
+
+pytestmark = pytest.mark.slow
+
+LONG_QUESTION = ("Explain in detail, in about 300 words, how long multiplication works, then compute 4817 * 2963 "
+                 "with the calculator and submit it.")
+
+
+def _env(runs: Path, state: Path) -> dict[str, str]:
+    return {**os.environ, "PEERSTEP_RUNS": str(runs), "PEERSTEP_ENGINE_STATE": str(state), "COLUMNS": "200"}
+
+
+def _wait_for(predicate: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _records(runs: Path) -> list[str]:
+    files = sorted(runs.glob("*.sqlite"))
+    if not files:
+        return []
+    with StepLog(files[0], files[0].stem) as log:
+        return [r.kind.value for r in log.records()]
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for every purpose but its exit status
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _children_named(parent: int, needle: str) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().split(")")[-1].split()
+            cmd = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if int(fields[1]) == parent and needle in cmd:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_server_killed_mid_run(tmp_path: Path) -> None:
+    runs, state = tmp_path / "runs", tmp_path / "state"
+    env = _env(runs, state)
+    serve = subprocess.Popen([sys.executable, "-m", "peerstep.cli", "serve", "--model", SMALL_MODEL],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        _wait_for(lambda: any(state.glob("*.json")), 120, "peerstep serve to start")
+        info = json.loads(next(state.glob("*.json")).read_text())
+        solve = subprocess.Popen(
+            [sys.executable, "-m", "peerstep.cli", "solve", "--base-url", info["base_url"], "--model", SMALL_MODEL,
+             LONG_QUESTION], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        _wait_for(lambda: "run_start" in _records(runs), 60, "the run to start")
+        time.sleep(2)  # the first reply is streaming now
+        os.kill(info["pid"], signal.SIGKILL)
+        out, err = solve.communicate(timeout=120)
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.wait(timeout=30)
+    assert solve.returncode == 1, out + err
+    assert "unreachable" in err and info["base_url"] in err
+    kinds = _records(runs)
+    assert kinds[0] == "run_start" and "error" in kinds
+    files = sorted(runs.glob("*.sqlite"))
+    with StepLog(files[0], files[0].stem) as log:
+        errors = list(log.records(kind=StepKind.ERROR))
+        assert errors and "unreachable" in (errors[0].text or "")
+        assert log.meta()["status"] == "error"
+
+
+def test_ctrl_c_stops_the_engine_and_keeps_the_log(tmp_path: Path) -> None:
+    runs, state = tmp_path / "runs", tmp_path / "state"
+    solve = subprocess.Popen(
+        [sys.executable, "-m", "peerstep.cli", "solve", "--model", SMALL_MODEL, LONG_QUESTION],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(runs, state))
+    _wait_for(lambda: "run_start" in _records(runs), 120, "the run to start")
+    servers = _children_named(solve.pid, "llama_cpp.server")
+    assert len(servers) == 1, "solve should have started its own llama.cpp server"
+    time.sleep(1)
+    solve.send_signal(signal.SIGINT)
+    out, err = solve.communicate(timeout=60)
+    assert solve.returncode == 130, out + err
+    assert "interrupted" in err
+    _wait_for(lambda: not _pid_alive(servers[0]), 30, "the engine to exit")
+    assert _records(runs)[0] == "run_start"
+    assert not list(state.glob("*.json")), "the state file of a stopped engine must be removed"

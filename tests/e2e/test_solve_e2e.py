@@ -1,0 +1,93 @@
+"""End-to-end: the real embedded model behind real engines solves calculator questions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from peerstep._api import asolve
+from peerstep.agent import ModelClient
+from peerstep.engines import ManagedEngine
+from peerstep.steplog import StepKind, StepLog
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = [
+    ("What is 48123 * 9177 minus 12% of 5,000?", "441624171"),
+    ("A baker makes 245 loaves a day for 28 days and sells each for $3.75. What is the total revenue in dollars?",
+     "25725"),
+]
+
+
+@pytest.mark.parametrize(("question", "gold"), QUESTIONS)
+async def test_solves_calculator_question(engine: ManagedEngine, runs_dir: Path, question: str, gold: str) -> None:
+    client = ModelClient(engine.base_url, engine.served_name)
+    log = StepLog.create(directory=runs_dir, meta={"question": question})
+    try:
+        result = await asolve(question, client, gold=gold, log=log)
+    finally:
+        await client.close()
+    assert result.error is None
+    assert result.answer is not None and result.reward == 1.0, f"answered {result.answer!r}, gold {gold}"
+
+    with StepLog.open(log.run_id, runs_dir) as reader:
+        recs = list(reader.records())
+    kinds = [r.kind for r in recs]
+    assert kinds[0] == StepKind.RUN_START and kinds[-1] == StepKind.RUN_END
+    reasons = [r for r in recs if r.kind == StepKind.REASON]
+    assert reasons and all(r.model == engine.served_name for r in reasons)
+    assert all(r.sampling is not None and r.sampling["temperature"] == 0.0 for r in reasons)
+    assert all(r.usage is not None and r.usage.completion_tokens > 0 for r in reasons)
+    calls = [r for r in recs if r.kind == StepKind.TOOL_CALL]
+    assert any(c.tool is not None and c.tool.name == "calculate" for c in calls), "no calculator call was made"
+    observations = [r for r in recs if r.kind == StepKind.OBSERVATION and r.tool is not None]
+    assert any(o.tool is not None and o.tool.name == "calculate" and o.tool.ok for o in observations)
+    final = [r for r in recs if r.kind == StepKind.FINAL]
+    assert len(final) == 1 and final[0].reward == 1.0 and final[0].data["gold"] == gold
+    ids = {r.step_id for r in recs}
+    assert all(r.parent_id in ids for r in recs if r.parent_id is not None)
+
+
+async def test_n_choices_and_logprobs(engine: ManagedEngine) -> None:
+    """``n`` and logprobs pass through to the server (later strategies sample several answers per request)."""
+    from peerstep.agent import SamplingParams
+
+    client = ModelClient(engine.base_url, engine.served_name)
+    try:
+        n = 2 if engine.name == "vllm" else 1  # llama-cpp-python's server ignores n > 1
+        out = await client.chat([{"role": "user", "content": "Name a colour."}], n=n,
+                                sampling=SamplingParams(temperature=0.8, max_tokens=8, logprobs=True, seed=1))
+    finally:
+        await client.close()
+    assert len(out) == n
+    assert all(c.text for c in out)
+    assert all(c.mean_logprob is not None and c.mean_logprob <= 0 for c in out)
+
+
+def _cli(*args: str, runs: Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PEERSTEP_RUNS": str(runs), "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "peerstep.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_cli_solve_against_running_server(llamacpp_engine: ManagedEngine, runs_dir: Path) -> None:
+    proc = _cli("solve", "--base-url", llamacpp_engine.base_url, "--model", llamacpp_engine.served_name,
+                "What is 2 to the power of 31, minus 1?", runs=runs_dir)
+    assert proc.returncode == 0, proc.stderr
+    assert "Final answer: 2147483647" in proc.stdout
+    assert "→ calculate(" in proc.stdout
+    listed = _cli("runs", runs=runs_dir)
+    assert listed.returncode == 0 and "2147483647" in listed.stdout
+    shown = _cli("show", sorted(runs_dir.glob("*.sqlite"))[0].stem, runs=runs_dir)
+    assert shown.returncode == 0 and "Final answer: 2147483647" in shown.stdout
+
+
+def test_cli_unknown_model(llamacpp_engine: ManagedEngine, runs_dir: Path) -> None:
+    proc = _cli("solve", "--base-url", llamacpp_engine.base_url, "--model", "no-such-model", "1+1?", runs=runs_dir,
+                timeout=120)
+    assert proc.returncode == 1
+    assert "no-such-model" in proc.stderr and llamacpp_engine.served_name in proc.stderr

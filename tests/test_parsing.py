@@ -1,0 +1,93 @@
+"""Finding tool calls in model replies: every shape the small models produce, and the failures."""
+
+from __future__ import annotations
+
+import pytest
+
+from peerstep.agent import parse_tool_calls
+
+TOOLS = ["calculate", "submit_answer", "python"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"name": "calculate", "arguments": {"expression": "2+2"}}',
+        'Let me compute.\n```json\n{"name": "calculate", "arguments": {"expression": "2+2"}}\n```\nDone.',
+        '```\n{"name": "calculate", "arguments": {"expression": "2+2"}}\n```',
+        '<tool_call>\n{"name": "calculate", "arguments": {"expression": "2+2"}}\n</tool_call>',
+        '{"name": "calculate", "arguments": "{\\"expression\\": \\"2+2\\"}"}',  # arguments as a JSON string
+        '{"function": {"name": "calculate", "arguments": {"expression": "2+2"}}}',  # OpenAI shape as text
+        '{"name": "calculate", "parameters": {"expression": "2+2"}}',  # 'parameters' instead of 'arguments'
+        'First {"not": "a call"} then {"name": "calculate", "arguments": {"expression": "2+2"}}',
+    ],
+)
+def test_json_calls_in_text(text: str) -> None:
+    result = parse_tool_calls(text, None, TOOLS)
+    assert result.error is None
+    assert [(c.name, c.arguments, c.source) for c in result.calls] == [("calculate", {"expression": "2+2"},
+                                                                        "json_text")]
+
+
+def test_several_calls_in_order() -> None:
+    text = ('{"name": "calculate", "arguments": {"expression": "1+1"}}\n'
+            '{"name": "submit_answer", "arguments": {"answer": "2"}}')
+    assert [c.name for c in parse_tool_calls(text, None, TOOLS).calls] == ["calculate", "submit_answer"]
+
+
+def test_list_of_calls() -> None:
+    text = '[{"name": "calculate", "arguments": {"expression": "1"}}, {"name": "calculate", "arguments": {}}]'
+    assert len(parse_tool_calls(text, None, TOOLS).calls) == 2
+
+
+def test_native_calls_win_and_keep_ids() -> None:
+    native = [{"id": "abc", "type": "function", "function": {"name": "calculate", "arguments": '{"expression": "3"}'}}]
+    result = parse_tool_calls('{"name": "submit_answer", "arguments": {"answer": "x"}}', native, TOOLS)
+    assert [(c.id, c.name, c.arguments, c.source) for c in result.calls] == [("abc", "calculate",
+                                                                              {"expression": "3"}, "native")]
+
+
+def test_native_call_with_broken_arguments_is_passed_through() -> None:
+    native = [{"id": "abc", "type": "function", "function": {"name": "calculate", "arguments": '{"expr'}}]
+    assert parse_tool_calls("", native, TOOLS).calls[0].arguments == '{"expr'
+
+
+def test_python_block_becomes_python_call() -> None:
+    text = "I'll compute it.\n```python\nx = 48123 * 9177\nprint(x - 600)\n```"
+    result = parse_tool_calls(text, None, TOOLS)
+    assert [(c.name, c.arguments, c.source) for c in result.calls] == [
+        ("python", {"code": "x = 48123 * 9177\nprint(x - 600)"}, "code_block")]
+
+
+def test_python_block_ignored_without_python_tool() -> None:
+    assert parse_tool_calls("```python\nprint(1)\n```", None, ["calculate"]).calls == []
+
+
+def test_json_call_preferred_over_code_block() -> None:
+    text = '```python\nprint(1)\n```\n{"name": "submit_answer", "arguments": {"answer": "1"}}'
+    assert parse_tool_calls(text, None, TOOLS).calls[0].name == "submit_answer"
+
+
+def test_unknown_tool_is_reported() -> None:
+    result = parse_tool_calls('{"name": "browse", "arguments": {"url": "x"}}', None, TOOLS)
+    assert result.calls == []
+    assert result.error is not None and "unknown tool 'browse'" in result.error and "calculate" in result.error
+
+
+def test_broken_json_is_reported_with_format() -> None:
+    result = parse_tool_calls('{"name": "calculate", "arguments": {"expression": "1+', None, TOOLS)
+    assert result.calls == []
+    assert result.error is not None and "could not be parsed" in result.error
+    assert '{"name": "calculate", "arguments": {"expression": "2 * (3 + 4)"}}' in result.error
+
+
+def test_plain_text_is_no_call_and_no_error() -> None:
+    result = parse_tool_calls("The answer is 42.", None, TOOLS)
+    assert result.calls == [] and result.error is None
+
+
+def test_openai_round_trip() -> None:
+    call = parse_tool_calls('{"name": "calculate", "arguments": {"expression": "2"}}', None, TOOLS).calls[0]
+    wire = call.openai()
+    assert wire["type"] == "function" and wire["function"] == {"name": "calculate",
+                                                               "arguments": '{"expression": "2"}'}
