@@ -38,9 +38,9 @@ async def test_text_tool_call_then_answer(tmp_path: Path) -> None:
     second = client.requests_seen[1]["messages"]
     assert second[-1]["role"] == "user"
     assert "441624171" in second[-1]["content"]
-    obs = [r for r in StepLog(log.path, log.run_id).records(kind=StepKind.OBSERVATION)][0]
+    obs = next(iter(StepLog(log.path, log.run_id).records(kind=StepKind.OBSERVATION)))
     assert obs.tool is not None and obs.tool.ok is True and obs.tool.name == "calculate"
-    call = [r for r in StepLog(log.path, log.run_id).records(kind=StepKind.TOOL_CALL)][0]
+    call = next(iter(StepLog(log.path, log.run_id).records(kind=StepKind.TOOL_CALL)))
     assert call.tool is not None and call.tool.source == "json_text"
 
 
@@ -100,7 +100,7 @@ async def test_budget_forces_named_submit(tmp_path: Path) -> None:
     assert "no budget left" in forced["messages"][-1]["content"]
     assert "budget" in kinds(log.path)
     with StepLog(log.path, log.run_id) as reader:
-        final = list(reader.records(kind=StepKind.FINAL))[0]
+        final = next(iter(reader.records(kind=StepKind.FINAL)))
     assert final.data["forced"] is True
 
 
@@ -195,3 +195,28 @@ def test_question_validation() -> None:
         QuestionEnvironment("   ")
     with pytest.raises(InputError, match="200,000 characters"):
         QuestionEnvironment("x" * 200_000)
+
+
+async def test_text_after_first_call_is_cut_from_context(tmp_path: Path) -> None:
+    """Invented results after a call must not stay in the context the model sees next."""
+    client = ScriptedClient([
+        'Step 1:\n```json\n{"name": "calculate", "arguments": {"expression": "48123 * 9177"}}\n```\n'
+        '{"result": "441624171"}\n{"name": "submit_answer", "arguments": {"answer": "441624171"}}',
+        '{"name": "submit_answer", "arguments": {"answer": "441624771"}}',
+    ])
+    log = StepLog.create(directory=tmp_path)
+    await run_episode(QuestionEnvironment("48123*9177?"), client, log=log)
+    context = client.requests_seen[1]["messages"]
+    assert context[-2] == {"role": "assistant", "content": 'Step 1:\n```json\n{"name": "calculate", "arguments": '
+                           '{"expression": "48123 * 9177"}}\n```'}
+    with StepLog(log.path, log.run_id) as reader:
+        reason = next(iter(reader.records(kind=StepKind.REASON)))
+    assert '{"result": "441624171"}' in (reason.text or "")  # the log keeps the raw output
+
+
+async def test_repeated_call_is_flagged(tmp_path: Path) -> None:
+    call = '{"name": "calculate", "arguments": {"expression": "6*7"}}'
+    client = ScriptedClient([call, call, '{"name": "submit_answer", "arguments": {"answer": "42"}}'])
+    await run_episode(QuestionEnvironment("6*7?"), client, log=StepLog.create(directory=tmp_path))
+    assert "already made this exact call" not in client.requests_seen[1]["messages"][-1]["content"]
+    assert "already made this exact call" in client.requests_seen[2]["messages"][-1]["content"]

@@ -54,10 +54,10 @@ async def sb(backend: type[KernelSandbox]) -> AsyncIterator[KernelSandbox]:
         await sandbox.close()
 
 
-@pytest.fixture
-def isolated(backend: type[KernelSandbox]) -> None:
-    if not backend.isolated:
-        pytest.skip(f"{backend.name} does not claim isolation")
+# Attack tests run only on backends that claim isolation: the backend parameter is narrowed, not skipped.
+isolated_only = pytest.mark.parametrize(
+    "backend", [cls for cls in _available() if cls.isolated], indirect=True, ids=lambda cls: cls.name
+)
 
 
 # ----- host-side helpers -------------------------------------------------------------------------------------------
@@ -274,7 +274,7 @@ def root_secret() -> Iterator[Path]:
     path.unlink(missing_ok=True)
 
 
-@pytest.mark.usefixtures("isolated")
+@isolated_only
 async def test_attack_read_host_secrets(sb: KernelSandbox, tmp_path: Path, root_secret: Path) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("TMP-SECRET")
@@ -296,7 +296,7 @@ async def test_attack_read_host_secrets(sb: KernelSandbox, tmp_path: Path, root_
     assert secret.read_text() == "TMP-SECRET" and root_secret.read_text() == "ROOT-SECRET"
 
 
-@pytest.mark.usefixtures("isolated")
+@isolated_only
 async def test_attack_write_outside_workdir(sb: KernelSandbox) -> None:
     name = f"peerstep-probe-{uuid.uuid4().hex}"
     targets = [f"/usr/{name}", f"/tmp/{name}", f"/etc/{name}", f"/opt/python/{name}", f"/{name}", f"/root/{name}"]
@@ -318,7 +318,7 @@ async def test_attack_write_outside_workdir(sb: KernelSandbox) -> None:
     assert wrote.ok and (sb.workdir / "inside.txt").read_text() == "ok"
 
 
-@pytest.mark.usefixtures("isolated")
+@isolated_only
 async def test_attack_network_to_host_loopback(sb: KernelSandbox) -> None:
     server = socket.create_server(("127.0.0.1", 0))
     port = server.getsockname()[1]
@@ -356,7 +356,7 @@ async def test_attack_network_to_host_loopback(sb: KernelSandbox) -> None:
     assert accepted == [], "the host server received a connection from the sandbox"
 
 
-@pytest.mark.usefixtures("isolated")
+@isolated_only
 async def test_attack_fork_bomb(sb: KernelSandbox) -> None:
     limit = sb.limits.processes
     code = textwrap.dedent("""
@@ -382,7 +382,7 @@ async def test_attack_fork_bomb(sb: KernelSandbox) -> None:
     assert await _wait_until(lambda: not [p for p in pids if _alive(p)]), "fork-bomb processes outlived close()"
 
 
-@pytest.mark.usefixtures("isolated")
+@isolated_only
 async def test_attack_memory_bomb_grows_slowly(sb: KernelSandbox) -> None:
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     res = await sb.run("chunks = []\nwhile True:\n    chunks.append(bytearray(64 * 1024**2))", timeout=30)
@@ -391,7 +391,7 @@ async def test_attack_memory_bomb_grows_slowly(sb: KernelSandbox) -> None:
     assert (await sb.run("del chunks\nimport gc; gc.collect()\n'freed'")).value == "'freed'"
 
 
-@pytest.mark.usefixtures("isolated")
+@isolated_only
 async def test_attack_escaped_daemon_does_not_survive_close(sb: KernelSandbox) -> None:
     marker = f"1000.{uuid.uuid4().int % 10**6}"
     code = textwrap.dedent(f"""
@@ -412,7 +412,7 @@ async def test_attack_escaped_daemon_does_not_survive_close(sb: KernelSandbox) -
     assert await _wait_until(lambda: not _cmdlines_with(marker), 3.0), "a daemonized process outlived close()"
 
 
-@pytest.mark.usefixtures("isolated")
+@isolated_only
 async def test_attack_host_processes_invisible(sb: KernelSandbox) -> None:
     res = await sb.run(f"import os\nprint(os.path.exists('/proc/{os.getpid()}'), len(os.listdir('/proc')) < 80)")
     assert res.stdout == "False True\n", res.stdout

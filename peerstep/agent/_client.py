@@ -80,7 +80,7 @@ class ModelClient:
         max_retries: int = 4,
         backoff: float = 0.5,
         max_backoff: float = 8.0,
-        http_client: httpx.AsyncClient | None = None,
+        http_client: Any = None,  # an httpx-compatible AsyncClient for the openai SDK
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.model = model
@@ -221,7 +221,10 @@ class ModelClient:
                     if tc.id:
                         slot["id"] = tc.id
                     if tc.function is not None:
-                        slot["function"]["name"] += tc.function.name or ""
+                        # llama-cpp-python repeats the whole name in every delta; OpenAI sends it once
+                        piece = tc.function.name or ""
+                        if piece and piece != slot["function"]["name"]:
+                            slot["function"]["name"] += piece
                         slot["function"]["arguments"] += tc.function.arguments or ""
                 if choice.logprobs is not None and choice.logprobs.content:
                     lps.setdefault(i, []).extend(t.logprob for t in choice.logprobs.content)

@@ -8,7 +8,6 @@ from pydantic import BaseModel, Field
 
 from peerstep.agent._client import SamplingParams
 
-
 DEFAULT_STOP = ("```output",)
 
 

@@ -11,6 +11,7 @@ be sent back to the model as an observation.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -29,6 +30,7 @@ class ParsedCall(BaseModel):
     name: str
     arguments: dict[str, Any] | str
     source: str  # native | json_text | code_block
+    end: int | None = Field(default=None, description="offset in the reply text just after this call")
 
     def openai(self) -> dict[str, Any]:
         args = self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
@@ -40,10 +42,11 @@ class ParseResult(BaseModel):
     error: str | None = None  # set when the reply tried to call a tool but could not be parsed
 
 
-def _decode_objects(text: str) -> list[Any]:
-    """Every top-level JSON value that starts at a '{' or '[' in ``text``, in order."""
+def _decode_objects(text: str, base: int = 0) -> list[tuple[Any, int]]:
+    """Every top-level JSON value that starts at a '{' or '[' in ``text``, with its end offset (+ ``base``)."""
     decoder = json.JSONDecoder()
-    found, i = [], 0
+    found: list[tuple[Any, int]] = []
+    i = 0
     while i < len(text):
         j = min((k for k in (text.find("{", i), text.find("[", i)) if k != -1), default=-1)
         if j == -1:
@@ -53,7 +56,7 @@ def _decode_objects(text: str) -> list[Any]:
         except json.JSONDecodeError:
             i = j + 1
             continue
-        found.append(value)
+        found.append((value, end + base))
         i = end
     return found
 
@@ -68,20 +71,36 @@ def _as_call(value: Any, known: set[str]) -> ParsedCall | None:
         return None
     args: Any = next((value[k] for k in _ARG_KEYS if k in value), {})
     if isinstance(args, str):
-        try:
+        # an unparseable string is handed to the tool as-is; the tool reports the bad arguments
+        with contextlib.suppress(json.JSONDecodeError):
             args = json.loads(args)
-        except json.JSONDecodeError:
-            pass  # handed to the tool as-is; it reports the bad arguments
     return ParsedCall(name=name, arguments=args, source="json_text")
 
 
-def _calls_in(text: str, known: set[str]) -> list[ParsedCall]:
+def _calls_in(text: str, known: set[str], base: int = 0) -> list[ParsedCall]:
     calls = []
-    for value in _decode_objects(text):
+    for value, end in _decode_objects(text, base):
         for item in value if isinstance(value, list) else [value]:
             if (call := _as_call(item, known)) is not None:
+                call.end = end
                 calls.append(call)
     return calls
+
+
+def cut_after(text: str, call: ParsedCall) -> str:
+    """The reply up to the end of ``call``, with an open fence or tag closed.
+
+    What the model wrote after its first call was written without the call's result (small models invent
+    results and chain more calls on them); keeping it in the context would teach the model its own guesses.
+    """
+    if call.end is None:
+        return text
+    kept = text[: call.end].rstrip()
+    if kept.count("```") % 2 == 1:
+        kept += "\n```"
+    if kept.count("<tool_call>") > kept.count("</tool_call>"):
+        kept += "\n</tool_call>"
+    return kept
 
 
 def expected_format(tool_names: list[str]) -> str:
@@ -113,26 +132,24 @@ def parse_tool_calls(
                                     arguments=args, source="native"))
         return ParseResult(calls=calls)
 
-    tagged = _TAGGED.findall(text)
-    fences = _FENCE.findall(text)
-    json_fences = [body for lang, body in fences if lang.lower() in ("json", "tool_call", "")]
+    tagged = list(_TAGGED.finditer(text))
+    fences = list(_FENCE.finditer(text))
+    json_fences = [m for m in fences if m.group(1).lower() in ("json", "tool_call", "")]
     for region in (*tagged, *json_fences):
-        if calls := _calls_in(region, known):
+        body_group = 1 if region.re is _TAGGED else 2
+        if calls := _calls_in(region.group(body_group), known, region.start(body_group)):
             return ParseResult(calls=calls)
     if calls := _calls_in(text, known):
         return ParseResult(calls=calls)
 
-    code = [body for lang, body in fences if lang.lower() in ("python", "py", "python3")]
+    code = [m for m in fences if m.group(1).lower() in ("python", "py", "python3")]
     if code and "python" in known:
-        return ParseResult(calls=[ParsedCall(name="python", arguments={"code": code[0].strip()},
-                                             source="code_block")])
+        return ParseResult(calls=[ParsedCall(name="python", arguments={"code": code[0].group(2).strip()},
+                                             source="code_block", end=code[0].end())])
 
     looks_like_call = bool(tagged) or bool(re.search(r'"(name|arguments)"\s*:', text))
     if looks_like_call:
         unknown = [c.name for c in _calls_in(text, set())]
-        if unknown:
-            why = f"unknown tool {unknown[0]!r}"
-        else:
-            why = "the JSON could not be parsed"
+        why = f"unknown tool {unknown[0]!r}" if unknown else "the JSON could not be parsed"
         return ParseResult(error=f"Your tool call was not understood ({why}). {expected_format(names)}")
     return ParseResult()

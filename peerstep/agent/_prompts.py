@@ -27,6 +27,10 @@ ONE_CALL_NOTE = ("\n(Only your first tool call was run. Make one tool call per r
                  "before using it.)")
 
 
+REPEAT_NOTE = ("\n(You already made this exact call; the result is the same. If it answers the question, "
+               "call submit_answer now; otherwise try something different.)")
+
+
 def system_prompt(tools: list[Tool]) -> str:
     lines = []
     for t in tools:

@@ -7,6 +7,7 @@ returns, so a crash or SIGKILL loses at most the step in flight.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -14,8 +15,8 @@ from typing import Any
 from peerstep._errors import PeerstepError
 from peerstep.agent._client import Completion, ModelClient
 from peerstep.agent._config import AgentConfig
-from peerstep.agent._parsing import ParsedCall, parse_tool_calls
-from peerstep.agent._prompts import FORCE_FINAL, ONE_CALL_NOTE, system_prompt, tool_result_message
+from peerstep.agent._parsing import ParsedCall, cut_after, parse_tool_calls
+from peerstep.agent._prompts import FORCE_FINAL, ONE_CALL_NOTE, REPEAT_NOTE, system_prompt, tool_result_message
 from peerstep.environments._base import Environment
 from peerstep.graphs.state import TrajectoryState
 from peerstep.steplog import StepKind, StepLog, StepRecord, ToolInfo, Usage
@@ -139,7 +140,10 @@ class Trajectory:
             # Calls written as text after the first were planned before seeing its result (small models
             # guess the intermediate numbers): run only the first, as the prompt asks.
             dropped, calls = len(calls) - 1, calls[:1]
-        assistant: dict[str, Any] = {"role": "assistant", "content": completion.text}
+        content = completion.text
+        if not native and calls and calls[0].source != "forced_text":
+            content = cut_after(completion.text, calls[0])
+        assistant: dict[str, Any] = {"role": "assistant", "content": content}
         if native:
             assistant["tool_calls"] = [c.openai() for c in calls]
         messages.append(assistant)
@@ -149,7 +153,7 @@ class Trajectory:
                 name=call.name, arguments=call.arguments, call_id=call.id, source=call.source)).step_id
         if parsed.error and not calls:
             self.record(StepKind.ERROR, rec.step_id, text=parsed.error, data={"error": "unparseable_tool_call"})
-        action = {"role": "assistant", "content": completion.text, "tool_calls": [c.openai() for c in calls],
+        action = {"role": "assistant", "content": content, "tool_calls": [c.openai() for c in calls],
                   "parse_error": parsed.error, "dropped_calls": dropped}
         return {**update, "messages": messages, "action": action, "native_calls": native, "forced": forced,
                 "steps": state["steps"] + 1, "tokens": state["tokens"] + completion.completion_tokens,
@@ -173,6 +177,7 @@ class Trajectory:
             self.record(StepKind.ERROR, parent, text=text, data={"error": type(exc).__name__, "stage": "environment"})
             return {"messages": messages, "action": None, "done": True, "error": text}
         by_id = {c["id"]: c for c in calls}
+        seen = list(state.get("seen_calls") or [])
         for obs in observations:
             info = obs.get("info") or {}
             call = by_id.get(obs.get("tool_call_id", ""))
@@ -181,6 +186,11 @@ class Trajectory:
                 tool = ToolInfo(name=obs.get("name", ""), call_id=call["id"], output=obs.get("content"),
                                 ok=info.get("ok"), latency_s=info.get("latency_s"),
                                 timed_out=bool(info.get("timed_out")))
+            if call is not None:
+                signature = json.dumps([call["function"]["name"], call["function"]["arguments"]], sort_keys=True)
+                if signature in seen and obs.get("role") == "tool":
+                    obs = {**obs, "content": f"{obs.get('content', '')}{REPEAT_NOTE}"}
+                seen.append(signature)
             parent = self.record(StepKind.OBSERVATION, parent, text=obs.get("content"), tool=tool).step_id
             if obs.get("role") == "tool" and state.get("native_calls"):
                 messages.append({k: obs[k] for k in ("role", "tool_call_id", "name", "content") if k in obs})
@@ -191,18 +201,16 @@ class Trajectory:
                 messages.append({"role": obs.get("role", "user"), "content": obs.get("content", "")})
         if action.get("dropped_calls") and not done and messages and messages[-1]["role"] == "user":
             messages[-1] = {**messages[-1], "content": messages[-1]["content"] + ONE_CALL_NOTE}
-        update: TrajectoryState = {"messages": messages, "action": None, "last_step_id": parent}
+        update: TrajectoryState = {"messages": messages, "action": None, "last_step_id": parent, "seen_calls": seen}
         if done or truncated:
             answer = _submitted_answer(calls)
             rec = self.record(StepKind.FINAL, parent, text=answer, reward=reward, done=done,
                               data={"truncated": truncated, "gold": self.env.gold, "forced": state.get("forced")})
-            update.update(done=True, answer=answer, reward=reward, last_step_id=rec.step_id)
+            update.update({"done": True, "answer": answer, "reward": reward, "last_step_id": rec.step_id})
         return update
 
 
 def _submitted_answer(calls: list[dict[str, Any]]) -> str | None:
-    import json
-
     for call in calls:
         if call["function"]["name"] == "submit_answer":
             try:

@@ -61,6 +61,7 @@ def solve(
     temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.0,
     tool_choice: Annotated[str, typer.Option(help="auto (parse calls from text) or required (constrained).")] = "auto",
     max_question_chars: Annotated[int, typer.Option(help="Refuse longer questions.")] = 20_000,
+    python: Annotated[bool, typer.Option(help="Offer the sandboxed Python tool (bubblewrap kernel).")] = True,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON at the end.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the final answer.")] = False,
 ) -> None:
@@ -75,7 +76,7 @@ def solve(
     if tool_choice not in ("auto", "required"):
         _fail("--tool-choice must be 'auto' or 'required'", 2)
     try:
-        env = QuestionEnvironment(question, gold=gold, max_chars=max_question_chars)
+        env = QuestionEnvironment(question, gold=gold, max_chars=max_question_chars, python=python)
     except InputError as exc:
         _fail(str(exc), 2)
     config = AgentConfig(sampling=SamplingParams(temperature=temperature, max_tokens=512, stop=list(DEFAULT_STOP)),

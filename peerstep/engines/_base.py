@@ -127,7 +127,7 @@ class ManagedEngine(ABC):
     def environment(self) -> dict[str, str]:
         return {}
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - optional hook, most engines need nothing
         """Make sure weights and software exist before launching (may download or convert)."""
 
     # --- shared machinery -------------------------------------------------------------------

@@ -50,7 +50,7 @@ class Environment(ABC):
     async def step(self, action: Message) -> StepOutput:
         """Apply one assistant message; return (observations, reward, done, truncated)."""
 
-    async def close(self) -> None:
+    async def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (sandboxes, connections). Idempotent."""
 
     @property

@@ -13,6 +13,7 @@ from peerstep._errors import InputError
 from peerstep.environments._answers import answers_match
 from peerstep.environments._base import Message, ToolEnvironment, call_arguments, observation, register_environment
 from peerstep.tools import Tool, default_tools
+from peerstep.tools.python import PythonSession
 
 MAX_QUESTION_CHARS = 20_000
 
@@ -40,6 +41,7 @@ class QuestionEnvironment(ToolEnvironment):
         tools: list[Tool] | None = None,
         checker: Callable[[str, str], bool] = answers_match,
         max_chars: int = MAX_QUESTION_CHARS,
+        python: PythonSession | bool = False,
     ) -> None:
         question = question.strip()
         if not question:
@@ -53,7 +55,9 @@ class QuestionEnvironment(ToolEnvironment):
         self._gold = gold
         self.checker = checker
         self.answer: str | None = None
-        super().__init__([*(tools if tools is not None else default_tools()), Tool(submit_answer)])
+        self.python = PythonSession() if python is True else (python or None)
+        extra = [self.python.tool()] if self.python is not None else []
+        super().__init__([*(tools if tools is not None else default_tools()), *extra, Tool(submit_answer)])
 
     @property
     def gold(self) -> str | None:
@@ -63,6 +67,10 @@ class QuestionEnvironment(ToolEnvironment):
         self.done = False
         self.answer = None
         return [{"role": "user", "content": self.question}], list(self.tools.values())
+
+    async def close(self) -> None:
+        if self.python is not None:
+            await self.python.close()
 
     async def submit(self, call: dict[str, Any]) -> tuple[Message, float]:
         args = call_arguments(call)

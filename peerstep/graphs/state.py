@@ -20,6 +20,7 @@ class TrajectoryState(TypedDict, total=False):
     started_at: float
     forced: bool  # the budget ran out; the next call must answer
     last_step_id: str | None  # parent for the next step record
+    seen_calls: list[str]  # signatures of calls already run, to flag exact repeats
     done: bool
     answer: str | None
     reward: float | None

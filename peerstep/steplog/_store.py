@@ -133,7 +133,8 @@ class StepLog:
             raise StepLogError(f"cannot write to step log {self.path}: {exc}") from exc
 
     def records(self, trajectory_id: int | None = None, kind: StepKind | None = None) -> Iterator[StepRecord]:
-        sql, args = "SELECT record FROM steps WHERE 1=1", []
+        sql = "SELECT record FROM steps WHERE 1=1"
+        args: list[object] = []
         if trajectory_id is not None:
             sql += " AND trajectory_id = ?"
             args.append(trajectory_id)

@@ -1,0 +1,54 @@
+"""The ``python`` tool: model-written code runs in a sandbox owned by one trajectory.
+
+The sandbox starts lazily on the first call (a question that never needs code costs no
+kernel), keeps state across calls, and is closed with the environment. Timeouts, crashes and
+floods come back as text notes from the sandbox (``ExecResult.to_observation``), so the tool
+itself never raises for something the code did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from peerstep.tools._base import Tool
+from peerstep.tools.sandbox import Sandbox, make_sandbox
+
+
+class PythonSession:
+    """A lazily started sandbox plus the ``python`` tool bound to it."""
+
+    def __init__(self, factory: Callable[[], Sandbox] | None = None, timeout_s: float = 30.0,
+                 max_output_chars: int = 8000) -> None:
+        self.factory = factory or (lambda: make_sandbox(timeout_s=timeout_s))
+        self.timeout_s = timeout_s
+        self.max_output_chars = max_output_chars
+        self.sandbox: Sandbox | None = None
+
+    async def _ensure(self) -> Sandbox:
+        if self.sandbox is None:
+            sandbox = self.factory()
+            await sandbox.start()
+            self.sandbox = sandbox
+        return self.sandbox
+
+    async def python(self, code: str) -> str:
+        """Run Python code in a persistent sandboxed interpreter and see its output.
+
+        Variables and imports persist between calls; numpy, sympy and scipy are available; there is no network.
+        Use print() to show results; the value of a final bare expression is shown too.
+
+        Args:
+            code: The Python source to run.
+        """
+        sandbox = await self._ensure()
+        result = await sandbox.run(code, timeout=self.timeout_s)
+        return result.to_observation(self.max_output_chars)
+
+    def tool(self) -> Tool:
+        # the sandbox enforces its own timeout and reports it; the tool's timeout is only a backstop
+        return Tool(self.python, name="python", timeout=self.timeout_s + 60, max_output_chars=self.max_output_chars + 500)
+
+    async def close(self) -> None:
+        sandbox, self.sandbox = self.sandbox, None
+        if sandbox is not None:
+            await sandbox.close()
