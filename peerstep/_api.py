@@ -131,15 +131,17 @@ async def run_episode(
 
 
 async def asolve(question: str, client: ModelClient, *, tools: list[Tool] | None = None, gold: str | None = None,
-                 config: AgentConfig | None = None, **kwargs: Any) -> EpisodeResult:
-    env = QuestionEnvironment(question, tools=tools, gold=gold)
+                 config: AgentConfig | None = None, python: bool = True, **kwargs: Any) -> EpisodeResult:
+    """Answer one question with ``client``; ``python`` adds the sandboxed Python tool to the calculator."""
+    env = QuestionEnvironment(question, tools=tools, gold=gold, python=python)
     return await run_episode(env, client, config=config, meta={"question": question[:2000]}, **kwargs)
 
 
 def solve(question: str, *, tools: list[Tool] | None = None, gold: str | None = None,
-          config: AgentConfig | None = None, **endpoint: Any) -> EpisodeResult:
+          config: AgentConfig | None = None, python: bool = True, **endpoint: Any) -> EpisodeResult:
     """Answer one question, starting the embedded engine unless ``base_url`` is given."""
-    env = QuestionEnvironment(question, tools=tools, gold=gold)  # validate before starting a server
+    # built before the server starts, so a bad question fails fast
+    env = QuestionEnvironment(question, tools=tools, gold=gold, python=python)
 
     async def main(client: ModelClient) -> EpisodeResult:
         try:

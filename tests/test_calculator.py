@@ -159,3 +159,14 @@ def test_error_is_a_value_error() -> None:
 def test_cpu_time_backstop() -> None:
     with pytest.raises(CalculatorError, match="CPU time limit"):
         evaluate("1+2*3", cpu_seconds=0)
+
+
+@pytest.mark.parametrize(("expression", "expected"), [("total_revenue = 245 * 28 * 3.75", "25725"),
+                                                      ("245 * 28 =", "6860")])
+def test_assignment_and_trailing_equals_are_tolerated(expression: str, expected: str) -> None:
+    assert calculate(expression) == expected
+
+
+def test_comparison_is_still_refused() -> None:
+    with pytest.raises(CalculatorError):
+        calculate("x == 1")

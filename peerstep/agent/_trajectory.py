@@ -100,7 +100,8 @@ class Trajectory:
                                                                           "tokens": state["tokens"]}).step_id
             messages.append({"role": "user", "content": FORCE_FINAL})
         tool_names = [t.name for t in self.tools]
-        finish = "submit_answer" if "submit_answer" in tool_names else None
+        finish_name = getattr(self.env, "finish_tool", "submit_answer")
+        finish = finish_name if finish_name in tool_names else None
         tool_choice: Any = None
         if forced and finish:
             tool_choice = {"type": "function", "function": {"name": finish}}
@@ -203,19 +204,21 @@ class Trajectory:
             messages[-1] = {**messages[-1], "content": messages[-1]["content"] + ONE_CALL_NOTE}
         update: TrajectoryState = {"messages": messages, "action": None, "last_step_id": parent, "seen_calls": seen}
         if done or truncated:
-            answer = _submitted_answer(calls)
+            answer = _submitted_answer(calls, getattr(self.env, "finish_tool", "submit_answer"))
             rec = self.record(StepKind.FINAL, parent, text=answer, reward=reward, done=done,
                               data={"truncated": truncated, "gold": self.env.gold, "forced": state.get("forced")})
             update.update({"done": True, "answer": answer, "reward": reward, "last_step_id": rec.step_id})
         return update
 
 
-def _submitted_answer(calls: list[dict[str, Any]]) -> str | None:
+def _submitted_answer(calls: list[dict[str, Any]], finish_tool: str) -> str | None:
     for call in calls:
-        if call["function"]["name"] == "submit_answer":
+        if call["function"]["name"] == finish_tool:
             try:
                 args = json.loads(call["function"]["arguments"])
             except json.JSONDecodeError:
                 return str(call["function"]["arguments"])
-            return str(args.get("answer")) if isinstance(args, dict) else str(args)
+            if isinstance(args, dict):  # "answer", or the only argument of a custom finishing tool
+                return str(args["answer"] if "answer" in args else next(iter(args.values()), ""))
+            return str(args)
     return None

@@ -124,13 +124,13 @@ class ToolEnvironment(Environment):
         reward = 0.0
         for call in calls:
             if call.get("function", {}).get("name") == self.finish_tool:
+                self.done = True  # ``submit`` may reopen the episode (e.g. a wrong guess in a game)
                 msg, reward = await self.submit(call)
                 messages.append(msg)
-                self.done = True
-                break  # calls after the answer are not run
+                break  # calls after the finishing call are not run
             messages.append(await self.run_tool(call))
         return messages, reward, self.done, False
 
     @abstractmethod
     async def submit(self, call: dict[str, Any]) -> tuple[Message, float]:
-        """Handle the finishing call: the observation and the reward."""
+        """Handle the finishing call: the observation and the reward. Set ``self.done = False`` to go on."""

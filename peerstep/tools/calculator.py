@@ -199,6 +199,7 @@ _REFUSED: dict[type[ast.AST], str] = {
 
 _UNICODE = str.maketrans("×÷−", "*/-")
 _THOUSANDS = re.compile(r"(?<![\w.])\d{1,3}(?:,\d{3})+(?!\d|,\d)")
+_ASSIGNMENT = re.compile(r"^[A-Za-z_]\w*\s*=(?!=)\s*")
 _PERCENT_OF = re.compile(r"%\s*of\b")
 _PERCENT = re.compile(r"(?<![\w.])(\d[\d_]*(?:\.[\d_]*)?(?:[eE][+-]?\d+)?|\.\d[\d_]*)%(?=\s*(?:$|[-+*/),]))")
 
@@ -206,6 +207,8 @@ _PERCENT = re.compile(r"(?<![\w.])(\d[\d_]*(?:\.[\d_]*)?(?:[eE][+-]?\d+)?|\.\d[\
 def _normalize(text: str) -> str:
     """Rewrite human notation into Python: × ÷ − ^, thousands commas outside calls, and percent signs."""
     text = text.translate(_UNICODE).replace("^", "**").strip()
+    # models often write "total = 245 * 28" or "245 * 28 =": keep only the expression
+    text = _ASSIGNMENT.sub("", text).rstrip("= ").strip()
     out: list[str] = []
     parens: list[bool] = []  # one entry per open parenthesis: does it belong to a function call?
     calls, prev, i = 0, "", 0

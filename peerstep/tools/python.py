@@ -46,7 +46,8 @@ class PythonSession:
 
     def tool(self) -> Tool:
         # the sandbox enforces its own timeout and reports it; the tool's timeout is only a backstop
-        return Tool(self.python, name="python", timeout=self.timeout_s + 60, max_output_chars=self.max_output_chars + 500)
+        return Tool(self.python, name="python", timeout=self.timeout_s + 60,
+                    max_output_chars=self.max_output_chars + 500)
 
     async def close(self) -> None:
         sandbox, self.sandbox = self.sandbox, None

@@ -42,10 +42,9 @@ async def test_solves_calculator_question(engine: ManagedEngine, runs_dir: Path,
     assert reasons and all(r.model == engine.served_name for r in reasons)
     assert all(r.sampling is not None and r.sampling["temperature"] == 0.0 for r in reasons)
     assert all(r.usage is not None and r.usage.completion_tokens > 0 for r in reasons)
-    calls = [r for r in recs if r.kind == StepKind.TOOL_CALL]
-    assert any(c.tool is not None and c.tool.name == "calculate" for c in calls), "no calculator call was made"
+    # the answer was computed by a tool (the calculator or the sandboxed Python), not recalled
     observations = [r for r in recs if r.kind == StepKind.OBSERVATION and r.tool is not None]
-    assert any(o.tool is not None and o.tool.name == "calculate" and o.tool.ok for o in observations)
+    assert any(o.tool is not None and o.tool.name in ("calculate", "python") and o.tool.ok for o in observations)
     final = [r for r in recs if r.kind == StepKind.FINAL]
     assert len(final) == 1 and final[0].reward == 1.0 and final[0].data["gold"] == gold
     ids = {r.step_id for r in recs}

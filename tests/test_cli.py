@@ -1,0 +1,67 @@
+"""The command line without a model: input validation, runs and show on a recorded run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from peerstep._api import run_episode
+from peerstep.cli import app
+from peerstep.environments import QuestionEnvironment
+from peerstep.steplog import StepLog
+from tests.scripted import ScriptedClient
+
+runner = CliRunner()
+
+
+def test_empty_question_is_refused_before_any_engine_starts() -> None:
+    result = runner.invoke(app, ["solve", "   ", "--engine", "no-such-engine"])
+    assert result.exit_code == 2
+    assert "the question is empty" in result.output
+
+
+def test_huge_question_is_refused() -> None:
+    result = runner.invoke(app, ["solve", "-"], input="x" * 200_000)
+    assert result.exit_code == 2
+    assert "200,000 characters" in result.output
+
+
+def test_bad_tool_choice() -> None:
+    result = runner.invoke(app, ["solve", "1+1?", "--tool-choice", "sometimes"])
+    assert result.exit_code == 2 and "--tool-choice" in result.output
+
+
+def test_unknown_engine() -> None:
+    result = runner.invoke(app, ["serve", "--engine", "tgi"])
+    assert result.exit_code != 0
+    assert "unknown engine 'tgi'" in str(result.exception or result.output)
+
+
+@pytest.fixture()
+async def recorded_run(tmp_path: Path) -> Path:
+    client = ScriptedClient(['{"name": "calculate", "arguments": {"expression": "6*7"}}',
+                             '{"name": "submit_answer", "arguments": {"answer": "42"}}'])
+    log = StepLog.create(directory=tmp_path, meta={"question": "What is six times seven?"})
+    await run_episode(QuestionEnvironment("What is six times seven?", gold="42"), client, log=log)
+    log.close()
+    return tmp_path
+
+
+def test_runs_and_show(recorded_run: Path) -> None:
+    listed = runner.invoke(app, ["runs", "--dir", str(recorded_run)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0
+    assert "What is six times seven?" in listed.output and "42" in listed.output
+    run_id = next(recorded_run.glob("*.sqlite")).stem
+    shown = runner.invoke(app, ["show", run_id[:12], "--dir", str(recorded_run)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0
+    assert "→ calculate(" in shown.output and "Final answer: 42" in shown.output
+    as_json = runner.invoke(app, ["show", run_id, "--dir", str(recorded_run), "--json"])
+    lines = [line for line in as_json.output.splitlines() if line.startswith("{")]
+    assert len(lines) == 9 and '"kind":"final"' in lines[-2]
+
+
+def test_show_unknown_run(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["show", "nope", "--dir", str(tmp_path)])
+    assert result.exit_code == 1 and "no run 'nope'" in result.output
