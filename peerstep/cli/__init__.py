@@ -15,10 +15,12 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from peerstep._errors import InputError, PeerstepError
 from peerstep.cli._live import LiveView, render_record, runs_table
+from peerstep.cli.index import index_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 models_app = typer.Typer(no_args_is_help=True, help="Embedded models: list and fetch.")
 app.add_typer(models_app, name="models")
+app.add_typer(index_app, name="index", help="Search indexes: build, list, search.")
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -62,6 +64,8 @@ def solve(
     tool_choice: Annotated[str, typer.Option(help="auto (parse calls from text) or required (constrained).")] = "auto",
     max_question_chars: Annotated[int, typer.Option(help="Refuse longer questions.")] = 20_000,
     python: Annotated[bool, typer.Option(help="Offer the sandboxed Python tool (bubblewrap kernel).")] = True,
+    search: Annotated[str | None, typer.Option(help="Offer search tools over an index: 'wikipedia' or a name "
+                                                      "from `peerstep index list`.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON at the end.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the final answer.")] = False,
 ) -> None:
@@ -76,9 +80,17 @@ def solve(
     if tool_choice not in ("auto", "required"):
         _fail("--tool-choice must be 'auto' or 'required'", 2)
     try:
-        env = QuestionEnvironment(question, gold=gold, max_chars=max_question_chars, python=python)
+        tools = None
+        if search:
+            from peerstep.tools import default_tools
+            from peerstep.tools.search import open_index, search_tools
+
+            tools = [*default_tools(), *search_tools(open_index(search))]
+        env = QuestionEnvironment(question, gold=gold, max_chars=max_question_chars, python=python, tools=tools)
     except InputError as exc:
         _fail(str(exc), 2)
+    except PeerstepError as exc:
+        _fail(str(exc))
     config = AgentConfig(sampling=SamplingParams(temperature=temperature, max_tokens=512, stop=list(DEFAULT_STOP)),
                          budget=Budget(max_steps=max_steps, max_tokens=max_tokens, wall_time_s=wall_time),
                          tool_choice=tool_choice)  # type: ignore[arg-type]

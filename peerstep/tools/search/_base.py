@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from types import TracebackType
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -34,17 +35,20 @@ MAX_K = 100  # results a single search may return
 
 # Words so common that they match most documents: ranking them costs time and adds nothing. Kept only when a
 # query consists of nothing else (so "The Who" still finds something).
-STOPWORDS = frozenset(
+_STOPWORD_TEXT = (
     "a about above after again against all am an and any are as at be because been before being below between "
     "both but by can could did do does doing down during each few for from further had has have having he her "
     "here hers herself him himself his how i if in into is it its itself just me more most my myself no nor not "
     "of off on once only or other our ours ourselves out over own same she should so some such than that the "
     "their theirs them themselves then there these they this those through to too under until up very was we "
-    "were what when where which while who whom why will with would you your yours yourself yourselves".split()
+    "were what when where which while who whom why will with would you your yours yourself yourselves"
 )
+STOPWORDS = frozenset(_STOPWORD_TEXT.split())
 
 # Letters and digits only: the same characters SQLite's unicode61 tokenizer keeps, so a term we extract is exactly
 # one token to the index (an underscore or an apostrophe separates words there too).
+_Index = TypeVar("_Index", bound="SearchIndex")
+
 _WORD = re.compile(r"[^\W_]+")
 
 
@@ -112,7 +116,7 @@ class SearchIndex(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing
         """Release files or connections; the index is unusable afterwards."""
 
-    def __enter__(self) -> SearchIndex:
+    def __enter__(self: _Index) -> _Index:
         return self
 
     def __exit__(

@@ -211,7 +211,7 @@ class JsonlCorpus(Corpus):
     @staticmethod
     def _parse(raw: bytes, where: str) -> Document:
         try:
-            obj = json.loads(raw)
+            obj = json.loads(raw.strip())
         except UnicodeDecodeError as exc:
             raise InputError(f"{where}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         except json.JSONDecodeError as exc:

@@ -31,6 +31,7 @@ from peerstep._errors import InputError
 from peerstep.tools.search._base import (
     DocumentNotFoundError,
     DocumentPage,
+    QueryError,
     SearchError,
     SearchHit,
     SearchIndex,
@@ -60,12 +61,15 @@ BATCH = 5000
 
 Progress = Callable[[int, float], None]  # (documents indexed so far, fraction of the source read)
 
+TOKENIZE = "porter unicode61 remove_diacritics 2"
+DF_TRACKED = 50  # terms in more documents than this get their document frequency stored in the `terms` table
+RANK_BUDGET = 5_000  # documents a query may rank (about 1 µs each), unless its rarest word alone matches more
+
 _SCHEMA = f"""
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE docs(rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, title TEXT NOT NULL, text TEXT NOT NULL);
-CREATE VIRTUAL TABLE fts USING fts5(title, text, content='docs', content_rowid='rowid',
-                                    tokenize='porter unicode61 remove_diacritics 2');
-INSERT INTO fts(fts, rank) VALUES('rank', 'bm25({TITLE_WEIGHT}, 1.0)');
+CREATE VIRTUAL TABLE fts USING fts5(title, text, content='docs', content_rowid='rowid', tokenize='{TOKENIZE}');
+CREATE TABLE terms(term TEXT PRIMARY KEY, docs INTEGER NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -110,6 +114,7 @@ def build_fts5_index(
         raise _unwritable(directory, exc) from None
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; an index is as readable as the documents it was built from
     started = time.perf_counter()
     try:
         count = _fill(tmp, documents, name or target.stem, progress)
@@ -147,6 +152,9 @@ def _fill(tmp: Path, documents: Corpus | Iterable[Document], name: str, progress
         # FTS5 writes many small b-tree segments while inserting; merging them makes every later query faster
         con.execute("INSERT INTO fts(fts) VALUES('optimize')")
         con.execute("CREATE INDEX docs_title ON docs(title COLLATE NOCASE)")
+        # document frequencies of common terms, so a query can tell cheaply which of its words are expensive
+        con.execute("CREATE VIRTUAL TABLE temp.vocab USING fts5vocab(main, fts, 'row')")
+        con.execute("INSERT INTO terms SELECT term, doc FROM temp.vocab WHERE doc > ?", (DF_TRACKED,))
         fingerprint = documents.fingerprint() if isinstance(documents, Corpus) else ""
         meta = {
             "format": FORMAT, "version": FORMAT_VERSION, "name": name, "docs": str(count),
@@ -199,7 +207,9 @@ def _read_meta(path: Path) -> dict[str, str] | None:
 def index_is_current(path: str | Path, corpus: Corpus) -> bool:
     """True when ``path`` holds an index of this format built from ``corpus``'s current content."""
     meta = _read_meta(Path(path))
-    return bool(meta) and meta.get("version") == FORMAT_VERSION and meta.get("fingerprint") == corpus.fingerprint()
+    if meta is None or meta.get("version") != FORMAT_VERSION:
+        return False
+    return meta.get("fingerprint") == corpus.fingerprint()
 
 
 class Fts5Index(SearchIndex):
@@ -228,6 +238,11 @@ class Fts5Index(SearchIndex):
                              f"{self.meta.get('version')}, this one reads {FORMAT_VERSION}); rebuild it")
         self.name = self.meta.get("name", self.path.stem)
         self._count = int(self.meta.get("docs", "0"))
+        # a scratch FTS5 table with the index's tokenizer: the only exact way to learn what a word is indexed as
+        # (its Porter stem, diacritics folded) before asking how many documents hold it
+        self._tok = sqlite3.connect(":memory:", check_same_thread=False)
+        self._tok.execute(f"CREATE VIRTUAL TABLE words USING fts5(w, tokenize='{TOKENIZE}')")
+        self._tok.execute("CREATE VIRTUAL TABLE tokens USING fts5vocab(words, 'instance')")
         self._lock = threading.Lock()
 
     @classmethod
@@ -250,6 +265,7 @@ class Fts5Index(SearchIndex):
 
     def close(self) -> None:
         self._con.close()
+        self._tok.close()
 
     def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
         try:
@@ -265,10 +281,14 @@ class Fts5Index(SearchIndex):
         contain more (and rarer) query words first, and a single unmatched word does not empty the result.
         """
         k = check_k(k)
-        match = " OR ".join(_fts_string(t) for t in query_terms(query))
-        ranked = self._query("SELECT rowid, rank FROM fts WHERE fts MATCH ? ORDER BY rank LIMIT ?", (match, k))
+        match, cutoff = self._match(query_terms(query))
+        sql = f"SELECT rowid, bm25(fts, {TITLE_WEIGHT}, 1.0) AS score FROM fts WHERE fts MATCH ?"
+        params: tuple[object, ...] = (match,)
+        if cutoff is not None:
+            sql, params = sql + " AND rowid <= ?", (match, cutoff)
+        ranked = self._query(sql + " ORDER BY score LIMIT ?", (*params, k))
         hits = []
-        for rowid, rank in ranked:
+        for rowid, score in ranked:
             # snippets only for the k winners: computing them in the ranking query would do it for every match
             row = self._query(
                 "SELECT d.id, d.title, snippet(fts, 1, '', '', ' … ', ?) FROM fts JOIN docs d ON d.rowid = fts.rowid"
@@ -276,8 +296,56 @@ class Fts5Index(SearchIndex):
             if row:
                 doc_id, title, snippet = row[0]
                 hits.append(SearchHit(id=str(doc_id), title=str(title), snippet=_clean(str(snippet)),
-                                      score=-float(str(rank))))
+                                      score=-float(str(score))))
         return hits
+
+    def _match(self, words: list[str]) -> tuple[str, int | None]:
+        """The FTS5 MATCH expression for ``words``, and a rowid cutoff when even the rarest word is everywhere.
+
+        Ranking costs about 1 µs per matching document, so on a large index one common word ("also", "first")
+        in an OR query would rank most of the collection. Words are therefore split by document frequency:
+        the rarest ones, up to ``RANK_BUDGET`` matching documents in total, choose the candidates; the common
+        ones only add to the score of those candidates, through ``R OR (R AND C)`` (which matches exactly what
+        ``R`` matches, while bm25 also counts ``C``). When the rarest word alone matches more than the budget,
+        only its first ``RANK_BUDGET`` documents (in index order) are ranked: such a query says almost nothing.
+        """
+        counts = self._doc_counts(words)
+        known = [w for w in words if counts[w] >= 0]
+        if not known:
+            raise QueryError(f"the query has no searchable words: {' '.join(words)[:60]!r} reduce to nothing "
+                             "the index can hold")
+        known.sort(key=lambda w: counts[w])
+        rare, total = [known[0]], counts[known[0]]
+        for word in known[1:]:
+            if total + counts[word] > RANK_BUDGET:
+                break
+            rare.append(word)
+            total += counts[word]
+        common = known[len(rare):]
+        r = " OR ".join(_fts_string(w) for w in rare)
+        match = f"({r}) OR (({r}) AND ({' OR '.join(_fts_string(w) for w in common)}))" if common else r
+        cutoff = None
+        if total > RANK_BUDGET:
+            row = self._query("SELECT rowid FROM fts WHERE fts MATCH ? LIMIT 1 OFFSET ?", (r, RANK_BUDGET))
+            cutoff = int(str(row[0][0])) if row else None
+        return match, cutoff
+
+    def _doc_counts(self, words: list[str]) -> dict[str, int]:
+        """An upper bound on the documents holding each word (``DF_TRACKED`` for uncommon ones); -1 for a word
+        the tokenizer reduces to nothing."""
+        with self._lock:
+            self._tok.execute("DELETE FROM words")
+            self._tok.executemany("INSERT INTO words(rowid, w) VALUES (?, ?)", enumerate(words))
+            tokens = self._tok.execute("SELECT doc, term FROM tokens").fetchall()
+        terms = sorted({str(term) for _doc, term in tokens})
+        marks = ",".join("?" * len(terms))
+        df = {str(t): int(str(d)) for t, d in self._query(f"SELECT term, docs FROM terms WHERE term IN ({marks})",
+                                                          tuple(terms))} if terms else {}
+        counts = dict.fromkeys(words, -1)
+        for i, term in tokens:
+            word = words[int(i)]
+            counts[word] = max(counts[word], df.get(str(term), DF_TRACKED))
+        return counts
 
     def open(self, title_or_id: str, page: int = 0, page_chars: int = 4000) -> DocumentPage:
         """A page of the document whose id, exact title, or title ignoring case is ``title_or_id``."""
