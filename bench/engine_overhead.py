@@ -50,8 +50,9 @@ async def measure(base_url: str, model: str, ns: list[int], rounds: int, max_tok
     lines = []
     for n in ns:
         raw_rates, ps_rates = [], []
-        for _ in range(rounds):
-            for kind in ("raw", "peerstep"):
+        for r in range(rounds):
+            # alternate which goes first, so drift (cache warmth, thermal) does not favour one side
+            for kind in (("raw", "peerstep") if r % 2 == 0 else ("peerstep", "raw")):
                 started = time.perf_counter()
                 tokens = await (raw_batch(sdk, model, n, max_tokens) if kind == "raw"
                                 else peerstep_batch(client, n, max_tokens))
@@ -70,7 +71,7 @@ def main() -> None:
     parser.add_argument("--engines", default="llamacpp,vllm")
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--ns", default="1,4,8")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=64)
     args = parser.parse_args()
     ns = [int(x) for x in args.ns.split(",")]

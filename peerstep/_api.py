@@ -72,7 +72,7 @@ class Endpoint:
         if not self.model:
             self.model = asyncio.run(_first_model(self.base_url, self.api_key))
         return ModelClient(self.base_url, self.model, self.api_key, timeout=self.timeout,
-                           max_retries=self.max_retries)
+                           max_retries=self.max_retries, supports_continue=self.engine_name == "vllm")
 
     def close(self) -> None:
         if self.engine is not None:

@@ -50,6 +50,8 @@ class Completion(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     token_logprobs: list[float] | None = None
+    top_logprobs: list[dict[str, float]] | None = Field(
+        default=None, description="per generated token, the alternatives' logprobs (non-streaming requests)")
     latency_s: float = 0.0
     model: str = ""
 
@@ -81,7 +83,10 @@ class ModelClient:
         backoff: float = 0.5,
         max_backoff: float = 8.0,
         http_client: Any = None,  # an httpx-compatible AsyncClient for the openai SDK
+        supports_continue: bool = False,
     ) -> None:
+        """``supports_continue``: the server continues a partial assistant message when asked with
+        ``continue_final_message`` (vLLM does; llama-cpp-python and OpenAI do not)."""
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.max_retries = max_retries
@@ -94,6 +99,7 @@ class ModelClient:
             max_retries=0,  # retried here, so that a stream dropped mid-way is retried too
             http_client=http_client,
         )
+        self.supports_continue = supports_continue
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.requests = 0
@@ -185,11 +191,13 @@ class ModelClient:
         for choice in resp.choices:
             msg = choice.message
             calls = [tc.model_dump(exclude_none=True) for tc in (msg.tool_calls or [])]
-            lps = None
+            lps, tops = None, None
             if choice.logprobs is not None and choice.logprobs.content:
                 lps = [t.logprob for t in choice.logprobs.content]
+                tops = [{alt.token: alt.logprob for alt in (t.top_logprobs or [])} for t in choice.logprobs.content]
             out.append(Completion(index=choice.index, text=msg.content or "", tool_calls=calls,
-                                  finish_reason=choice.finish_reason, token_logprobs=lps, model=resp.model))
+                                  finish_reason=choice.finish_reason, token_logprobs=lps, top_logprobs=tops,
+                                  model=resp.model))
         self._spread_usage(out, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else None)
         return sorted(out, key=lambda c: c.index)
 

@@ -88,6 +88,40 @@ class Trajectory:
             return f"wall time ({b.wall_time_s:g} s) reached"
         return None
 
+    def force(self, state: TrajectoryState, why: str) -> TrajectoryState:
+        """Log the budget event and ask for the final answer now; the next ``reason`` is constrained to it."""
+        rec = self.record(StepKind.BUDGET, state["last_step_id"], text=why,
+                          data={"steps": state["steps"], "tokens": state["tokens"]})
+        return {**state, "forced": True, "last_step_id": rec.step_id,
+                "messages": [*state["messages"], {"role": "user", "content": FORCE_FINAL}]}
+
+    async def advance(self, state: TrajectoryState, max_steps: int, max_tokens: int) -> TrajectoryState:
+        """Reason/act until done, or ``max_steps`` model calls / ``max_tokens`` tokens more (one round).
+
+        Used by the parallel graph between barriers. Never raises: a failure is logged and retires
+        this trajectory only.
+        """
+        steps0, tokens0 = state["steps"], state["tokens"]
+        grace = self.config.budget.max_steps + 2
+        try:
+            while not state.get("done"):
+                if state["steps"] - steps0 >= max_steps or state["tokens"] - tokens0 >= max_tokens:
+                    break
+                state = {**state, **await self.reason(state)}
+                if state.get("done"):
+                    break
+                state = {**state, **await self.act(state)}
+                if not state.get("done") and state.get("forced") and state["steps"] > grace:
+                    text = "the budget ran out and the forced answer was not given"
+                    self.record(StepKind.ERROR, state["last_step_id"], text=text, data={"error": "no_answer"})
+                    state = {**state, "done": True, "error": text}
+        except Exception as exc:  # one trajectory's failure must never fail its siblings
+            text = f"trajectory {self.trajectory_id} failed: {type(exc).__name__}: {exc}"
+            self.record(StepKind.ERROR, state.get("last_step_id"), text=text,
+                        data={"error": type(exc).__name__, "stage": "advance"})
+            state = {**state, "done": True, "error": text}
+        return state
+
     async def reason(self, state: TrajectoryState) -> TrajectoryState:
         """One model call; the reply becomes the pending action."""
         update: TrajectoryState = {}
@@ -95,10 +129,8 @@ class Trajectory:
         messages = list(state["messages"])
         forced = state["forced"]
         if not forced and (why := self._budget_reason(state)):
-            forced = True
-            parent = self.record(StepKind.BUDGET, parent, text=why, data={"steps": state["steps"],
-                                                                          "tokens": state["tokens"]}).step_id
-            messages.append({"role": "user", "content": FORCE_FINAL})
+            forced_state = self.force(state, why)
+            forced, parent, messages = True, forced_state["last_step_id"], list(forced_state["messages"])
         tool_names = [t.name for t in self.tools]
         finish_name = getattr(self.env, "finish_tool", "submit_answer")
         finish = finish_name if finish_name in tool_names else None

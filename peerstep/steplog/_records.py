@@ -23,6 +23,9 @@ class StepKind(str, Enum):
     SUMMARY = "summary"
     PEER_INJECT = "peer_inject"
     VERIFY = "verify"
+    PRUNE = "prune"  # a verifier-ranked trajectory was retired at a barrier
+    BARRIER = "barrier"  # run-level: a round ended (trajectory -1)
+    AGGREGATE = "aggregate"  # run-level: the answers were combined into one decision (trajectory -1)
     BUDGET = "budget"  # a budget ran out and the trajectory is forced to answer
     FINAL = "final"  # the trajectory's submitted answer and reward
     ERROR = "error"  # anything that went wrong, with a clear message

@@ -1,0 +1,263 @@
+"""N trajectories of one problem, advanced in rounds, with peer sharing and verifiers at barriers.
+
+    START → start ─→ [Send advance × active] ─→ barrier ─┬─ [Send advance × active]  (next round)
+                                                        └─ finalize → END
+
+``advance`` runs one trajectory for one round (up to ``round_steps`` model calls or
+``round_tokens`` tokens, or until it finishes). All active trajectories advance concurrently, so
+the model server sees their requests together and can batch them (vLLM does; llama.cpp serves
+them one at a time). The edge into ``barrier`` is the synchronisation point: there the
+trajectories share summaries (LeaP), verifiers may score and prune them, and the run stops
+early when enough finished trajectories agree. ``finalize`` forces an answer from every
+unfinished trajectory, scores the answers and aggregates them into one decision.
+
+A trajectory that fails is logged and retired inside its own ``advance``; it never fails the
+superstep, so its siblings go on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import operator
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.types import Send
+from pydantic import BaseModel, Field
+
+from peerstep.agent._trajectory import Trajectory
+from peerstep.graphs.state import TrajectoryState
+from peerstep.peers._share import SharingConfig, share
+from peerstep.steplog import StepKind, StepLog, StepRecord
+from peerstep.verify import (
+    Candidate,
+    Decision,
+    TrajectoryView,
+    Verifier,
+    VerifierError,
+    agreement_reached,
+    best_of_n,
+    majority_vote,
+    weighted_vote,
+)
+
+
+class ParallelConfig(BaseModel):
+    n: int = Field(default=4, ge=1)
+    max_rounds: int = Field(default=4, ge=1, description="rounds before unfinished trajectories are forced")
+    round_steps: int = Field(default=2, ge=1, description="model calls per trajectory per round")
+    round_tokens: int = Field(default=1024, ge=1, description="generated tokens per trajectory per round")
+    sharing: SharingConfig | None = Field(default=None, description="LeaP peer sharing at barriers; None is off")
+    barrier_verify: bool = Field(default=False, description="score active trajectories at barriers")
+    prune_keep: int | None = Field(default=None, ge=1, description="keep only the best m active at barriers")
+    aggregate: Literal["majority", "weighted", "best-of-n"] = "majority"
+    early_stop: int | None = Field(default=None, ge=1, description="stop when this many finished answers agree")
+
+
+def _merge(left: dict[int, Any], right: dict[int, Any]) -> dict[int, Any]:
+    return {**left, **right}
+
+
+class ParallelState(TypedDict, total=False):
+    trajectories: Annotated[dict[int, TrajectoryState], _merge]
+    round: int
+    stop_reason: str | None
+    pruned: Annotated[list[int], operator.add]
+    scores: dict[int, dict[str, float]]
+    decision: dict[str, Any] | None
+
+
+class ParallelResult(BaseModel):
+    run_id: str
+    answer: str | None
+    decision: Decision
+    answers: dict[int, str | None]
+    scores: dict[int, dict[str, float]]
+    rounds: int
+    stop_reason: str
+    tokens: int
+    errors: dict[int, str]
+
+
+def view_of(state: TrajectoryState, question: str, gold: str | None = None,
+            peers: list[str | None] | None = None) -> TrajectoryView:
+    """A verifier's view of a trajectory, built from the conversation (system prompt and question left out)."""
+    steps = []
+    for msg in state["messages"][2:]:
+        content = msg.get("content") or ""
+        if msg.get("role") == "assistant":
+            steps.append(content)
+        elif content and not content.startswith("<comment>"):
+            steps.append(f"[result] {content}")
+    return TrajectoryView(trajectory_id=state["trajectory_id"], question=question, answer=state.get("answer"),
+                          steps=steps, gold=gold, peer_answers=peers or [], finished=bool(state.get("done")))
+
+
+class ParallelRun:
+    """Runtime of a parallel run: the trajectories, verifiers and the run-level log."""
+
+    def __init__(self, trajectories: list[Trajectory], config: ParallelConfig, log: StepLog,
+                 verifiers: list[Verifier] | None = None,
+                 listeners: list[Callable[[StepRecord], None]] | None = None) -> None:
+        self.trajectories = {t.trajectory_id: t for t in trajectories}
+        self.config = config
+        self.log = log
+        self.verifiers = list(verifiers or [])
+        self.listeners = list(listeners or [])
+        self.question = ""
+        self.gold: str | None = None
+
+    def run_record(self, kind: StepKind, **fields: Any) -> StepRecord:
+        """A run-level record (trajectory -1): barriers, decisions."""
+        rec = self.log.append(StepRecord(run_id=self.log.run_id, trajectory_id=-1, kind=kind, **fields))
+        for listener in self.listeners:
+            listener(rec)
+        return rec
+
+    # --- nodes ---------------------------------------------------------------------------------
+    async def start(self, _: ParallelState) -> ParallelState:
+        states = await asyncio.gather(*(t.start() for t in self.trajectories.values()))
+        first = next(iter(self.trajectories.values()))
+        self.gold = first.env.gold
+        opening = states[0]["messages"]
+        self.question = str(opening[1].get("content", "")) if len(opening) > 1 else ""
+        return {"trajectories": {s["trajectory_id"]: s for s in states}, "round": 0, "stop_reason": None,
+                "pruned": [], "scores": {}, "decision": None}
+
+    def fan_out(self, state: ParallelState) -> list[Send] | str:
+        if state.get("stop_reason"):
+            return "finalize"
+        return [Send("advance", {"tid": tid, "state": st}) for tid, st in sorted(state["trajectories"].items())
+                if not st.get("done")]
+
+    async def advance(self, payload: dict[str, Any]) -> ParallelState:
+        tid = payload["tid"]
+        new = await self.trajectories[tid].advance(payload["state"], self.config.round_steps,
+                                                   self.config.round_tokens)
+        return {"trajectories": {tid: new}}
+
+    async def barrier(self, state: ParallelState) -> ParallelState:
+        rnd = state["round"] + 1
+        states = dict(state["trajectories"])
+        active = [tid for tid, st in states.items() if not st.get("done")]
+        finished = [Candidate(trajectory_id=tid, answer=st.get("answer")) for tid, st in states.items()
+                    if st.get("done") and not st.get("error")]
+        stop: str | None = None
+        if self.config.early_stop and (agreed := agreement_reached(finished, self.config.early_stop)):
+            stop = f"early stop: {self.config.early_stop} trajectories agree on {agreed!r}"
+        elif not active:
+            stop = "all trajectories finished"
+        elif rnd >= self.config.max_rounds:
+            stop = f"max_rounds ({self.config.max_rounds}) reached"
+        self.run_record(StepKind.BARRIER, text=stop, data={"round": rnd, "active": sorted(active),
+                                                            "finished": sorted(c.trajectory_id for c in finished)})
+        update: ParallelState = {"round": rnd, "stop_reason": stop}
+        if stop:
+            return update
+        pruned: list[int] = []
+        scores = dict(state.get("scores") or {})
+        if self.config.barrier_verify or self.config.prune_keep:
+            scores.update(await self._score({tid: states[tid] for tid in active}, partial=True))
+            if self.config.prune_keep and len(active) > self.config.prune_keep:
+                ranked = sorted(active, key=lambda t: (_mean(scores.get(t)), -t), reverse=True)
+                pruned = ranked[self.config.prune_keep:]
+                for tid in pruned:
+                    st = states[tid]
+                    rec = self.trajectories[tid].record(StepKind.PRUNE, st["last_step_id"],
+                                                        text=f"pruned at round {rnd}",
+                                                        data={"score": _mean(scores.get(tid)), "round": rnd})
+                    states[tid] = {**st, "done": True, "error": "pruned", "last_step_id": rec.step_id}
+        if self.config.sharing is not None:
+            states.update(await share(self.trajectories, states, self.config.sharing, rnd))
+        return {**update, "trajectories": states, "pruned": pruned, "scores": scores}
+
+    async def finalize(self, state: ParallelState) -> ParallelState:
+        states = dict(state["trajectories"])
+        early = (state.get("stop_reason") or "").startswith("early stop")
+        unfinished = [tid for tid, st in states.items() if not st.get("done")]
+        if unfinished and not early:
+            async def force(tid: int) -> tuple[int, TrajectoryState]:
+                traj = self.trajectories[tid]
+                forced = traj.force(states[tid], "the run's last round ended")
+                return tid, await traj.advance(forced, max_steps=3, max_tokens=10**9)
+
+            states.update(dict(await asyncio.gather(*(force(t) for t in unfinished))))
+        answered = {tid: st for tid, st in states.items() if st.get("done") and not st.get("error")}
+        scores = dict(state.get("scores") or {})
+        if self.verifiers:
+            scores.update(await self._score(answered, partial=False))
+        candidates = [Candidate(trajectory_id=tid, answer=st.get("answer"), score=_mean(scores.get(tid), None))
+                      for tid, st in sorted(answered.items())]
+        decide = {"majority": majority_vote, "weighted": weighted_vote, "best-of-n": best_of_n}[self.config.aggregate]
+        decision = decide(candidates)
+        self.run_record(StepKind.AGGREGATE, text=decision.answer, data={
+            "decision": decision.model_dump(), "stop_reason": state.get("stop_reason"), "gold": self.gold,
+            "correct": None if self.gold is None else _correct(decision.answer, self.gold)})
+        return {"trajectories": states, "scores": scores, "decision": decision.model_dump()}
+
+    async def _score(self, states: dict[int, TrajectoryState], partial: bool) -> dict[int, dict[str, float]]:
+        verifiers = [v for v in self.verifiers if v.partial_ok or not partial]
+        answers = {tid: st.get("answer") for tid, st in states.items()}
+
+        async def one(tid: int, verifier: Verifier) -> tuple[int, str, float | None]:
+            st = states[tid]
+            peers = [a for t, a in answers.items() if t != tid]
+            view = view_of(st, self.question, self.gold, peers)
+            traj = self.trajectories[tid]
+            try:
+                result = await verifier.score(view)
+            except VerifierError as exc:
+                traj.record(StepKind.ERROR, st["last_step_id"], text=f"verifier {verifier.name} failed: {exc}",
+                            data={"error": "VerifierError", "stage": "verify"})
+                return tid, verifier.name, None
+            traj.record(StepKind.VERIFY, st["last_step_id"], text=result.rationale, data={
+                "verifier": result.verifier, "score": result.score, "step_scores": result.step_scores,
+                "partial": partial})
+            return tid, verifier.name, result.score
+
+        results = await asyncio.gather(*(one(tid, v) for tid in states for v in verifiers))
+        out: dict[int, dict[str, float]] = {}
+        for tid, name, score in results:
+            if score is not None:
+                out.setdefault(tid, {})[name] = score
+        return out
+
+    # --- wiring --------------------------------------------------------------------------------
+    def build(self) -> Any:
+        graph: Any = StateGraph(ParallelState)  # langgraph's node typing cannot express Send payload nodes
+        graph.add_node("start", self.start)
+        graph.add_node("advance", self.advance)
+        graph.add_node("barrier", self.barrier)
+        graph.add_node("finalize", self.finalize)
+        graph.add_edge(START, "start")
+        graph.add_conditional_edges("start", self.fan_out, ["advance", "finalize"])
+        graph.add_edge("advance", "barrier")
+        graph.add_conditional_edges("barrier", self.fan_out, ["advance", "finalize"])
+        graph.add_edge("finalize", END)
+        return graph.compile()
+
+    async def run(self) -> ParallelResult:
+        graph = self.build()
+        limit = 3 * (self.config.max_rounds + 2) + 10
+        final: ParallelState = await graph.ainvoke({}, {"recursion_limit": limit})
+        states = final["trajectories"]
+        decision = Decision.model_validate(final["decision"])
+        return ParallelResult(
+            run_id=self.log.run_id, answer=decision.answer, decision=decision,
+            answers={tid: st.get("answer") for tid, st in sorted(states.items())},
+            scores=final.get("scores") or {}, rounds=final.get("round", 0),
+            stop_reason=final.get("stop_reason") or "", tokens=sum(st.get("tokens", 0) for st in states.values()),
+            errors={tid: str(st.get("error")) for tid, st in states.items() if st.get("error")})
+
+
+def _mean(scores: dict[str, float] | None, default: float | None = 0.5) -> Any:
+    if not scores:
+        return default
+    return sum(scores.values()) / len(scores)
+
+
+def _correct(answer: str | None, gold: str) -> bool:
+    from peerstep.verify import answers_equivalent
+
+    return answers_equivalent(answer, gold)

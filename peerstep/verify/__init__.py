@@ -1,0 +1,27 @@
+"""Verifiers and answer aggregation: score trajectories, then turn N answers into one."""
+
+from peerstep.verify._equivalence import answers_equivalent
+from peerstep.verify._verifiers import (
+    AnswerChecker,
+    LLMJudge,
+    PeerAgreement,
+    PRMClient,
+    TrajectoryView,
+    Verifier,
+    VerifierError,
+    VerifierScore,
+    verdict_score,
+)
+from peerstep.verify.aggregate import (
+    Candidate,
+    Decision,
+    agreement_reached,
+    best_of_n,
+    group_answers,
+    majority_vote,
+    weighted_vote,
+)
+
+__all__ = ["AnswerChecker", "Candidate", "Decision", "LLMJudge", "PRMClient", "PeerAgreement", "TrajectoryView",
+           "Verifier", "VerifierError", "VerifierScore", "agreement_reached", "answers_equivalent", "best_of_n",
+           "group_answers", "majority_vote", "verdict_score", "weighted_vote"]

@@ -1,0 +1,86 @@
+"""Turning N trajectories' answers into one: majority, weighted majority, best-of-N.
+
+Answers are grouped by equivalence (``answers_equivalent``: ``0.5`` and ``1/2`` vote together),
+not by string. Majority vote is the always-available baseline every other strategy is measured
+against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pydantic import BaseModel, Field
+
+from peerstep.verify._equivalence import answers_equivalent
+
+
+class Candidate(BaseModel):
+    trajectory_id: int
+    answer: str | None
+    score: float | None = Field(default=None, description="verifier score in [0, 1], when scored")
+
+
+class Decision(BaseModel):
+    answer: str | None
+    method: str
+    support: float = Field(description="votes (or weight) behind the answer")
+    total: float
+    groups: list[tuple[str, list[int], float]] = Field(default_factory=list,
+                                                       description="(answer, trajectory ids, weight) per group")
+
+
+def group_answers(candidates: Sequence[Candidate]) -> list[tuple[str, list[Candidate]]]:
+    """Equivalence classes of the non-empty answers, in order of first appearance."""
+    groups: list[tuple[str, list[Candidate]]] = []
+    for cand in candidates:
+        if not cand.answer:
+            continue
+        for rep, members in groups:
+            if answers_equivalent(cand.answer, rep):
+                members.append(cand)
+                break
+        else:
+            groups.append((cand.answer, [cand]))
+    return groups
+
+
+def _decide(candidates: Sequence[Candidate], method: str, weight: dict[int, float]) -> Decision:
+    groups = group_answers(candidates)
+    total = sum(weight[c.trajectory_id] for c in candidates if c.answer)
+    if not groups:
+        return Decision(answer=None, method=method, support=0, total=total)
+    scored = [(rep, members, sum(weight[m.trajectory_id] for m in members)) for rep, members in groups]
+    # ties go to the answer seen first, which is deterministic for a given trajectory order
+    best = max(scored, key=lambda g: g[2])
+    return Decision(answer=best[0], method=method, support=best[2], total=total,
+                    groups=[(rep, [m.trajectory_id for m in members], w) for rep, members, w in scored])
+
+
+def majority_vote(candidates: Sequence[Candidate]) -> Decision:
+    return _decide(candidates, "majority", {c.trajectory_id: 1.0 for c in candidates})
+
+
+def weighted_vote(candidates: Sequence[Candidate]) -> Decision:
+    """Votes weighted by verifier score (an unscored trajectory weighs 0.5)."""
+    return _decide(candidates, "weighted",
+                   {c.trajectory_id: 0.5 if c.score is None else c.score for c in candidates})
+
+
+def best_of_n(candidates: Sequence[Candidate]) -> Decision:
+    """The single highest-scored answer; ties broken by the larger vote."""
+    answered = [c for c in candidates if c.answer]
+    if not answered:
+        return Decision(answer=None, method="best-of-n", support=0, total=0)
+    votes = majority_vote(answered)
+    size = {tid: len(ids) for _, ids, _ in votes.groups for tid in ids}
+    best = max(answered, key=lambda c: (c.score if c.score is not None else -1.0, size[c.trajectory_id]))
+    return Decision(answer=best.answer, method="best-of-n", support=best.score or 0.0, total=1.0,
+                    groups=votes.groups)
+
+
+def agreement_reached(candidates: Sequence[Candidate], needed: int) -> str | None:
+    """The answer at least ``needed`` finished trajectories agree on, if any (for early stopping)."""
+    for rep, members in group_answers(candidates):
+        if len(members) >= needed:
+            return rep
+    return None
