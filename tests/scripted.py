@@ -44,3 +44,28 @@ class ScriptedClient(ModelClient):
                                prompt_tokens=10, model=self.model)]
         return [Completion(text="", tool_calls=reply, finish_reason="tool_calls", completion_tokens=5,
                            prompt_tokens=10, model=self.model)]
+
+
+class PerTrajectoryClient(ScriptedClient):
+    """One script per trajectory, told apart by the per-trajectory seed (base seed 0 + trajectory id).
+
+    Summary requests are answered from ``summaries[tid]``; a script entry that is an exception is
+    raised as that trajectory's model failure.
+    """
+
+    def __init__(self, scripts: dict[int, list[Reply]], summaries: dict[int, str] | None = None) -> None:
+        super().__init__([])
+        self.scripts = {tid: list(s) for tid, s in scripts.items()}
+        self.summaries = summaries or {}
+
+    async def chat(self, messages: Sequence[dict[str, Any]], *, sampling: SamplingParams | None = None,
+                   **kwargs: Any) -> list[Completion]:
+        tid = (sampling.seed if sampling is not None and sampling.seed is not None else 0)
+        last = messages[-1]
+        is_summary = (last["role"] == "user" and "Summarize your current conclusions" in (last["content"] or "")) \
+            or (last["role"] == "assistant" and (last["content"] or "").startswith("<summarize>"))
+        if is_summary:
+            self.replies = [f"<summarize>{self.summaries.get(tid, f'summary of {tid}')}</summarize>"]
+        else:
+            self.replies = [self.scripts[tid].pop(0)]
+        return await super().chat(messages, sampling=sampling, **kwargs)

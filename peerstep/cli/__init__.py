@@ -51,6 +51,8 @@ def _engine_config(model: str | None, port: int | None, context: int | None = No
 @app.command()
 def solve(
     question: Annotated[str, typer.Argument(help="The question; '-' reads it from standard input.")],
+    strategy: Annotated[str, typer.Option(help="single | majority | best-of-n | leap | leap+verify")] = "single",
+    n: Annotated[int, typer.Option("-n", help="Trajectories for the parallel strategies.")] = 4,
     engine: EngineOpt = "llamacpp",
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
@@ -60,7 +62,8 @@ def solve(
     max_steps: Annotated[int, typer.Option(help="Model calls before the answer is forced.")] = 10,
     max_tokens: Annotated[int, typer.Option(help="Generated tokens before the answer is forced.")] = 4096,
     wall_time: Annotated[float, typer.Option(help="Seconds before the answer is forced.")] = 600.0,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 0.0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (parallel strategies use 0.6 at 0).")]
+    = 0.0,
     tool_choice: Annotated[str, typer.Option(help="auto (parse calls from text) or required (constrained).")] = "auto",
     max_question_chars: Annotated[int, typer.Option(help="Refuse longer questions.")] = 20_000,
     python: Annotated[bool, typer.Option(help="Offer the sandboxed Python tool (bubblewrap kernel).")] = True,
@@ -69,24 +72,34 @@ def solve(
     json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON at the end.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the final answer.")] = False,
 ) -> None:
-    """Answer a question with a tool-using agent, showing each step as it happens."""
-    from peerstep._api import Endpoint, run_episode
+    """Answer a question with tool-using agents, showing each step as it happens."""
+    from peerstep._api import Endpoint, EpisodeResult, run_episode
     from peerstep.agent import AgentConfig, Budget, SamplingParams
     from peerstep.agent._config import DEFAULT_STOP
+    from peerstep.agent._trajectory import Listener
     from peerstep.environments import QuestionEnvironment
+    from peerstep.strategies import STRATEGIES, run_strategy
 
     if question == "-":
         question = sys.stdin.read()
     if tool_choice not in ("auto", "required"):
         _fail("--tool-choice must be 'auto' or 'required'", 2)
-    try:
+    if strategy not in STRATEGIES:
+        _fail(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}", 2)
+    if n < 1:
+        _fail("-n must be at least 1", 2)
+
+    def make_env() -> QuestionEnvironment:
         tools = None
         if search:
             from peerstep.tools import default_tools
             from peerstep.tools.search import open_index, search_tools
 
             tools = [*default_tools(), *search_tools(open_index(search))]
-        env = QuestionEnvironment(question, gold=gold, max_chars=max_question_chars, python=python, tools=tools)
+        return QuestionEnvironment(question, gold=gold, max_chars=max_question_chars, python=python, tools=tools)
+
+    try:
+        make_env()  # validates the question and the index before any engine starts
     except InputError as exc:
         _fail(str(exc), 2)
     except PeerstepError as exc:
@@ -94,11 +107,14 @@ def solve(
     config = AgentConfig(sampling=SamplingParams(temperature=temperature, max_tokens=512, stop=list(DEFAULT_STOP)),
                          budget=Budget(max_steps=max_steps, max_tokens=max_tokens, wall_time_s=wall_time),
                          tool_choice=tool_choice)  # type: ignore[arg-type]
-    view = LiveView(console)
+    parallel = strategy != "single"
+    view = LiveView(console, parallel=parallel)
+    listeners: list[Listener] = [] if quiet else [view.on_record]
     endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine,
                         engine_config=None if base_url else _engine_config(model, port))  # type: ignore[arg-type]
     # SIGTERM should unwind like Ctrl-C so the engine is stopped and the log closed
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    meta = {"question": question[:2000], "engine": engine, "strategy": strategy}
     try:
         if not base_url:
             from peerstep.models import DEFAULT_MODEL, MODELS
@@ -111,9 +127,11 @@ def solve(
             async def main() -> object:
                 try:
                     await client.check()
-                    return await run_episode(
-                        env, client, config=config, meta={"question": question[:2000], "engine": engine},
-                        listeners=[] if quiet else [view.on_record], on_token=None if quiet else view.on_token)
+                    if parallel:
+                        return await run_strategy(strategy, make_env, client, n=n, agent=config,
+                                                  listeners=listeners, meta=meta)
+                    return await run_episode(make_env(), client, config=config, meta=meta, listeners=listeners,
+                                             on_token=None if quiet else view.on_token)
                 finally:
                     await client.close()
 
@@ -122,18 +140,22 @@ def solve(
         _fail("interrupted; every step finished so far is in the step log (`peerstep runs`)", 130)
     except PeerstepError as exc:
         _fail(str(exc))
-    from peerstep._api import EpisodeResult
-
-    assert isinstance(result, EpisodeResult)
+    answer = getattr(result, "answer", None)
     if json_out:
-        console.print_json(result.model_dump_json())
+        console.print_json(result.model_dump_json())  # type: ignore[attr-defined]
     elif quiet:
-        console.print(result.answer if result.answer is not None else "")
-    else:
+        console.print(answer if answer is not None else "")
+    elif isinstance(result, EpisodeResult):
         console.print(f"[dim]run {result.run_id}: {result.steps} model calls, {result.tokens} tokens; "
                       f"log {result.log_path}[/dim]")
-    if result.error:
+    else:
+        console.print(f"[dim]run {result.run_id}: {strategy} with {n} trajectories, "  # type: ignore[attr-defined]
+                      f"{result.rounds} rounds, {result.tokens} tokens; "  # type: ignore[attr-defined]
+                      f"{result.stop_reason}[/dim]")  # type: ignore[attr-defined]
+    if isinstance(result, EpisodeResult) and result.error:
         _fail(result.error)
+    if not isinstance(result, EpisodeResult) and answer is None:
+        _fail("no trajectory produced an answer")
 
 
 @app.command()
@@ -199,8 +221,10 @@ def show(
             return
         meta = log.meta()
         console.print(f"[bold]run {log.run_id}[/bold]  model={meta.get('model')}  status={meta.get('status')}")
-        for rec in log.records():
-            render_record(console, rec)
+        records = list(log.records())
+        parallel = any(rec.trajectory_id != 0 for rec in records)
+        for rec in records:
+            render_record(console, rec, parallel=parallel)
 
 
 @models_app.command("list")

@@ -26,9 +26,11 @@ def _short(text: str | None, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f" … [{len(text) - limit} more characters]"
 
 
-def render_record(console: Console, rec: StepRecord, *, streamed: bool = False, limit: int = 1500) -> None:
+def render_record(console: Console, rec: StepRecord, *, streamed: bool = False, limit: int = 1500,
+                  parallel: bool = False) -> None:
     """Print one record. ``streamed`` skips reasoning text already shown token by token."""
-    prefix = f"[dim]t{rec.trajectory_id}[/dim] " if rec.trajectory_id else ""
+    prefix = f"[dim]t{rec.trajectory_id}[/dim] " if rec.trajectory_id > 0 or (rec.trajectory_id == 0 and parallel) \
+        else ""
     style = _STYLE.get(rec.kind, "dim")
     if rec.kind == StepKind.RUN_START:
         console.print(f"{prefix}[bold]Question:[/bold] {escape(_short(rec.text, limit))}")
@@ -53,6 +55,28 @@ def render_record(console: Console, rec: StepRecord, *, streamed: bool = False, 
     elif rec.kind in (StepKind.BUDGET, StepKind.ERROR):
         label = "Budget" if rec.kind == StepKind.BUDGET else "Error"
         console.print(f"{prefix}[{style}]{label}: {escape(rec.text or '')}[/{style}]")
+    elif rec.kind == StepKind.SUMMARY:
+        console.print(f"{prefix}[blue]summary: {escape(_short(rec.text, 400))}[/blue]")
+    elif rec.kind == StepKind.PEER_INJECT:
+        sources = ", ".join(f"t{s} (sim {sim:.2f})" for s, sim in zip(rec.data.get("sources", []),
+                                                                      rec.data.get("similarities", []),
+                                                                      strict=False))
+        console.print(f"{prefix}[blue]← peers {sources or 'none'} via {rec.data.get('router')}[/blue]")
+    elif rec.kind == StepKind.VERIFY:
+        console.print(f"{prefix}[yellow]{rec.data.get('verifier')}: {rec.data.get('score', 0):.2f}[/yellow] "
+                      f"[dim]{escape(_short(rec.text, 200))}[/dim]")
+    elif rec.kind == StepKind.PRUNE:
+        console.print(f"{prefix}[bold yellow]pruned[/bold yellow] (score {rec.data.get('score', 0):.2f})")
+    elif rec.kind == StepKind.BARRIER:
+        stop = f" — {rec.text}" if rec.text else ""
+        console.print(f"[bold]── round {rec.data.get('round')} ended: active {rec.data.get('active')}, "
+                      f"finished {rec.data.get('finished')}{escape(stop)}[/bold]")
+    elif rec.kind == StepKind.AGGREGATE:
+        decision = rec.data.get("decision", {})
+        groups = "; ".join(f"{escape(str(g[0]))} ← t{g[1]} ({g[2]:.2f})" for g in decision.get("groups", []))
+        verdict = "" if rec.data.get("correct") is None else f"  correct={rec.data['correct']}"
+        console.print(f"[bold magenta]Decision ({decision.get('method')}): {escape(rec.text or '(none)')}"
+                      f"[/bold magenta]  [dim]{groups}{verdict}[/dim]")
     elif rec.kind == StepKind.RUN_END:
         pass
     else:
@@ -62,8 +86,9 @@ def render_record(console: Console, rec: StepRecord, *, streamed: bool = False, 
 class LiveView:
     """Listener + token sink for a run in progress."""
 
-    def __init__(self, console: Console, stream_tokens: bool = True) -> None:
+    def __init__(self, console: Console, stream_tokens: bool = True, parallel: bool = False) -> None:
         self.console = console
+        self.parallel = parallel
         self.stream_tokens = stream_tokens
         self._streaming = False
 
@@ -75,7 +100,7 @@ class LiveView:
     def on_record(self, rec: StepRecord) -> None:
         streamed = self._streaming and rec.kind == StepKind.REASON
         self._streaming = False
-        render_record(self.console, rec, streamed=streamed)
+        render_record(self.console, rec, streamed=streamed, parallel=self.parallel)
 
 
 def runs_table(runs: list[RunSummary]) -> Table:

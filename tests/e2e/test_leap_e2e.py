@@ -1,0 +1,50 @@
+"""End-to-end: leap+verify with 3 trajectories on the real embedded engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from peerstep.agent import ModelClient
+from peerstep.engines import ManagedEngine
+from peerstep.environments import QuestionEnvironment
+from peerstep.graphs.parallel import ParallelConfig
+from peerstep.peers import SharingConfig
+from peerstep.steplog import StepKind, StepLog
+from peerstep.strategies import run_strategy, strategy_verifiers
+from peerstep.verify import answers_equivalent
+
+pytestmark = pytest.mark.slow
+
+
+async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: Path) -> None:
+    client = ModelClient(engine.base_url, engine.served_name, supports_continue=engine.name == "vllm")
+    # one model call per round, so the first barrier finds every trajectory still active
+    config = ParallelConfig(n=3, max_rounds=3, round_steps=1, sharing=SharingConfig(summary_tokens=96),
+                            barrier_verify=True, aggregate="weighted")
+    log = StepLog.create(directory=runs_dir)
+    try:
+        result = await run_strategy(
+            "leap+verify", lambda: QuestionEnvironment("What is 37 * 43 + 19?", gold="1610", python=False),
+            client, config=config, verifiers=strategy_verifiers("leap+verify", client), log=log)
+    finally:
+        await client.close()
+    # the small model's accuracy is measured in bench/; here: an answer was decided and graded consistently
+    assert result.answer is not None
+    with StepLog.open(log.run_id, runs_dir) as reader:
+        records = list(reader.records())
+    summaries = [r for r in records if r.kind == StepKind.SUMMARY]
+    injections = [r for r in records if r.kind == StepKind.PEER_INJECT]
+    verifies = [r for r in records if r.kind == StepKind.VERIFY]
+    assert summaries and all((r.text or "").strip() for r in summaries)
+    assert injections and all(r.data["router"] == "dispersed" for r in injections)
+    active_injections = [r for r in injections if r.data["sources"]]
+    assert active_injections and all(len(r.data["similarities"]) == len(r.data["sources"]) for r in active_injections)
+    names = {r.data["verifier"] for r in verifies}
+    assert names == {"agreement", "judge"}
+    assert all(0.0 <= r.data["score"] <= 1.0 for r in verifies)
+    aggregate = [r for r in records if r.kind == StepKind.AGGREGATE]
+    assert len(aggregate) == 1 and aggregate[0].data["decision"]["method"] == "weighted"
+    assert aggregate[0].data["correct"] == answers_equivalent(result.answer, "1610")
+    assert {r.trajectory_id for r in records if r.kind == StepKind.RUN_START} == {0, 1, 2}

@@ -1,0 +1,161 @@
+"""Parallel trajectories: routing, injection, pruning, early stop, failure isolation (scripted model)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from peerstep.environments import QuestionEnvironment
+from peerstep.graphs.parallel import ParallelConfig
+from peerstep.peers import NO_PEERS, ROUTERS, SharingConfig, comment_block, similarity
+from peerstep.steplog import StepKind, StepLog
+from peerstep.strategies import run_strategy
+from peerstep.verify import TrajectoryView, Verifier, VerifierScore
+from tests.scripted import PerTrajectoryClient
+
+
+def calc(expr: str) -> str:
+    return '{"name": "calculate", "arguments": {"expression": "%s"}}' % expr
+
+
+def submit(answer: str) -> str:
+    return '{"name": "submit_answer", "arguments": {"answer": "%s"}}' % answer
+
+
+SUMMARIES = {0: "the product is 42", 1: "the product is 48 because six times eight", 2: "the product is 42 so far"}
+
+
+def test_routers_pick_by_similarity() -> None:
+    rng = random.Random(0)
+    ranked = sorted((similarity(SUMMARIES[0], SUMMARIES[t]), t) for t in (1, 2))
+    least, most = ranked[0][1], ranked[-1][1]
+    assert least == 1 and most == 2
+    assert [p for p, _ in ROUTERS["dispersed"](0, SUMMARIES, 1, rng)] == [1]
+    assert [p for p, _ in ROUTERS["clustered"](0, SUMMARIES, 1, rng)] == [2]
+    assert [p for p, _ in ROUTERS["hybrid"](0, SUMMARIES, 2, rng)] == [1, 2]
+    assert [p for p, _ in ROUTERS["all"](0, SUMMARIES, 1, rng)] == [1, 2]
+    picked = ROUTERS["random"](0, SUMMARIES, 1, random.Random(3))
+    assert len(picked) == 1 and picked[0][0] in (1, 2)
+    sims = dict(ROUTERS["all"](0, SUMMARIES, 2, rng))
+    assert 0 < sims[1] < sims[2] < 1
+
+
+def test_comment_block_text() -> None:
+    block = comment_block(["a is 1", "a is 2"])
+    assert block.startswith('<comment> Peer 1: "a is 1" Peer 2: "a is 2" </comment>')
+    assert "differs from yours" in block
+    assert comment_block([]) == NO_PEERS
+
+
+async def test_leap_round_shares_and_votes(tmp_path: Path) -> None:
+    client = PerTrajectoryClient(
+        {0: [calc("6*7"), "still thinking", submit("42")],
+         1: [calc("6*8"), "hmm", submit("48")],
+         2: [submit("42")]},
+        summaries=SUMMARIES)
+    log = StepLog.create(directory=tmp_path)
+    result = await run_strategy("leap", lambda: QuestionEnvironment("What is 6*7?", gold="42"), client, n=3,
+                                log=log)
+    assert result.answer == "42"
+    assert result.answers == {0: "42", 1: "48", 2: "42"}
+    assert result.decision.groups == [("42", [0, 2], 2.0), ("48", [1], 1.0)]
+    with StepLog(log.path, log.run_id) as reader:
+        injections = list(reader.records(kind=StepKind.PEER_INJECT))
+        summaries = list(reader.records(kind=StepKind.SUMMARY))
+        aggregate = next(iter(reader.records(kind=StepKind.AGGREGATE)))
+    # after round 1, trajectories 0 and 1 were active and trajectory 2 had finished
+    assert sorted(r.trajectory_id for r in summaries) == [0, 1]
+    by_tid = {r.trajectory_id: r for r in injections}
+    assert by_tid[0].data["sources"] == [1] and by_tid[1].data["sources"] == [0]
+    assert by_tid[0].data["router"] == "dispersed"
+    assert by_tid[0].data["similarities"] == [round(similarity(SUMMARIES[0], SUMMARIES[1]), 4)]
+    assert f'Peer 1: "{SUMMARIES[1]}"' in (by_tid[0].text or "")
+    assert aggregate.trajectory_id == -1 and aggregate.data["correct"] is True
+    # the injected block reached the model in the next request of trajectory 0
+    sent = [r for r in client.requests_seen if r["sampling"].seed == 0]
+    assert any(m["content"].startswith("<comment>") for m in sent[-1]["messages"] if m["role"] == "user")
+
+
+async def test_continue_mode_extends_a_partial_assistant_message(tmp_path: Path) -> None:
+    client = PerTrajectoryClient({0: [calc("1+1"), submit("2")], 1: [calc("1+1"), submit("2")]})
+    config = ParallelConfig(n=2, max_rounds=3, round_steps=1, sharing=SharingConfig(mode="continue"))
+    await run_strategy("leap", lambda: QuestionEnvironment("1+1?"), client, config=config,
+                       log=StepLog.create(directory=tmp_path))
+    summary_requests = [r for r in client.requests_seen
+                        if r["messages"][-1]["role"] == "assistant"]
+    assert summary_requests
+    req = summary_requests[0]
+    assert req["messages"][-1]["content"].startswith("<summarize> In short")
+    assert req["sampling"].extra_body == {"continue_final_message": True, "add_generation_prompt": False}
+    assert req["sampling"].stop == ["</summarize>"] and req["sampling"].max_tokens == 256
+
+
+class FixedScores(Verifier):
+    name = "fixed"
+    partial_ok = True
+
+    def __init__(self, scores: dict[int, float]) -> None:
+        self.scores = scores
+
+    async def score(self, view: TrajectoryView) -> VerifierScore:
+        return VerifierScore(verifier=self.name, score=self.scores[view.trajectory_id], rationale="fixed")
+
+
+async def test_pruning_keeps_the_best(tmp_path: Path) -> None:
+    client = PerTrajectoryClient({0: [calc("1"), submit("1")], 1: [calc("2"), submit("2")],
+                                  2: [calc("3"), submit("3")]})
+    config = ParallelConfig(n=3, max_rounds=3, round_steps=1, prune_keep=1, aggregate="weighted")
+    log = StepLog.create(directory=tmp_path)
+    result = await run_strategy("leap+verify", lambda: QuestionEnvironment("q?"), client, config=config,
+                                verifiers=[FixedScores({0: 0.1, 1: 0.9, 2: 0.5})], log=log)
+    assert result.answer == "2"
+    assert result.errors == {0: "pruned", 2: "pruned"}
+    with StepLog(log.path, log.run_id) as reader:
+        pruned = sorted(r.trajectory_id for r in reader.records(kind=StepKind.PRUNE))
+        verify = list(reader.records(kind=StepKind.VERIFY))
+    assert pruned == [0, 2]
+    assert {(r.trajectory_id, r.data["score"]) for r in verify if r.data["partial"]} == {(0, 0.1), (1, 0.9),
+                                                                                          (2, 0.5)}
+
+
+async def test_early_stop_when_enough_agree(tmp_path: Path) -> None:
+    client = PerTrajectoryClient({0: [submit("7")], 1: [submit("7.0")], 2: [calc("1"), calc("2"), calc("3")]})
+    config = ParallelConfig(n=3, max_rounds=5, round_steps=1, early_stop=2)
+    result = await run_strategy("majority", lambda: QuestionEnvironment("q?"), client, config=config,
+                                log=StepLog.create(directory=tmp_path))
+    assert result.stop_reason.startswith("early stop") and result.answer == "7"
+    assert result.rounds == 1
+    assert result.answers[2] is None  # the straggler was not forced to answer
+    assert client.scripts[2] == [calc("2"), calc("3")]
+
+
+async def test_a_crashing_trajectory_does_not_fail_its_siblings(tmp_path: Path) -> None:
+    client = PerTrajectoryClient({0: [calc("6*7"), submit("42")], 1: [RuntimeError("GPU fell over")],
+                                  2: [calc("6*7"), submit("42")]})
+    log = StepLog.create(directory=tmp_path)
+    result = await run_strategy("majority", lambda: QuestionEnvironment("6*7?"), client, n=3, log=log)
+    assert result.answer == "42"
+    assert "GPU fell over" in result.errors[1]
+    assert result.answers == {0: "42", 1: None, 2: "42"}
+    with StepLog(log.path, log.run_id) as reader:
+        errors = [r for r in reader.records(kind=StepKind.ERROR) if r.trajectory_id == 1]
+    assert errors and "RuntimeError" in (errors[0].text or "")
+
+
+async def test_unfinished_trajectories_are_forced_at_the_end(tmp_path: Path) -> None:
+    client = PerTrajectoryClient({0: [calc("1"), calc("2"), submit("5")], 1: [calc("1"), calc("2"), submit("5")]})
+    config = ParallelConfig(n=2, max_rounds=2, round_steps=1)
+    log = StepLog.create(directory=tmp_path)
+    result = await run_strategy("majority", lambda: QuestionEnvironment("q?"), client, config=config, log=log)
+    assert result.answer == "5" and result.stop_reason.startswith("max_rounds")
+    forced = [r for r in client.requests_seen if r["tool_choice"]]
+    assert len(forced) == 2
+    assert all(r["tool_choice"] == {"type": "function", "function": {"name": "submit_answer"}} for r in forced)
+
+
+async def test_single_strategy_is_one_greedy_trajectory(tmp_path: Path) -> None:
+    client = PerTrajectoryClient({0: [calc("2**10"), submit("1024")]})
+    result = await run_strategy("single", lambda: QuestionEnvironment("2**10?", gold="1024"), client,
+                                log=StepLog.create(directory=tmp_path))
+    assert result.answer == "1024" and list(result.answers) == [0]
+    assert all(r["sampling"].temperature == 0.0 for r in client.requests_seen)

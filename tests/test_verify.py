@@ -1,0 +1,166 @@
+"""Verifiers and aggregation: equivalence-aware votes, judges, PRM request/response mapping."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+from peerstep.agent import Completion
+from peerstep.verify import (
+    AnswerChecker,
+    Candidate,
+    LLMJudge,
+    PeerAgreement,
+    PRMClient,
+    TrajectoryView,
+    VerifierError,
+    agreement_reached,
+    answers_equivalent,
+    best_of_n,
+    majority_vote,
+    verdict_score,
+    weighted_vote,
+)
+from tests.scripted import ScriptedClient
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    ("441,624,171", "441624171", True), ("0.5", "1/2", True), ("\\frac{3}{4}", "0.75", True),
+    ("The answer is 42.", "42", True), ("Paris", "paris", True), ("42", "43", False), ("", "1", False),
+    (None, "1", False),
+])
+def test_equivalence(a: str | None, b: str, same: bool) -> None:
+    assert answers_equivalent(a, b) is same
+
+
+def cands(*answers: str | None, scores: list[float | None] | None = None) -> list[Candidate]:
+    scores = scores or [None] * len(answers)
+    return [Candidate(trajectory_id=i, answer=a, score=s) for i, (a, s) in enumerate(zip(answers, scores,
+                                                                                          strict=True))]
+
+
+def test_majority_groups_equivalent_answers() -> None:
+    d = majority_vote(cands("1/2", "7", "0.5", None))
+    assert d.answer == "1/2" and d.support == 2 and d.total == 3
+    assert d.groups == [("1/2", [0, 2], 2.0), ("7", [1], 1.0)]
+
+
+def test_weighted_vote_can_overturn_the_majority() -> None:
+    d = weighted_vote(cands("7", "7", "9", scores=[0.1, 0.2, 0.9]))
+    assert d.answer == "9" and math.isclose(d.support, 0.9)
+
+
+def test_best_of_n_and_tie_break_by_votes() -> None:
+    assert best_of_n(cands("7", "9", "9", scores=[0.9, 0.8, 0.3])).answer == "7"
+    assert best_of_n(cands("7", "9", "9", scores=[0.8, 0.8, 0.3])).answer == "9"  # score tie: more votes
+    assert best_of_n(cands("7", "9", "9", scores=[0.5, 0.5, 0.5])).answer == "9"
+    assert best_of_n(cands(None, None)).answer is None
+
+
+def test_agreement_reached() -> None:
+    assert agreement_reached(cands("3", "3.0", "4"), 2) == "3"
+    assert agreement_reached(cands("3", "4"), 2) is None
+
+
+def view(answer: str | None, **kw: Any) -> TrajectoryView:
+    return TrajectoryView(trajectory_id=0, question="q", answer=answer, finished=True, **kw)
+
+
+async def test_answer_checker_and_peer_agreement() -> None:
+    assert (await AnswerChecker().score(view("0.50", gold="1/2"))).score == 1.0
+    assert (await AnswerChecker().score(view("3", gold="1/2"))).score == 0.0
+    with pytest.raises(VerifierError, match="gold"):
+        await AnswerChecker().score(view("3"))
+    agree = await PeerAgreement().score(view("4", peer_answers=["4.0", "5", None, "4"]))
+    assert math.isclose(agree.score, 2 / 3) and "2 of 3" in agree.rationale
+
+
+def test_verdict_from_logprobs() -> None:
+    s = verdict_score("judge", "Yes", {"Yes": math.log(0.6), "No": math.log(0.2), "Maybe": math.log(0.2)})
+    assert math.isclose(s.score, 0.75)
+    assert verdict_score("judge", "No", None).score == 0.0
+    with pytest.raises(VerifierError, match="neither Yes nor No"):
+        verdict_score("judge", "Perhaps", None)
+
+
+class JudgeModel(ScriptedClient):
+    async def chat(self, messages: Any, **kwargs: Any) -> list[Completion]:
+        self.requests_seen.append({"messages": messages, **kwargs})
+        return [Completion(text="Yes", top_logprobs=[{"Yes": math.log(0.9), "No": math.log(0.1)}])]
+
+
+async def test_llm_judge_asks_for_one_verdict_token() -> None:
+    judge_model = JudgeModel([])
+    score = await LLMJudge(judge_model).score(view("42", steps=["I multiplied 6 by 7", "[result] 42"]))
+    assert math.isclose(score.score, 0.9)
+    sent = judge_model.requests_seen[0]
+    assert "Their final answer is: 42" in sent["messages"][0]["content"]
+    assert "[result] 42" in sent["messages"][0]["content"]
+    assert sent["sampling"].max_tokens == 1 and sent["sampling"].top_logprobs == 10
+
+
+@pytest.fixture()
+def prm_server() -> Iterator[tuple[str, list[dict[str, Any]], list[Any]]]:
+    """A local stand-in serving vLLM's documented /pooling response format."""
+    received: list[dict[str, Any]] = []
+    replies: list[Any] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append({"path": self.path, "body": body})
+            status, payload = replies.pop(0)
+            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", received, replies
+    server.shutdown()
+    server.server_close()
+
+
+async def test_prm_client_request_and_response_mapping(prm_server: Any) -> None:
+    url, received, replies = prm_server
+    replies.append((200, {"id": "pool-1", "object": "list", "data": [
+        {"index": 0, "object": "pooling", "data": [[0.1, 0.9], [0.4, 0.6], [0.3, 0.7]]}]}))
+    prm = PRMClient(url, "Qwen/Qwen2.5-Math-PRM-7B")
+    v = view("42", steps=["Step one.", "Step two.", "  ", "Step three."])
+    score = await prm.score(v)
+    assert score.step_scores == [0.9, 0.6, 0.7] and score.score == 0.6
+    body = received[0]["body"]
+    assert received[0]["path"] == "/v1/pooling"
+    assert body["model"] == "Qwen/Qwen2.5-Math-PRM-7B"
+    assert body["messages"][1] == {"role": "user", "content": "q"}
+    assert body["messages"][2]["content"] == "Step one.<extra_0>Step two.<extra_0>Step three.<extra_0>"
+    replies.append((503, {"error": "overloaded"}))
+    with pytest.raises(VerifierError, match="HTTP 503"):
+        await prm.score(v)
+    replies.append((200, "not json"))
+    with pytest.raises(VerifierError, match="invalid JSON"):
+        await prm.score(v)
+    replies.append((200, {"data": []}))
+    with pytest.raises(VerifierError, match="unexpected PRM response shape"):
+        await prm.score(v)
+    await prm.close()
+
+
+async def test_prm_unreachable() -> None:
+    prm = PRMClient("http://127.0.0.1:9/v1", "m")
+    with pytest.raises(VerifierError, match="unreachable"):
+        await prm.score(view("1", steps=["a"]))
+    await prm.close()
