@@ -15,11 +15,11 @@ from tests.scripted import PerTrajectoryClient
 
 
 def calc(expr: str) -> str:
-    return '{"name": "calculate", "arguments": {"expression": "%s"}}' % expr
+    return f'{{"name": "calculate", "arguments": {{"expression": "{expr}"}}}}'
 
 
 def submit(answer: str) -> str:
-    return '{"name": "submit_answer", "arguments": {"answer": "%s"}}' % answer
+    return f'{{"name": "submit_answer", "arguments": {{"answer": "{answer}"}}}}'
 
 
 SUMMARIES = {0: "the product is 42", 1: "the product is 48 because six times eight", 2: "the product is 42 so far"}

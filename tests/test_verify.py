@@ -112,7 +112,7 @@ def prm_server() -> Iterator[tuple[str, list[dict[str, Any]], list[Any]]]:
     replies: list[Any] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             received.append({"path": self.path, "body": body})
             status, payload = replies.pop(0)
