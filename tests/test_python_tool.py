@@ -40,3 +40,19 @@ async def test_python_errors_are_observations(tmp_path: Path) -> None:
     await run_episode(env, client, log=StepLog.create(directory=tmp_path))
     assert "ZeroDivisionError" in client.requests_seen[1]["messages"][-1]["content"]
     assert "Timed out after 2 s" in client.requests_seen[2]["messages"][-1]["content"]
+
+
+async def test_sessions_take_warm_sandboxes_from_a_pool_and_share_nothing() -> None:
+    from peerstep.tools.python import PythonSession
+    from peerstep.tools.sandbox import SandboxPool, make_sandbox
+
+    async with SandboxPool(make_sandbox, size=2) as pool:
+        assert pool.idle == 2
+        first, second = PythonSession(pool=pool), PythonSession(pool=pool)
+        assert "7" in await first.python("secret = 7\nprint(secret)")
+        assert pool.idle == 1  # taken warm, not started cold
+        out = await second.python("print('secret' in globals())")
+        assert "False" in out
+        await first.close()
+        await second.close()
+        assert first.sandbox is None and second.sandbox is None

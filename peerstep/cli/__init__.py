@@ -79,6 +79,8 @@ def solve(
     from peerstep.agent._trajectory import Listener
     from peerstep.environments import QuestionEnvironment
     from peerstep.strategies import STRATEGIES, run_strategy
+    from peerstep.tools.python import PythonSession
+    from peerstep.tools.sandbox import SandboxPool, make_sandbox
 
     if question == "-":
         question = sys.stdin.read()
@@ -89,6 +91,8 @@ def solve(
     if n < 1:
         _fail("-n must be at least 1", 2)
 
+    pool: SandboxPool | None = None  # pre-started sandboxes for the parallel strategies' trajectories
+
     def make_env() -> QuestionEnvironment:
         tools = None
         if search:
@@ -96,7 +100,8 @@ def solve(
             from peerstep.tools.search import open_index, search_tools
 
             tools = [*default_tools(), *search_tools(open_index(search))]
-        return QuestionEnvironment(question, gold=gold, max_chars=max_question_chars, python=python, tools=tools)
+        session: PythonSession | bool = PythonSession(pool=pool) if (python and pool is not None) else python
+        return QuestionEnvironment(question, gold=gold, max_chars=max_question_chars, python=session, tools=tools)
 
     try:
         make_env()  # validates the question and the index before any engine starts
@@ -128,8 +133,16 @@ def solve(
                 try:
                     await client.check()
                     if parallel:
-                        return await run_strategy(strategy, make_env, client, n=n, agent=config,
-                                                  listeners=listeners, meta=meta)
+                        nonlocal pool
+                        if python:
+                            pool = SandboxPool(make_sandbox, size=n)
+                            await pool.start()
+                        try:
+                            return await run_strategy(strategy, make_env, client, n=n, agent=config,
+                                                      listeners=listeners, meta=meta)
+                        finally:
+                            if pool is not None:
+                                await pool.close()
                     return await run_episode(make_env(), client, config=config, meta=meta, listeners=listeners,
                                              on_token=None if quiet else view.on_token)
                 finally:
