@@ -9,7 +9,15 @@ from peerstep.environments._base import (
     environment_names,
     register_environment,
 )
+from peerstep.environments._dataset import (
+    EnvironmentDataset,
+    TaskInfo,
+    dataset_names,
+    load_dataset,
+    register_dataset,
+)
 from peerstep.environments.question import QuestionEnvironment, submit_answer
 
-__all__ = ["Environment", "Message", "QuestionEnvironment", "StepOutput", "ToolEnvironment", "answers_match",
-           "environment_names", "register_environment", "submit_answer"]
+__all__ = ["Environment", "EnvironmentDataset", "Message", "QuestionEnvironment", "StepOutput", "TaskInfo",
+           "ToolEnvironment", "answers_match", "dataset_names", "environment_names", "load_dataset",
+           "register_dataset", "register_environment", "submit_answer"]

@@ -1,0 +1,70 @@
+"""Datasets of episodes: what the eval runner iterates over.
+
+A dataset is a fixed, ordered list of tasks (reproducible from its seed). ``make(i)`` builds a
+fresh environment for task ``i`` every time it is called, because each trajectory of a
+parallel strategy needs its own environment (its own sandbox, its own answer state).
+Datasets are found by name through a registry, like environments.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from peerstep.environments._base import Environment
+
+_DATASETS: dict[str, Callable[..., EnvironmentDataset]] = {}
+
+
+class TaskInfo(BaseModel):
+    """What the eval report needs to know about one task, without building its environment."""
+
+    task_id: str
+    question: str
+    gold: str | None = None
+    tags: dict[str, Any] = Field(default_factory=dict)
+
+
+class EnvironmentDataset(ABC):
+    """An ordered, finite collection of tasks; ``make(i)`` returns a new environment for task ``i``."""
+
+    name: str = "dataset"
+
+    @abstractmethod
+    def __len__(self) -> int: ...
+
+    @abstractmethod
+    def info(self, index: int) -> TaskInfo:
+        """The task's id, question text and gold answer (if any)."""
+
+    @abstractmethod
+    def make(self, index: int) -> Environment:
+        """A fresh environment for task ``index``."""
+
+    def factory(self, index: int) -> Callable[[], Environment]:
+        return lambda: self.make(index)
+
+
+def register_dataset(name: str) -> Callable[[Callable[..., EnvironmentDataset]], Callable[..., EnvironmentDataset]]:
+    """Decorator: make a dataset constructible with ``load_dataset(name, **kwargs)``."""
+
+    def add(factory: Callable[..., EnvironmentDataset]) -> Callable[..., EnvironmentDataset]:
+        _DATASETS[name] = factory
+        return factory
+
+    return add
+
+
+def dataset_names() -> list[str]:
+    return sorted(_DATASETS)
+
+
+def load_dataset(name: str, **kwargs: Any) -> EnvironmentDataset:
+    try:
+        factory = _DATASETS[name]
+    except KeyError:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(dataset_names()) or 'none'}") from None
+    return factory(**kwargs)
