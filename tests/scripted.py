@@ -40,10 +40,15 @@ class ScriptedClient(ModelClient):
             if on_token is not None:
                 for word in reply.split(" "):
                     on_token(0, word + " ")
-            return [Completion(text=reply, finish_reason="stop", completion_tokens=max(1, len(reply.split())),
-                               prompt_tokens=10, model=self.model)]
-        return [Completion(text="", tool_calls=reply, finish_reason="tool_calls", completion_tokens=5,
-                           prompt_tokens=10, model=self.model)]
+            out = Completion(text=reply, finish_reason="stop", completion_tokens=max(1, len(reply.split())),
+                             prompt_tokens=10, model=self.model)
+        else:
+            out = Completion(text="", tool_calls=reply, finish_reason="tool_calls", completion_tokens=5,
+                             prompt_tokens=10, model=self.model)
+        self.requests += 1  # the same accounting as the real client
+        self.prompt_tokens += out.prompt_tokens
+        self.completion_tokens += out.completion_tokens
+        return [out]
 
 
 class PerTrajectoryClient(ScriptedClient):

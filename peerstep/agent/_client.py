@@ -100,6 +100,8 @@ class ModelClient:
             http_client=http_client,
         )
         self.supports_continue = supports_continue
+        self.api_key = api_key
+        self.timeout = timeout
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.requests = 0

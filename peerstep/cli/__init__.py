@@ -15,12 +15,14 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from peerstep._errors import InputError, PeerstepError
 from peerstep.cli._live import LiveView, render_record, runs_table
+from peerstep.cli.evals import register as register_eval_commands
 from peerstep.cli.index import index_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 models_app = typer.Typer(no_args_is_help=True, help="Embedded models: list and fetch.")
 app.add_typer(models_app, name="models")
 app.add_typer(index_app, name="index", help="Search indexes: build, list, search.")
+register_eval_commands(app)
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 

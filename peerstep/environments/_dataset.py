@@ -47,6 +47,22 @@ class EnvironmentDataset(ABC):
     def factory(self, index: int) -> Callable[[], Environment]:
         return lambda: self.make(index)
 
+    def grade(self, index: int, answer: str | None) -> bool:
+        """Is ``answer`` correct for task ``index``? Uses the environment's own checker when it has one.
+
+        Parallel strategies decide one answer from several trajectories; it is graded here with the same
+        rule the environment uses for its reward.
+        """
+        info = self.info(index)
+        if answer is None or info.gold is None:
+            return False
+        checker = getattr(self.make(index), "checker", None)
+        if callable(checker):
+            return bool(checker(answer, info.gold))
+        from peerstep.verify import answers_equivalent
+
+        return answers_equivalent(answer, info.gold)
+
 
 def register_dataset(name: str) -> Callable[[Callable[..., EnvironmentDataset]], Callable[..., EnvironmentDataset]]:
     """Decorator: make a dataset constructible with ``load_dataset(name, **kwargs)``."""

@@ -1,0 +1,161 @@
+"""``peerstep eval DATASET`` and ``peerstep run TASKS.yaml``: the eval runner on the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+
+from peerstep._errors import InputError, PeerstepError
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+# modules whose import registers datasets; optional ones may be missing their extra
+_DATASET_MODULES = ("peerstep.environments.builtin", "peerstep.environments.aviary")
+
+
+def _register_datasets() -> None:
+    for name in _DATASET_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+
+
+def _build_dataset(name: str, seed: int, python: bool) -> Any:
+    from peerstep.environments import dataset_names, load_dataset
+
+    _register_datasets()
+    if name not in dataset_names():
+        raise InputError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}")
+    from peerstep.environments._dataset import _DATASETS
+
+    accepted = inspect.signature(_DATASETS[name]).parameters
+    kwargs = {k: v for k, v in {"seed": seed, "python": python}.items() if k in accepted}
+    return load_dataset(name, **kwargs)
+
+
+def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | None, concurrency: int, seed: int,
+                   engine: str, model: str | None, base_url: str | None, api_key: str | None, out: Path | None,
+                   price_per_mtok: float | None, max_steps: int) -> None:
+    from peerstep._api import Endpoint
+    from peerstep.agent import AgentConfig, Budget, ModelClient
+    from peerstep.evals import EpisodeOutcome, EvalReport, run_eval, summarize
+
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    if count == 0:
+        raise InputError(f"dataset {dataset.name!r} has no tasks")
+    agent = AgentConfig(budget=Budget(max_steps=max_steps))
+    outcomes: list[EpisodeOutcome] = []
+    wall: dict[str, float] = {}
+    jsonl = out.with_suffix(".jsonl") if out else None
+    if jsonl is not None:
+        jsonl.parent.mkdir(parents=True, exist_ok=True)
+        jsonl.write_text("")
+    endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine)
+    interrupted = False
+    started = time.perf_counter()
+    with endpoint as probe, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                     TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
+                                     console=err) as progress:
+        bars: dict[str, TaskID] = {s: progress.add_task(s if s == "single" else f"{s}@{n}", total=count,
+                                                        stats="") for s in strategies}
+
+        def client() -> ModelClient:
+            return ModelClient(probe.base_url, probe.model, probe.api_key, timeout=probe.timeout,
+                               supports_continue=probe.supports_continue)
+
+        def on_outcome(o: EpisodeOutcome) -> None:
+            mine = [x for x in outcomes if x.strategy == o.strategy]
+            rate = sum(x.tokens for x in outcomes) / max(time.perf_counter() - started, 1e-9)
+            progress.update(bars[o.strategy], advance=1, stats=f"acc {sum(x.correct for x in mine)}/{len(mine)}  "
+                                                             f"{rate:.0f} tok/s")
+
+        async def main() -> None:
+            await probe.check()
+            await probe.close()
+            await run_eval(dataset, client, strategies, n=n, limit=count, concurrency=concurrency, agent=agent,
+                           outcomes=outcomes, jsonl=jsonl, on_outcome=on_outcome, wall=wall)
+
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            interrupted = True
+    for s in strategies:  # strategies cut short by Ctrl-C are timed up to the interruption
+        wall.setdefault(s, time.perf_counter() - started)
+    done = [s for s in strategies if any(o.strategy == s for o in outcomes)]
+    report = EvalReport(dataset=dataset.name, model=endpoint.model or "?", seed=seed, limit=count,
+                        interrupted=interrupted,
+                        summaries=[summarize(outcomes, s, wall[s], price_per_mtok) for s in done], outcomes=outcomes)
+    console.print(report.markdown())
+    if out is not None:
+        out.write_text(report.model_dump_json(indent=1))
+        console.print(f"[dim]results: {out} (per episode: {jsonl})[/dim]")
+    if interrupted:
+        err.print("[bold red]interrupted[/bold red]: the table covers the episodes that finished")
+        raise typer.Exit(130)
+
+
+Strategies = Annotated[str, typer.Option("--strategy", help="Comma-separated: single,majority,best-of-n,leap,"
+                                                            "leap+verify.")]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("eval")
+    def eval_command(
+        dataset: Annotated[str, typer.Argument(help="A dataset name, e.g. math, wiki-qa, science, aviary-calculator.")],
+        strategy: Strategies = "single",
+        n: Annotated[int, typer.Option("-n", help="Trajectories for the parallel strategies.")] = 4,
+        limit: Annotated[int | None, typer.Option(help="Run the first K tasks.")] = None,
+        concurrency: Annotated[int, typer.Option(help="Episodes in flight at once.")] = 2,
+        seed: Annotated[int, typer.Option(help="Dataset seed: the same seed gives the same tasks.")] = 0,
+        engine: Annotated[str, typer.Option(envvar="PEERSTEP_ENGINE")] = "llamacpp",
+        model: Annotated[str | None, typer.Option(envvar="PEERSTEP_MODEL")] = None,
+        base_url: Annotated[str | None, typer.Option(envvar="PEERSTEP_BASE_URL")] = None,
+        api_key: Annotated[str | None, typer.Option(envvar="PEERSTEP_API_KEY")] = None,
+        python: Annotated[bool, typer.Option(help="Offer the sandboxed Python tool where the dataset allows.")]
+        = True,
+        max_steps: Annotated[int, typer.Option(help="Model calls per trajectory before the answer is forced.")] = 8,
+        out: Annotated[Path | None, typer.Option(help="Write results as JSON here (and per episode as JSONL).")]
+        = None,
+        price_per_mtok: Annotated[float | None, typer.Option(help="Dollars per million generated tokens.")] = None,
+    ) -> None:
+        """Evaluate strategies on a dataset: accuracy with a 95% interval, tokens, tool calls, cost-of-pass."""
+        try:
+            ds = _build_dataset(dataset, seed, python)
+            run_and_report(ds, [s.strip() for s in strategy.split(",") if s.strip()], n, limit, concurrency, seed,
+                           engine, model, base_url, api_key, out, price_per_mtok, max_steps)
+        except (PeerstepError, ValueError, KeyError) as exc:
+            err.print(f"[bold red]error:[/bold red] {exc}")
+            raise typer.Exit(2 if isinstance(exc, InputError | ValueError | KeyError) else 1) from None
+
+    @app.command("run")
+    def run_command(
+        tasks: Annotated[Path, typer.Argument(help="A YAML or JSONL file of tasks.")],
+        strategy: Strategies = "single",
+        n: Annotated[int, typer.Option("-n")] = 4,
+        concurrency: Annotated[int, typer.Option()] = 2,
+        engine: Annotated[str, typer.Option(envvar="PEERSTEP_ENGINE")] = "llamacpp",
+        model: Annotated[str | None, typer.Option(envvar="PEERSTEP_MODEL")] = None,
+        base_url: Annotated[str | None, typer.Option(envvar="PEERSTEP_BASE_URL")] = None,
+        api_key: Annotated[str | None, typer.Option(envvar="PEERSTEP_API_KEY")] = None,
+        max_steps: Annotated[int, typer.Option()] = 8,
+        out: Annotated[Path | None, typer.Option()] = None,
+    ) -> None:
+        """Run a scripted task file (questions, allowed tools, answer checkers) and report the results."""
+        try:
+            from peerstep.environments.taskfile import TaskFileDataset
+
+            ds = TaskFileDataset(tasks)
+            run_and_report(ds, [s.strip() for s in strategy.split(",") if s.strip()], n, None, concurrency, 0,
+                           engine, model, base_url, api_key, out, None, max_steps)
+        except (PeerstepError, ValueError) as exc:
+            err.print(f"[bold red]error:[/bold red] {exc}")
+            raise typer.Exit(2 if isinstance(exc, InputError | ValueError) else 1) from None

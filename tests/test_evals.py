@@ -1,0 +1,116 @@
+"""The eval runner with a scripted model: grading, accounting, summaries, interruption."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from peerstep.agent import Completion, SamplingParams
+from peerstep.environments import Environment, EnvironmentDataset, QuestionEnvironment, TaskInfo
+from peerstep.evals import EvalReport, run_eval, summarize, wilson_interval
+from tests.scripted import ScriptedClient
+
+TASKS = [("What is 2+3?", "5"), ("What is 10/4?", "2.5"), ("What is 7*6?", "42"), ("Spell 'cat' backwards.", "tac")]
+
+
+class TinyDataset(EnvironmentDataset):
+    name = "tiny"
+
+    def __len__(self) -> int:
+        return len(TASKS)
+
+    def info(self, index: int) -> TaskInfo:
+        q, gold = TASKS[index]
+        return TaskInfo(task_id=f"tiny-{index}", question=q, gold=gold)
+
+    def make(self, index: int) -> Environment:
+        q, gold = TASKS[index]
+        return QuestionEnvironment(q, gold=gold)
+
+
+class Answerer(ScriptedClient):
+    """Computes with the calculator once, then answers; wrong on purpose for 10/4, slow for the 'cat' task."""
+
+    answers = {"2+3": "5", "10/4": "2.4", "7*6": "42", "cat": "tac"}
+
+    def __init__(self, slow: float = 0.0) -> None:
+        super().__init__([])
+        self.slow = slow
+
+    async def chat(self, messages: Sequence[dict[str, Any]], *, sampling: SamplingParams | None = None,
+                   **kwargs: Any) -> list[Completion]:
+        question = messages[1]["content"]
+        key = next(k for k in self.answers if k in question)
+        if key == "cat" and self.slow:
+            await asyncio.sleep(self.slow)
+        if len(messages) == 2 and key != "cat":
+            expr = re.search(r"[\d+*/]+", question)
+            self.replies = ['{"name": "calculate", "arguments": {"expression": "%s"}}' % expr.group()]  # type: ignore[union-attr]
+        else:
+            self.replies = ['{"name": "submit_answer", "arguments": {"answer": "%s"}}' % self.answers[key]]
+        return await super().chat(messages, sampling=sampling, **kwargs)
+
+
+async def test_eval_grades_counts_and_summarizes(tmp_path: Path) -> None:
+    jsonl = tmp_path / "out.jsonl"
+    outcomes = await run_eval(TinyDataset(), Answerer, ["single", "majority"], n=3, concurrency=2,
+                              runs_dir=tmp_path / "runs", jsonl=jsonl)
+    assert len(outcomes) == 8
+    single = sorted((o for o in outcomes if o.strategy == "single"), key=lambda o: o.index)
+    assert [o.correct for o in single] == [True, False, True, True]
+    assert [o.tool_calls for o in single] == [1, 1, 1, 0]
+    assert all(o.tokens > 0 and o.error is None for o in outcomes)
+    majority = [o for o in outcomes if o.strategy == "majority"]
+    assert all(o.n == 3 for o in majority) and all(o.n == 1 for o in single)
+    assert sum(o.correct for o in majority) == 3
+    assert [o.tool_calls for o in sorted(majority, key=lambda o: o.index)] == [3, 3, 3, 0]  # 3 trajectories each
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len(lines) == 8 and {line["run_id"] for line in lines} == {o.run_id for o in outcomes}
+    s = summarize(outcomes, "single", wall_seconds=2.0, price_per_mtok=10.0)
+    assert (s.correct, s.episodes, s.accuracy) == (3, 4, 0.75)
+    total = sum(o.tokens for o in single)
+    assert s.tokens_per_correct == pytest.approx(total / 3)
+    assert s.dollars_per_correct == pytest.approx(total / 3 * 10.0 / 1e6)
+    report = EvalReport(dataset="tiny", model="scripted", seed=0, limit=4, summaries=[s], outcomes=outcomes)
+    assert "| single | 3/4 = 75% (" in report.markdown()
+
+
+def test_wilson_interval() -> None:
+    low, high = wilson_interval(5, 10)
+    assert math.isclose(low, 0.2366, abs_tol=1e-3) and math.isclose(high, 0.7634, abs_tol=1e-3)
+    low, high = wilson_interval(0, 10)
+    assert low == 0.0 and math.isclose(high, 0.2775, abs_tol=1e-3)
+    assert wilson_interval(0, 0) == (0.0, 0.0)
+
+
+async def test_interrupted_eval_keeps_finished_episodes(tmp_path: Path) -> None:
+    jsonl = tmp_path / "out.jsonl"
+    outcomes: list[Any] = []
+    task = asyncio.ensure_future(run_eval(TinyDataset(), lambda: Answerer(slow=30), ["single"], concurrency=4,
+                                          runs_dir=tmp_path, outcomes=outcomes, jsonl=jsonl))
+    for _ in range(200):
+        await asyncio.sleep(0.05)
+        if len(outcomes) == 3:
+            break
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert sorted(o.index for o in outcomes) == [0, 1, 2]
+    assert len(jsonl.read_text().splitlines()) == 3
+
+
+async def test_unknown_strategy() -> None:
+    with pytest.raises(ValueError, match="unknown strategy 'best'"):
+        await run_eval(TinyDataset(), Answerer, ["best"])
+
+
+def test_dataset_grade_uses_the_environment_checker() -> None:
+    ds = TinyDataset()
+    assert ds.grade(1, "5/2") and ds.grade(3, "TAC") and not ds.grade(3, "cat") and not ds.grade(0, None)
