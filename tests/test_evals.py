@@ -8,7 +8,7 @@ import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -38,7 +38,7 @@ class TinyDataset(EnvironmentDataset):
 class Answerer(ScriptedClient):
     """Computes with the calculator once, then answers; wrong on purpose for 10/4, slow for the 'cat' task."""
 
-    answers = {"2+3": "5", "10/4": "2.4", "7*6": "42", "cat": "tac"}
+    answers: ClassVar[dict[str, str]] = {"2+3": "5", "10/4": "2.4", "7*6": "42", "cat": "tac"}
 
     def __init__(self, slow: float = 0.0) -> None:
         super().__init__([])
@@ -52,9 +52,10 @@ class Answerer(ScriptedClient):
             await asyncio.sleep(self.slow)
         if len(messages) == 2 and key != "cat":
             expr = re.search(r"[\d+*/]+", question)
-            self.replies = ['{"name": "calculate", "arguments": {"expression": "%s"}}' % expr.group()]  # type: ignore[union-attr]
+            assert expr is not None
+            self.replies = [json.dumps({"name": "calculate", "arguments": {"expression": expr.group()}})]
         else:
-            self.replies = ['{"name": "submit_answer", "arguments": {"answer": "%s"}}' % self.answers[key]]
+            self.replies = [json.dumps({"name": "submit_answer", "arguments": {"answer": self.answers[key]}})]
         return await super().chat(messages, sampling=sampling, **kwargs)
 
 
