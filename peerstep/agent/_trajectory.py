@@ -74,6 +74,11 @@ class Trajectory:
         opening = [{"role": "system", "content": prompt}, *messages]
         rec = self.record(StepKind.RUN_START, None, text=messages[-1].get("content") if messages else None,
                           data={"tools": [t.name for t in tools], "system_prompt": prompt})
+        for msg in messages:  # an environment that failed to reset says so in its opening messages
+            info = msg.get("info") or {}
+            if info.get("ok") is False and info.get("error"):
+                self.record(StepKind.ERROR, rec.step_id, text=str(info["error"]),
+                            data={"error": str(info["error"]).split(":", 1)[0], "stage": info.get("stage", "reset")})
         return TrajectoryState(trajectory_id=self.trajectory_id, messages=opening, action=None, native_calls=False,
                                steps=0, tokens=0, started_at=time.time(), forced=False, last_step_id=rec.step_id,
                                done=False, answer=None, reward=None, error=None)
@@ -225,6 +230,11 @@ class Trajectory:
                     obs = {**obs, "content": f"{obs.get('content', '')}{REPEAT_NOTE}"}
                 seen.append(signature)
             parent = self.record(StepKind.OBSERVATION, parent, text=obs.get("content"), tool=tool).step_id
+            if info.get("ok") is False and info.get("error"):
+                # the environment itself failed (not the tool's own error text): log it as an error step
+                self.record(StepKind.ERROR, parent, text=str(info["error"]),
+                            data={"error": str(info["error"]).split(":", 1)[0],
+                                  "stage": info.get("stage", "environment")})
             if obs.get("role") == "tool" and state.get("native_calls"):
                 messages.append({k: obs[k] for k in ("role", "tool_call_id", "name", "content") if k in obs})
             elif obs.get("role") == "tool":
