@@ -33,7 +33,7 @@ from tests.scripted import ScriptedClient
 @pytest.mark.parametrize(("a", "b", "same"), [
     ("441,624,171", "441624171", True), ("0.5", "1/2", True), ("\\frac{3}{4}", "0.75", True),
     ("The answer is 42.", "42", True), ("Paris", "paris", True), ("42", "43", False), ("", "1", False),
-    (None, "1", False),
+    (None, "1", False), ("3*x**2*cos(x)", "3*x**2*sin(x) + x**3*cos(x)", False), ("x^2+2x+1", "(x+1)^2", True),
 ])
 def test_equivalence(a: str | None, b: str, same: bool) -> None:
     assert answers_equivalent(a, b) is same

@@ -32,7 +32,20 @@ def _parse(text: str, timeouts: bool) -> tuple[Any, ...]:
 
 
 def answers_equivalent(prediction: str | None, gold: str | None) -> bool:
-    """True when ``prediction`` states the same answer as ``gold``."""
+    """True when ``prediction`` states the same answer as ``gold``.
+
+    Plain-text formulas with variables are compared as functions (``checkers.math_match``): math-verify alone
+    reads "3*x**2*cos(x)" as the number 3.
+    """
+    if prediction is None or gold is None:
+        return False
+    from peerstep.environments.checkers import math_match
+
+    return math_match(prediction, gold)
+
+
+def math_verify_equivalent(prediction: str | None, gold: str | None) -> bool:
+    """Numbers, then math-verify: the core of ``answers_equivalent`` for everything but plain-text formulas."""
     if prediction is None or gold is None:
         return False
     pred, ref = prediction.strip()[:MAX_ANSWER_CHARS], gold.strip()[:MAX_ANSWER_CHARS]

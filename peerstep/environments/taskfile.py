@@ -1,0 +1,400 @@
+"""Scripted task files: a scientist's own questions, tools and answer checkers in YAML or JSONL.
+
+A YAML file is a list of tasks, or a mapping with a ``tasks:`` list; a JSONL file has one task object per line::
+
+    tasks:
+      - id: ideal-gas                      # optional; default "<file stem>-<n>"
+        question: What is the pressure of 2 mol of an ideal gas at 300 K in 10 L, in kPa?
+        tools: [calculator, python]        # any of calculator, python, search; default [calculator]
+        checker: {type: numeric, rtol: 0.01}
+        gold: 498.8
+      - question: Simplify (x**2 - 1)/(x - 1).
+        checker: math                      # a bare name takes the checker's defaults
+        gold: x + 1
+      - question: Name a prime between 100 and 110.
+        checker: {type: python, function: "checks.py:is_prime_answer"}   # or "package.module:function"
+
+``checker`` is one of ``exact``, ``numeric`` (options ``rtol``, ``atol``), ``math``, ``short_answer`` or ``python``
+(option ``function``; a relative file path is read from the task file's folder); the default is ``math``. The
+options may also sit beside a bare checker name (``checker: numeric`` with ``rtol: 0.01`` on the task).
+``gold`` is optional: without it a task is not scored, except by a python checker, which then gets ``""`` as the
+gold and judges the answer on its own.
+
+The whole file is checked before anything runs, and every problem is reported at once in one ``InputError``, each
+as ``file:line: task N (id ...): field: what is wrong``, because fixing a 200-task file one error per run is
+misery. YAML line numbers come from the composed node tree (``yaml.compose``), so they point at the offending
+field, or at the task when a field is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from peerstep._errors import InputError
+from peerstep.environments._dataset import register_dataset
+from peerstep.environments.builtin import StaticTask, TaskListDataset
+from peerstep.environments.checkers import CHECKER_NAMES, Checker, get_checker, parse_number
+from peerstep.tools import Tool, calculator_tool
+
+if TYPE_CHECKING:
+    from peerstep.tools.search import SearchIndex
+
+__all__ = ["TOOL_NAMES", "TaskFileDataset", "TaskSpec", "load_task_file"]
+
+YAML_SUFFIXES = (".yaml", ".yml")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+MAX_LISTED_ERRORS = 200  # past this, the message would be longer than anyone reads
+
+# --------------------------------------------------------------------------------------------------------- schema
+
+Tolerance = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+ToolName = Literal["calculator", "python", "search"]
+TOOL_NAMES: tuple[str, ...] = get_args(ToolName)
+
+
+def _default_tools() -> list[ToolName]:
+    return ["calculator"]
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic reads true as 1.0; a tolerance of "true" is a typo, not a number
+        raise ValueError("must be a number, not true/false")
+    return value
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ExactSpec(_Spec):
+    type: Literal["exact"]
+
+
+class NumericSpec(_Spec):
+    type: Literal["numeric"]
+    rtol: Tolerance = 1e-6
+    atol: Tolerance = 0.0
+
+    @field_validator("rtol", "atol", mode="before")
+    @classmethod
+    def _not_bool(cls, value: Any) -> Any:
+        return _no_bool(value)
+
+
+class MathSpec(_Spec):
+    type: Literal["math"]
+
+
+class ShortAnswerSpec(_Spec):
+    type: Literal["short_answer"]
+
+
+class PythonSpec(_Spec):
+    type: Literal["python"]
+    function: Annotated[str, Field(min_length=1, description="'package.module:function' or 'file.py:function'")]
+
+
+CheckerSpec = Annotated[ExactSpec | NumericSpec | MathSpec | ShortAnswerSpec | PythonSpec,
+                        Field(discriminator="type")]
+_CHECKER_OPTIONS = ("rtol", "atol", "function")
+
+
+class TaskSpec(_Spec):
+    """One task as written in the file (after a bare checker name and task-level options are folded)."""
+
+    id: str | None = None
+    question: str
+    tools: list[ToolName] = Field(default_factory=_default_tools)
+    checker: CheckerSpec = Field(default_factory=lambda: MathSpec(type="math"))
+    gold: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fold_checker(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        checker = data.get("checker")
+        if isinstance(checker, str):
+            checker = {"type": checker}
+            for key in _CHECKER_OPTIONS:
+                if key in data:
+                    checker[key] = data.pop(key)
+            data["checker"] = checker
+        return data
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_text(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+    @field_validator("question")
+    @classmethod
+    def _question_text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("the question is empty")
+        return value.strip()
+
+    @field_validator("gold", mode="before")
+    @classmethod
+    def _gold_text(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError("must be text or a number, not true/false (quote it: \"true\")")
+        if isinstance(value, int):
+            return str(value)
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                raise ValueError("must be a finite number")
+            return repr(value)
+        return value
+
+
+# ------------------------------------------------------------------------------------------------------- locating
+
+
+@dataclass
+class _Entry:
+    """One raw task with where it came from: its line, and its YAML node for finding fields' lines."""
+
+    number: int  # 1-based position in the file
+    line: int  # 1-based line of the task
+    data: Any
+    node: yaml.Node | None = None
+
+
+def _field_line(entry: _Entry, loc: Sequence[str | int]) -> int:
+    """The line of the field at ``loc`` inside the entry (the deepest part of the path that exists)."""
+    path = _field_path(loc)
+    node, line, found = entry.node, entry.line, 0
+    for part in path:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+        found += 1
+    if found < len(path) and path[0] == "checker" and isinstance(entry.node, yaml.MappingNode):
+        # an option written beside a bare checker name ("checker: numeric" + "rtol: x") sits on the task itself
+        for k, _ in entry.node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == path[-1]:
+                return int(k.start_mark.line) + 1
+    return line
+
+
+def _field_path(loc: Sequence[str | int]) -> list[str | int]:
+    parts = list(loc)
+    if len(parts) > 1 and parts[0] == "checker" and parts[1] in CHECKER_NAMES:
+        del parts[1]  # the discriminator tag pydantic adds for the union branch
+    return parts
+
+
+def _format_path(parts: Sequence[str | int]) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _message(err: dict[str, Any]) -> str:
+    kind, msg = err.get("type", ""), str(err.get("msg", ""))
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    if kind == "union_tag_invalid":
+        tag = (err.get("ctx") or {}).get("tag", err.get("input"))
+        return f"unknown checker {tag!r}; known: {', '.join(CHECKER_NAMES)}"
+    if kind == "union_tag_not_found":
+        return f"needs a 'type' ({', '.join(CHECKER_NAMES)})"
+    if kind == "literal_error" and "calculator" in msg:
+        return f"unknown tool {err.get('input')!r}; known: {', '.join(TOOL_NAMES)}"
+    return msg.removeprefix("Value error, ")
+
+
+# -------------------------------------------------------------------------------------------------------- reading
+
+
+def _read_yaml(path: Path, text: str) -> list[_Entry]:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        raise InputError(f"{where}: YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"{path}: YAML syntax error: {exc}") from None
+    if root is None:
+        raise InputError(f"{path}: the file has no tasks")
+    items_node, items = root, data
+    if isinstance(root, yaml.MappingNode) and isinstance(data, dict):
+        extra = sorted(str(k) for k in data if k != "tasks")
+        if extra or "tasks" not in data:
+            raise InputError(f"{path}:{root.start_mark.line + 1}: expected a list of tasks or a mapping with a "
+                             f"'tasks:' list" + (f"; unknown top-level key(s): {', '.join(extra)}" if extra else ""))
+        items_node = next(v for k, v in root.value if isinstance(k, yaml.ScalarNode) and k.value == "tasks")
+        items = data["tasks"]
+    if not isinstance(items_node, yaml.SequenceNode) or not isinstance(items, list):
+        raise InputError(f"{path}:{items_node.start_mark.line + 1}: expected a list of tasks (each starting "
+                         f"with '- question: ...')")
+    return [_Entry(i + 1, node.start_mark.line + 1, item, node)
+            for i, (node, item) in enumerate(zip(items_node.value, items, strict=True))]
+
+
+def _read_jsonl(path: Path, text: str) -> tuple[list[_Entry], list[str]]:
+    entries: list[_Entry] = []
+    errors: list[str] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        number = len(entries) + len(errors) + 1
+        try:
+            entries.append(_Entry(number, lineno, json.loads(line)))
+        except json.JSONDecodeError as exc:
+            errors.append(f"{path}:{lineno}: task {number}: not valid JSON: {exc.msg} (column {exc.colno})")
+    return entries, errors
+
+
+@dataclass(frozen=True)
+class LoadedTask:
+    """A validated task, its built checker and the line it came from."""
+
+    spec: TaskSpec
+    task_id: str
+    checker: Checker
+    line: int
+
+
+def load_task_file(path: str | Path) -> list[LoadedTask]:
+    """Read, validate and build every task in ``path``; raise one ``InputError`` listing every problem."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"no task file at {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read the task file {path}: {exc}") from None
+    suffix = path.suffix.lower()
+    errors: list[str] = []
+    if suffix in JSONL_SUFFIXES:
+        entries, errors = _read_jsonl(path, text)
+    elif suffix in YAML_SUFFIXES:
+        entries = _read_yaml(path, text)
+    else:
+        raise InputError(f"{path}: a task file must end in {', '.join(YAML_SUFFIXES + JSONL_SUFFIXES)}")
+
+    loaded: list[LoadedTask] = []
+    seen_ids: dict[str, int] = {}
+    for entry in entries:
+        def problem(loc: Sequence[str | int], what: str, entry: _Entry = entry) -> None:
+            ident = entry.data.get("id") if isinstance(entry.data, dict) else None
+            label = f"task {entry.number}" + (f" (id {ident!r})" if isinstance(ident, str | int) else "")
+            field = _format_path(_field_path(loc))
+            errors.append(f"{path}:{_field_line(entry, loc)}: {label}: {field + ': ' if field else ''}{what}")
+
+        if not isinstance(entry.data, dict):
+            problem((), f"expected a task mapping (question, tools, checker, gold), got {type(entry.data).__name__}")
+            continue
+        try:
+            spec = TaskSpec.model_validate(entry.data)
+        except ValidationError as exc:
+            for err in exc.errors():
+                loc = tuple(err["loc"])
+                problem(loc, _message(dict(err)))
+            continue
+        if spec.gold is not None and isinstance(spec.checker, NumericSpec) and parse_number(spec.gold) is None:
+            problem(("gold",), f"{spec.gold!r} is not a number, but the checker is numeric")
+            continue
+        task_id = spec.id or f"{path.stem}-{entry.number}"
+        if task_id in seen_ids:
+            problem(("id",), f"duplicate id {task_id!r} (first used by task {seen_ids[task_id]})")
+            continue
+        seen_ids[task_id] = entry.number
+        options = spec.checker.model_dump(exclude={"type"})
+        if isinstance(spec.checker, PythonSpec):
+            options["base_dir"] = path.parent
+        try:
+            checker = get_checker(spec.checker.type, **options)
+        except InputError as exc:
+            problem(("checker", "function") if isinstance(spec.checker, PythonSpec) else ("checker",), str(exc))
+            continue
+        loaded.append(LoadedTask(spec, task_id, checker, entry.line))
+
+    if errors:
+        shown = errors[:MAX_LISTED_ERRORS]
+        more = f"\n  ... and {len(errors) - len(shown)} more" if len(errors) > len(shown) else ""
+        raise InputError(f"{path}: {len(errors)} problem(s) in the task file:\n  " + "\n  ".join(shown) + more)
+    if not loaded:
+        raise InputError(f"{path}: the file has no tasks")
+    return loaded
+
+
+# -------------------------------------------------------------------------------------------------------- dataset
+
+
+@register_dataset("taskfile")
+class TaskFileDataset(TaskListDataset):
+    """The tasks of a YAML or JSONL task file, validated up front (see the module docs for the format).
+
+    ``python=False`` withholds the Python tool even from tasks that list it (for a machine without a sandbox);
+    ``search_index`` replaces the default offline Wikipedia index for tasks that allow ``search``.
+    """
+
+    name = "taskfile"
+
+    def __init__(self, path: str | Path, *, limit: int | None = None, python: bool = True,
+                 search_index: SearchIndex | None = None) -> None:
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise InputError(f"limit must be a whole number >= 0 or None, got {limit!r}")
+        self.path = Path(path).expanduser()
+        self._index = search_index
+        loaded = load_task_file(self.path)
+        if limit is not None:
+            loaded = loaded[:limit]
+        tasks = []
+        for t in loaded:
+            tasks.append(StaticTask(
+                task_id=t.task_id, question=t.spec.question, gold=t.spec.gold, checker=t.checker,
+                tools=self._tools_factory(t.spec.tools), python=python and "python" in t.spec.tools,
+                tags={"line": t.line, "checker": t.spec.checker.type, "tools": list(t.spec.tools),
+                      "file": str(self.path)},
+                check_without_gold=isinstance(t.spec.checker, PythonSpec),
+            ))
+        super().__init__(tasks)
+        self.name = self.path.stem
+
+    def _search_tools(self) -> list[Tool]:
+        from peerstep.tools.search import search_tools, wikipedia_index
+
+        if self._index is None:
+            self._index = wikipedia_index()
+        return search_tools(self._index)
+
+    def _tools_factory(self, names: Sequence[str]) -> Callable[[], list[Tool]]:
+        wanted = set(names)
+
+        def build() -> list[Tool]:
+            tools: list[Tool] = []
+            if "calculator" in wanted:
+                tools.append(calculator_tool())
+            if "search" in wanted:
+                tools.extend(self._search_tools())
+            return tools  # python is added by QuestionEnvironment(python=True), bound to its own sandbox
+
+        return build

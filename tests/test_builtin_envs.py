@@ -1,0 +1,457 @@
+"""The built-in datasets (math, wiki-qa, science) and the answer checkers, with a scripted model.
+
+Episodes run through ``run_episode`` so the reward that reaches the step log is the one tested; the science
+answers are recomputed here from the question text with scipy's constants, independently of the templates.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import scipy.constants as sc
+
+from peerstep._api import run_episode
+from peerstep._errors import InputError
+from peerstep.environments import Environment, QuestionEnvironment, dataset_names, load_dataset
+from peerstep.environments.builtin import (
+    COMPOUNDS,
+    GASES,
+    MATH_GENERATORS,
+    SCIENCE_TEMPLATES,
+    SOLUTES,
+    WIKI_QUESTIONS,
+    MathDataset,
+    ScienceDataset,
+    TaskListDataset,
+    WikiQADataset,
+    molar_mass,
+)
+from peerstep.environments.checkers import (
+    CHECKER_NAMES,
+    NumericChecker,
+    PythonChecker,
+    exact_match,
+    get_checker,
+    math_match,
+    numeric_match,
+    parse_number,
+    short_answer_match,
+)
+from peerstep.steplog import StepKind, StepLog
+from peerstep.tools.search import Fts5Index, wikipedia_index
+from tests.scripted import ScriptedClient
+
+
+@pytest.fixture(scope="module")
+def wiki(tmp_path_factory: pytest.TempPathFactory) -> Fts5Index:
+    return wikipedia_index(tmp_path_factory.mktemp("wiki"))
+
+
+def submit(answer: str) -> str:
+    return json.dumps({"name": "submit_answer", "arguments": {"answer": answer}})
+
+
+async def episode_reward(env: Environment, answer: str, runs: Path) -> float | None:
+    """Run one scripted episode that submits ``answer``; return the reward the FINAL step recorded."""
+    log = StepLog.create(directory=runs)
+    result = await run_episode(env, ScriptedClient([submit(answer)]), log=log)
+    finals = list(log.records(kind=StepKind.FINAL))
+    log.close()
+    assert len(finals) == 1 and finals[0].text == answer
+    assert finals[0].reward == result.reward
+    return result.reward
+
+
+def wrong_number(gold: str) -> str:
+    value = float(gold)
+    return f"{value * 1.5 + 7:.6g}"
+
+
+# ------------------------------------------------------------------------------------------------------ episodes
+
+
+def datasets(wiki: Fts5Index) -> dict[str, TaskListDataset]:
+    return {"math": MathDataset(seed=3, limit=6), "science": ScienceDataset(seed=3, limit=6),
+            "wiki-qa": WikiQADataset(seed=3, limit=6, index=wiki)}
+
+
+@pytest.mark.parametrize("name", ["math", "science", "wiki-qa"])
+async def test_a_correct_submission_earns_1_and_a_wrong_one_0(name: str, wiki: Fts5Index, tmp_path: Path) -> None:
+    ds = datasets(wiki)[name]
+    for i in range(3):
+        gold = ds.info(i).gold
+        assert gold is not None
+        wrong = "Atlantis" if name == "wiki-qa" else wrong_number(gold)
+        assert await episode_reward(ds.make(i), gold, tmp_path) == 1.0
+        assert await episode_reward(ds.make(i), wrong, tmp_path) == 0.0
+        assert ds.grade(i, gold) and not ds.grade(i, wrong)
+
+
+@pytest.mark.parametrize("name", ["math", "science", "wiki-qa"])
+def test_make_returns_a_fresh_environment_with_the_dataset_tools(name: str, wiki: Fts5Index) -> None:
+    ds = datasets(wiki)[name]
+    a, b = ds.make(0), ds.make(0)
+    assert isinstance(a, QuestionEnvironment) and isinstance(b, QuestionEnvironment)
+    assert a is not b and a.python is not None and b.python is not None and a.python is not b.python
+    assert a.question == ds.info(0).question and a.gold == ds.info(0).gold
+    expected = {"calculate", "python", "submit_answer"} | ({"search", "open_page"} if name == "wiki-qa" else set())
+    assert set(a.tools) == expected
+    without = {"math": MathDataset(limit=1, python=False), "science": ScienceDataset(limit=1, python=False),
+               "wiki-qa": WikiQADataset(limit=1, python=False, index=wiki)}[name].make(0)
+    assert "python" not in without.tools  # type: ignore[attr-defined]
+
+
+async def test_a_wiki_episode_can_search_and_open_the_source_article(wiki: Fts5Index, tmp_path: Path) -> None:
+    ds = WikiQADataset(seed=0, index=wiki)
+    i = next(k for k in range(len(ds)) if ds.info(k).tags["source_title"] == "Apollo 11")
+    client = ScriptedClient([json.dumps({"name": "search", "arguments": {"query": "Apollo 11 command module pilot"}}),
+                             json.dumps({"name": "open_page", "arguments": {"title_or_id": "Apollo 11"}}),
+                             submit("Michael Collins")])
+    log = StepLog.create(directory=tmp_path)
+    result = await run_episode(ds.make(i), client, log=log)
+    outputs = [r.tool.output or "" for r in log.records(kind=StepKind.OBSERVATION) if r.tool is not None]
+    log.close()
+    assert result.reward == 1.0
+    assert "Apollo 11" in outputs[0] and "Michael Collins" in outputs[1]
+
+
+# ------------------------------------------------------------------------------------------------ reproducibility
+
+
+def task_set(ds: TaskListDataset) -> list[tuple[str, str, str | None]]:
+    return [(ds.info(i).task_id, ds.info(i).question, ds.info(i).gold) for i in range(len(ds))]
+
+
+@pytest.mark.parametrize("make", [
+    lambda seed, limit: MathDataset(seed=seed, limit=limit),
+    lambda seed, limit: ScienceDataset(seed=seed, limit=limit),
+    lambda seed, limit: WikiQADataset(seed=seed, limit=limit),
+], ids=["math", "science", "wiki-qa"])
+def test_same_seed_same_tasks_different_seed_different_tasks(make: Callable[[int, int], TaskListDataset]) -> None:
+    a, b, c = make(5, 20), make(5, 20), make(6, 20)
+    assert len(a) == 20
+    assert task_set(a) == task_set(b)
+    questions_a, questions_c = [q for _, q, _ in task_set(a)], [q for _, q, _ in task_set(c)]
+    assert questions_a != questions_c
+    # a smaller limit is a prefix of a larger one: an eval cut short compares with a full one
+    assert task_set(make(5, 7)) == task_set(a)[:7]
+
+
+def test_math_seeds_do_not_share_shifted_items() -> None:
+    # reasoning-gym seeds item i with seed + i; our per-generator seeds are hashed so seeds 0 and 1 share nothing
+    q0 = {q for _, q, _ in task_set(MathDataset(seed=0, limit=60))}
+    q1 = {q for _, q, _ in task_set(MathDataset(seed=1, limit=60))}
+    assert len(q0 & q1) <= 3  # a few short arithmetic questions may coincide by chance, not a shifted copy
+
+
+def test_math_uses_every_generator_and_only_numeric_golds() -> None:
+    ds = MathDataset(seed=0)
+    assert len(ds) == 200
+    used = {ds.info(i).tags["generator"] for i in range(len(ds))}
+    assert used == set(MATH_GENERATORS)
+    for i in range(len(ds)):
+        gold = ds.info(i).gold
+        assert gold is not None and re.fullmatch(r"-?\d+(?:\.\d+)?", gold), gold
+        assert ds.grade(i, gold)  # every kept item's gold passes its own checker
+
+
+def test_math_drops_degenerate_equations() -> None:
+    ds = MathDataset(seed=0, generators=["simple_equations"], limit=300)
+    for i in range(len(ds)):
+        equation = ds.info(i).question.split(":")[-1]
+        assert re.search(r"[a-z]", equation), ds.info(i).question
+
+
+def test_math_checker_takes_full_credit_or_equivalence_only() -> None:
+    ds = MathDataset(seed=0, generators=["gsm_symbolic"], limit=5)
+    gold = ds.info(0).gold
+    assert gold is not None
+    assert ds.grade(0, f"The answer is {gold}.")
+    assert ds.grade(0, f"{gold}.0")
+    assert not ds.grade(0, gold[:-1] or "0")  # reasoning-gym gives this partial credit; it is wrong here
+    assert not ds.grade(0, f"{gold} or {int(gold) + 1}")
+
+
+def test_dataset_options_are_validated() -> None:
+    with pytest.raises(InputError, match="unknown math generator"):
+        MathDataset(generators=["sudoku"])
+    with pytest.raises(InputError, match="unknown science template"):
+        ScienceDataset(templates=["alchemy"])
+    with pytest.raises(InputError, match="limit"):
+        ScienceDataset(limit=-1)
+    with pytest.raises(IndexError):
+        ScienceDataset(limit=2).info(2)
+
+
+def test_datasets_are_registered_by_name() -> None:
+    assert {"math", "wiki-qa", "science"} <= set(dataset_names())
+    ds = load_dataset("science", seed=1, limit=3, python=False)
+    assert isinstance(ds, ScienceDataset) and len(ds) == 3
+
+
+# -------------------------------------------------------------------------------------------------------- wiki-qa
+
+
+def test_wiki_gold_answers_are_in_their_source_articles(wiki: Fts5Index) -> None:
+    assert len(WIKI_QUESTIONS) >= 30
+    assert len({q for q, _, _ in WIKI_QUESTIONS}) == len(WIKI_QUESTIONS)
+    for _, gold, title in WIKI_QUESTIONS:
+        doc = wiki.open(title, page=0, page_chars=200_000)  # raises DocumentNotFoundError if the article is absent
+        assert doc.title == title and not doc.has_more
+        assert gold in doc.text, f"{gold!r} is not in the article {title!r}"
+        assert short_answer_match(gold, gold)
+        assert not short_answer_match("Atlantis", gold)
+
+
+def test_wiki_questions_find_their_source_by_search(wiki: Fts5Index) -> None:
+    for question, _, title in WIKI_QUESTIONS:
+        titles = [h.title for h in wiki.search(question, 5)]
+        assert title in titles, f"searching {question!r} gives {titles}"
+
+
+def test_wiki_seed_shuffles_the_fixed_question_set() -> None:
+    a, b = WikiQADataset(seed=0), WikiQADataset(seed=1)
+    assert len(a) == len(b) == len(WIKI_QUESTIONS)
+    assert sorted(task_set(a)) == sorted(task_set(b)) and task_set(a) != task_set(b)
+
+
+# -------------------------------------------------------------------------------------------------------- science
+
+# reference molar masses (g/mol) from handbook tables, not computed from this module's atomic weights
+REFERENCE_MOLAR_MASS = {
+    "H2O": 18.015, "CO2": 44.009, "NaCl": 58.443, "CaCO3": 100.086, "C6H12O6": 180.156, "H2SO4": 98.079,
+    "NH3": 17.031, "C2H5OH": 46.069, "NaOH": 39.997, "KMnO4": 158.034, "MgSO4": 120.366, "Fe2O3": 159.687,
+    "CH4": 16.043, "Al2O3": 101.961, "CuSO4": 159.609, "H3PO4": 97.994, "NaHCO3": 84.007, "Ca(OH)2": 74.093,
+    "AgNO3": 169.873, "ZnCl2": 136.286, "KCl": 74.551, "KNO3": 101.103, "MgCl2": 95.211, "O2": 31.998,
+    "N2": 28.014, "He": 4.0026, "H2": 2.016,
+}
+
+
+def test_molar_masses_match_reference_tables() -> None:
+    formulas = {f for _, f in COMPOUNDS + SOLUTES + GASES}
+    assert formulas <= set(REFERENCE_MOLAR_MASS)
+    for formula in formulas:
+        assert molar_mass(formula) == pytest.approx(REFERENCE_MOLAR_MASS[formula], rel=2e-4), formula
+    with pytest.raises(ValueError):
+        molar_mass("Ca(OH2")
+
+
+def numbers(text: str) -> list[float]:
+    return [float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", text.replace("R = 8.314", ""))]
+
+
+def solve_gas_pressure(q: str) -> float:
+    n, t, v = numbers(q)[:3]
+    return n * sc.R * t / (v * 1e-3) / 1e3  # Pa -> kPa, with CODATA's R
+
+
+def solve_distance(q: str) -> float:
+    u, a, t = numbers(q)[:3]
+    return u * t + a * t * t / 2
+
+
+def solve_fall_time(q: str) -> float:
+    h = numbers(q)[0]
+    return math.sqrt(2 * h / 9.81)
+
+
+def solve_braking(q: str) -> float:
+    v_kmh, a = numbers(q)[:2]
+    v = v_kmh * sc.kilo / sc.hour
+    return v * v / (2 * a)
+
+
+def solve_temperature(q: str) -> float:
+    t = numbers(q)[0]
+    return float(sc.convert_temperature(t, "F", "C")) if "°F" in q else float(sc.convert_temperature(t, "C", "K"))
+
+
+def solve_energy(q: str) -> float:
+    e = numbers(q)[0]
+    if "eV" in q:
+        return e * sc.electron_volt
+    if "kcal" in q:
+        return e * sc.calorie  # thermochemical calorie, 4.184 J: kcal -> kJ
+    return e * 3.6
+
+
+def solve_ohm(q: str) -> float:
+    r1, r2, v = numbers(q)[:3]
+    return v / (r1 + r2) if "series" in q else v / (r1 * r2 / (r1 + r2))
+
+
+def solve_length(q: str) -> float:
+    d = numbers(q)[0]
+    return d * sc.mile / sc.kilo if "miles" in q else d * sc.inch / sc.centi
+
+
+def solve_gas_volume(q: str) -> float:
+    m, t_c, p = numbers(q.split("(")[0] + q.split(")")[1])[:3]
+    formula = re.search(r"\((\w+)\)", q)
+    assert formula is not None
+    n = m / REFERENCE_MOLAR_MASS[formula.group(1)]
+    return n * sc.R * (t_c + sc.zero_Celsius) / (p * 1e3) * 1e3  # m³ -> L
+
+
+SOLVERS: dict[str, Callable[[str], float]] = {
+    "gas_pressure": solve_gas_pressure, "distance": solve_distance, "fall_time": solve_fall_time,
+    "braking": solve_braking, "temperature": solve_temperature, "energy_conversion": solve_energy,
+    "ohm": solve_ohm, "length_conversion": solve_length, "gas_volume": solve_gas_volume,
+}
+
+
+@pytest.mark.parametrize("template", sorted(SOLVERS))
+def test_science_answers_agree_with_an_independent_calculation(template: str) -> None:
+    ds = ScienceDataset(seed=11, limit=6, templates=[template])
+    for i in range(len(ds)):
+        info = ds.info(i)
+        assert info.gold is not None and info.tags["template"] == template
+        expected = SOLVERS[template](info.question)
+        assert float(info.gold) == pytest.approx(expected, rel=2e-3, abs=1e-3 if template == "temperature" else 0)
+        assert ds.grade(i, f"{expected:.4g}")  # an answer rounded to 4 significant figures is right
+        assert not ds.grade(i, f"{expected * 1.03 + (1 if template == 'temperature' else 0):.4g}")
+
+
+def test_science_covers_chemistry_physics_and_units() -> None:
+    ds = ScienceDataset(seed=0)
+    topics = {ds.info(i).tags["topic"] for i in range(len(ds))}
+    templates = {ds.info(i).tags["template"] for i in range(len(ds))}
+    assert topics == {"chemistry", "physics", "units"}
+    assert templates == set(SCIENCE_TEMPLATES)
+
+
+def test_science_tolerance_is_one_percent() -> None:
+    ds = ScienceDataset(seed=2, limit=40)
+    i = next(k for k in range(len(ds)) if ds.info(k).tags["template"] == "kinetic_energy")
+    gold = float(ds.info(i).gold or "nan")
+    assert ds.grade(i, f"{gold * 1.009}") and ds.grade(i, f"{gold * 0.991} J")
+    assert not ds.grade(i, f"{gold * 1.02}")
+
+
+# ------------------------------------------------------------------------------------------------------- checkers
+
+
+@pytest.mark.parametrize(("prediction", "gold", "expected"), [
+    ("H2O", "h2o", True), ("  'Fe'. ", "Fe", True), ("Ｆｅ", "Fe", True), ("Fe2", "Fe", False), ("", "Fe", False),
+])
+def test_exact(prediction: str, gold: str, expected: bool) -> None:
+    assert exact_match(prediction, gold) is expected
+
+
+@pytest.mark.parametrize(("prediction", "gold", "expected"), [
+    ("9.81 m/s^2", "9.81", True),
+    ("9.81 m s-2", "9.81", True),
+    ("about 42 J", "42", True),
+    ("1.6 × 10^-19 C", "1.602e-19", True),
+    ("1.6*10**-19", "1.602e-19", True),
+    (r"1.6 \times 10^{-19}", "1.602e-19", True),
+    ("1,234.5", "1234.5", True),
+    ("3/4", "0.75", True),
+    ("−40", "-40", True),
+    (r"\boxed{12}", "12", True),
+    ("CO2 weighs 44.01 g/mol", "44.01", True),
+    ("3 or 4", "3", False),  # two numbers: ambiguous, never lucky
+    ("3-4", "3", False),
+    ("1,23", "123", False),
+    ("no idea", "3", False),
+    ("3", "three", False),  # a gold that is not a number never matches
+    ("1.011", "1", False),
+])
+def test_numeric_default_tolerance(prediction: str, gold: str, expected: bool) -> None:
+    assert numeric_match(prediction, gold, rtol=0.01) is expected
+
+
+def test_numeric_tolerances() -> None:
+    assert numeric_match("100.0000001", "100") and not numeric_match("100.001", "100")
+    assert not numeric_match("0.004", "0", rtol=0.5)  # relative tolerance of zero is zero
+    assert numeric_match("0.004", "0", atol=0.005)
+    assert NumericChecker(rtol=0.1)("109", "100") and not NumericChecker(rtol=0.1)("111", "100")
+    for bad in (-0.1, float("nan"), float("inf"), "0.1", True):
+        with pytest.raises(InputError, match="rtol"):
+            NumericChecker(rtol=bad)  # type: ignore[arg-type]
+    assert parse_number("6.02e23 per mol") == pytest.approx(6.02e23)
+
+
+@pytest.mark.parametrize(("prediction", "gold", "expected"), [
+    ("1/2", "0.5", True),
+    (r"\frac{3}{4}", "0.75", True),
+    ("441,624,171", "441624171", True),
+    ("x**3*cos(x) + 3*x**2*sin(x)", "3*x**2*sin(x) + x**3*cos(x)", True),
+    ("x^3 cos(x) + 3x^2 sin(x)", "3*x**2*sin(x) + x**3*cos(x)", True),
+    ("$3x^2\\sin(x) + x^3\\cos(x)$", "3*x**2*sin(x) + x**3*cos(x)", True),
+    ("3*x**2*cos(x)", "3*x**2*sin(x) + x**3*cos(x)", False),  # math-verify alone reads both as "3"
+    ("$3x^2\\cos(x)$", "3*x**2*sin(x) + x**3*cos(x)", False),
+    ("x + 1", "(x**2 - 1)/(x - 1)", True),
+    ("x + 2", "(x**2 - 1)/(x - 1)", False),
+    ("9^9^9", "x", False),
+    ("x.n(5)", "x", False),
+    ("Paris", "paris", True),
+])
+def test_math(prediction: str, gold: str, expected: bool) -> None:
+    assert math_match(prediction, gold) is expected
+
+
+@pytest.mark.parametrize(("prediction", "gold", "expected"), [
+    ("Michael Collins", "Michael Collins", True),
+    ("michael collins, the command module pilot", "Michael Collins", True),
+    ("Collins", "Michael Collins", False),
+    ("August 13, 1961", "13 August 1961", True),
+    ("13 Aug 1961", "13 August 1961", False),
+    ("Reykjavik", "Reykjavík", True),
+    ("16", "16th", True),
+    ("the 16th president", "16th", True),
+    ("10", "ten", True),
+    ("7088 km", "7,088", True),
+    ("1921 or 1922", "1921", False),
+    ("It was one of several: Pisa, Florence, Rome, Venice, Milan, Naples, Turin, Genoa", "Pisa", False),
+    ("", "Pisa", False),
+])
+def test_short_answer(prediction: str, gold: str, expected: bool) -> None:
+    assert short_answer_match(prediction, gold) is expected
+
+
+def test_get_checker_registry() -> None:
+    assert set(CHECKER_NAMES) == {"exact", "numeric", "math", "short_answer", "python"}
+    assert get_checker("numeric", rtol=0.05)("104", "100")
+    assert get_checker("exact")("a", "A")
+    with pytest.raises(InputError, match="unknown checker 'fuzzy'"):
+        get_checker("fuzzy")
+    with pytest.raises(InputError, match="does not take option"):
+        get_checker("exact", rtol=0.1)
+
+
+def test_python_checker_from_module_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mychecks_mod.py").write_text(
+        "def close(prediction, gold):\n    return abs(float(prediction) - float(gold)) < 0.5\n"
+        "def graded(prediction, gold):\n    return 0.5 if prediction else 1.0\n"
+        "def one_arg(prediction):\n    return True\n"
+        "NOT_CALLABLE = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    close = PythonChecker("mychecks_mod:close")
+    assert close("3.2", "3") and not close("4", "3")
+    assert not close("three", "3")  # the user's function raised on a malformed answer: wrong, not a crash
+    assert not PythonChecker("mychecks_mod:graded")("x", "") and PythonChecker("mychecks_mod:graded")("", "")
+    assert PythonChecker("mychecks_mod.py:close", base_dir=tmp_path)("3", "3")
+    assert PythonChecker(str(tmp_path / "mychecks_mod.py") + ":close")("3", "3")
+    cases = {
+        "no_such_module_xyz:check": "no module named 'no_such_module_xyz'",
+        "mychecks_mod:missing": "has no function 'missing'",
+        "mychecks_mod:NOT_CALLABLE": "is not a function",
+        "mychecks_mod:one_arg": "must accept two arguments",
+        "mychecks_mod": "name the function too",
+        "nothere.py:check": "no such file",
+        "": "give the function",
+    }
+    for spec, message in cases.items():
+        with pytest.raises(InputError, match=re.escape(message)):
+            PythonChecker(spec, base_dir=tmp_path)
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(InputError, match=r"running .*broken\.py failed: RuntimeError: boom"):
+        PythonChecker("broken.py:check", base_dir=tmp_path)
+    assert "mychecks_mod" in sys.modules
