@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -75,7 +76,20 @@ async def replay(sdk: openai.AsyncOpenAI, model: str, chains: dict[int, list[dic
     return tokens, time.perf_counter() - started
 
 
+async def reset_prefix_cache(base_url: str) -> None:
+    """Start each measured phase with a cold prefix cache: the replay must not reuse the run's prompts.
+
+    vLLM offers ``POST /reset_prefix_cache`` in dev mode (``VLLM_SERVER_DEV_MODE=1``, set in ``main``);
+    llama.cpp has no cross-request cache to reset (404 is fine).
+    """
+    import httpx
+
+    async with httpx.AsyncClient(timeout=60) as http:
+        await http.post(base_url.removesuffix("/v1") + "/reset_prefix_cache")
+
+
 async def throughput(engine_name: str, base_url: str, model: str, n: int, question: dict[str, str]) -> str:
+    await reset_prefix_cache(base_url)
     client = RecordingClient(base_url, model)
     agent = AgentConfig(budget=Budget(max_steps=6, max_tokens=2000))
     started = time.perf_counter()
@@ -85,6 +99,7 @@ async def throughput(engine_name: str, base_url: str, model: str, n: int, questi
     ps_tokens = client.completion_tokens
     await client.close()
     sdk = openai.AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=0, timeout=900)
+    await reset_prefix_cache(base_url)
     raw_tokens, raw_wall = await replay(sdk, model, client.calls, pin_length=engine_name == "vllm")
     await sdk.close()
     ps_rate, raw_rate = ps_tokens / ps_wall, raw_tokens / raw_wall
@@ -125,6 +140,7 @@ def main() -> None:
     parser.add_argument("--runs", default="/tmp/peerstep-bench-runs")
     args = parser.parse_args()
     _RUNS = Path(args.runs)
+    os.environ["VLLM_SERVER_DEV_MODE"] = "1"  # for /reset_prefix_cache between measured phases
     rows = generate(max(args.problems, 1), seed=7)
     for name in args.engines.split(","):
         with make_engine(name, EngineConfig(model=args.model, context_length=4096, start_timeout=900,

@@ -54,8 +54,9 @@ async def test_leap_round_shares_and_votes(tmp_path: Path) -> None:
          2: [submit("42")]},
         summaries=SUMMARIES)
     log = StepLog.create(directory=tmp_path)
-    result = await run_strategy("leap", lambda: QuestionEnvironment("What is 6*7?", gold="42"), client, n=3,
-                                log=log)
+    config = ParallelConfig(n=3, max_rounds=4, round_steps=2, sharing=SharingConfig())
+    result = await run_strategy("leap", lambda: QuestionEnvironment("What is 6*7?", gold="42"), client,
+                                config=config, log=log)
     assert result.answer == "42"
     assert result.answers == {0: "42", 1: "48", 2: "42"}
     assert result.decision.groups == [("42", [0, 2], 2.0), ("48", [1], 1.0)]
@@ -159,3 +160,14 @@ async def test_single_strategy_is_one_greedy_trajectory(tmp_path: Path) -> None:
                                 log=StepLog.create(directory=tmp_path))
     assert result.answer == "1024" and list(result.answers) == [0]
     assert all(r["sampling"].temperature == 0.0 for r in client.requests_seen)
+
+
+async def test_a_lone_active_trajectory_writes_no_summary(tmp_path: Path) -> None:
+    client = PerTrajectoryClient({0: [submit("4")], 1: [calc("2+2"), calc("2*2"), submit("4")]})
+    config = ParallelConfig(n=2, max_rounds=4, round_steps=1, sharing=SharingConfig())
+    log = StepLog.create(directory=tmp_path)
+    await run_strategy("leap", lambda: QuestionEnvironment("2+2?"), client, config=config, log=log)
+    with StepLog(log.path, log.run_id) as reader:
+        assert list(reader.records(kind=StepKind.SUMMARY)) == []
+        injections = list(reader.records(kind=StepKind.PEER_INJECT))
+    assert injections and all(r.trajectory_id == 1 and r.text == NO_PEERS for r in injections)

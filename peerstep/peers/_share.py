@@ -68,6 +68,8 @@ async def share(
     active = [tid for tid, st in sorted(states.items()) if not st.get("done")]
     if not active:
         return {}
+    # a lone trajectory has nobody to tell: no summary is written, it is told to continue
+    to_summarize = active if len(active) > 1 else []
     router: Router = get_router(config.router)
     rng = random.Random(config.seed * 1000 + round_index)
 
@@ -80,7 +82,7 @@ async def share(
                                      data={"error": type(exc).__name__, "stage": "summary"})
             return tid, None, None
 
-    results = await asyncio.gather(*(one(tid) for tid in active))
+    results = await asyncio.gather(*(one(tid) for tid in to_summarize))
     summaries = {tid: text for tid, text, _ in results if text is not None}
     summary_step = {tid: step for tid, _, step in results if step is not None}
     updated: dict[int, TrajectoryState] = {}
