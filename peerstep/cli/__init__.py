@@ -66,7 +66,10 @@ def solve(
     wall_time: Annotated[float, typer.Option(help="Seconds before the answer is forced.")] = 600.0,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (parallel strategies use 0.6 at 0).")]
     = 0.0,
-    tool_choice: Annotated[str, typer.Option(help="auto (parse calls from text) or required (constrained).")] = "auto",
+    tool_choice: Annotated[str | None, typer.Option(
+        help="auto (the model writes calls as text, peerstep parses them) or required (the server constrains "
+             "decoding to a tool call). Default: required on a vLLM engine peerstep starts (measured better "
+             "there), auto elsewhere (llama.cpp does not enforce it).")] = None,
     max_question_chars: Annotated[int, typer.Option(help="Refuse longer questions.")] = 20_000,
     python: Annotated[bool, typer.Option(help="Offer the sandboxed Python tool (bubblewrap kernel).")] = True,
     search: Annotated[str | None, typer.Option(help="Offer search tools over an index: 'wikipedia' or a name "
@@ -86,6 +89,8 @@ def solve(
 
     if question == "-":
         question = sys.stdin.read()
+    if tool_choice is None:
+        tool_choice = "required" if engine == "vllm" and not base_url else "auto"
     if tool_choice not in ("auto", "required"):
         _fail("--tool-choice must be 'auto' or 'required'", 2)
     if strategy not in STRATEGIES:
