@@ -6,9 +6,11 @@ writing the log to a file, reusing a server that is already running, and shuttin
 without orphans are shared here.
 
 Orphans are prevented three ways: the child gets its own process group (so the whole
-tree, e.g. vLLM's engine-core workers, is signalled together), it receives SIGTERM if the
+tree, e.g. vLLM's engine-core workers, is signalled together), it receives SIGKILL if the
 parent dies (``PR_SET_PDEATHSIG``), and ``stop()`` runs from ``__exit__``/``atexit`` on
 normal exit, exceptions and Ctrl-C.
+A parent killed outright takes the server (its group leader) with it; vLLM's own worker processes are
+left to vLLM, which is why ``stop()`` signals the whole group whenever it gets the chance.
 """
 
 from __future__ import annotations
@@ -77,7 +79,9 @@ def port_in_use(host: str, port: int) -> bool:
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        # SIGKILL, not SIGTERM: uvicorn catches SIGTERM and its graceful shutdown can wait forever on a
+        # generation that nobody will read (seen with llama-cpp-python after its parent was killed)
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def log_tail(path: Path, lines: int = 15) -> str:
