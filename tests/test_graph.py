@@ -220,3 +220,15 @@ async def test_repeated_call_is_flagged(tmp_path: Path) -> None:
     await run_episode(QuestionEnvironment("6*7?"), client, log=StepLog.create(directory=tmp_path))
     assert "already made this exact call" not in client.requests_seen[1]["messages"][-1]["content"]
     assert "already made this exact call" in client.requests_seen[2]["messages"][-1]["content"]
+
+
+async def test_a_call_repeated_three_times_forces_the_answer(tmp_path: Path) -> None:
+    call = '{"name": "calculate", "arguments": {"expression": "6*7"}}'
+    client = ScriptedClient([call, call, call, [native_call("submit_answer", answer="42")]])
+    log = StepLog.create(directory=tmp_path)
+    result = await run_episode(QuestionEnvironment("6*7?", gold="42"), client, log=log)
+    assert result.answer == "42" and result.steps == 4
+    assert client.requests_seen[3]["tool_choice"] == {"type": "function", "function": {"name": "submit_answer"}}
+    with StepLog(log.path, log.run_id) as reader:
+        budget = list(reader.records(kind=StepKind.BUDGET))
+    assert len(budget) == 1 and "made 3 times" in (budget[0].text or "")

@@ -20,7 +20,7 @@ async def test_code_blocks_run_in_the_sandbox_and_keep_state(tmp_path: Path) -> 
     log = StepLog.create(directory=tmp_path)
     result = await run_episode(env, client, log=log)
     assert result.reward == 1.0
-    assert client.requests_seen[1]["messages"][-1]["content"].endswith("6860")
+    assert client.requests_seen[1]["messages"][-1]["content"] == "```output\n6860\n```"
     # state persisted (loaves) and the code ran as the sandbox's unprivileged uid
     assert "25725.0 65534" in client.requests_seen[2]["messages"][-1]["content"]
     with StepLog(log.path, log.run_id) as reader:

@@ -40,7 +40,13 @@ def system_prompt(tools: list[Tool]) -> str:
     return SYSTEM_TEMPLATE.format(tools="\n".join(lines), extra=extra)
 
 
-def tool_result_message(name: str, arguments: object, output: str) -> str:
-    """How a result of a call the model wrote as text is shown back to it (as a user turn)."""
+def tool_result_message(name: str, arguments: object, output: str, source: str | None = None) -> str:
+    """How a result of a call the model wrote as text is shown back to it (as a user turn).
+
+    Code written in a fence gets its output in the fenced ```output block the coder models were trained on
+    (they write one themselves when not stopped); a JSON call gets the call and its result.
+    """
+    if source == "code_block":
+        return f"```output\n{output}\n```"
     args = arguments if isinstance(arguments, str) else json.dumps(arguments)
     return f"Result of {name}({args}): {output}"

@@ -25,6 +25,7 @@ from peerstep.tools._base import Tool
 Listener = Callable[[StepRecord], None]
 TokenSink = Callable[[int, str], None]
 _WIRE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
+MAX_REPEATS = 3  # an identical call made this many times forces the final answer
 
 
 def wire_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -192,6 +193,7 @@ class Trajectory:
         if parsed.error and not calls:
             self.record(StepKind.ERROR, rec.step_id, text=parsed.error, data={"error": "unparseable_tool_call"})
         action = {"role": "assistant", "content": content, "tool_calls": [c.openai() for c in calls],
+                  "sources": {c.id: c.source for c in calls},
                   "parse_error": parsed.error, "dropped_calls": dropped}
         return {**update, "messages": messages, "action": action, "native_calls": native, "forced": forced,
                 "steps": state["steps"] + 1, "tokens": state["tokens"] + completion.completion_tokens,
@@ -215,7 +217,9 @@ class Trajectory:
             self.record(StepKind.ERROR, parent, text=text, data={"error": type(exc).__name__, "stage": "environment"})
             return {"messages": messages, "action": None, "done": True, "error": text}
         by_id = {c["id"]: c for c in calls}
+        sources = action.get("sources") or {}
         seen = list(state.get("seen_calls") or [])
+        looping = False
         for obs in observations:
             info = obs.get("info") or {}
             call = by_id.get(obs.get("tool_call_id", ""))
@@ -228,6 +232,7 @@ class Trajectory:
                 signature = json.dumps([call["function"]["name"], call["function"]["arguments"]], sort_keys=True)
                 if signature in seen and obs.get("role") == "tool":
                     obs = {**obs, "content": f"{obs.get('content', '')}{REPEAT_NOTE}"}
+                    looping = seen.count(signature) >= MAX_REPEATS - 1
                 seen.append(signature)
             parent = self.record(StepKind.OBSERVATION, parent, text=obs.get("content"), tool=tool).step_id
             if info.get("ok") is False and info.get("error"):
@@ -239,7 +244,8 @@ class Trajectory:
                 messages.append({k: obs[k] for k in ("role", "tool_call_id", "name", "content") if k in obs})
             elif obs.get("role") == "tool":
                 messages.append({"role": "user", "content": tool_result_message(
-                    obs.get("name", ""), call["function"]["arguments"] if call else "", obs.get("content", ""))})
+                    obs.get("name", ""), call["function"]["arguments"] if call else "", obs.get("content", ""),
+                    sources.get(call["id"]) if call else None)})
             else:
                 messages.append({"role": obs.get("role", "user"), "content": obs.get("content", "")})
         if action.get("dropped_calls") and not done and messages and messages[-1]["role"] == "user":
@@ -250,6 +256,10 @@ class Trajectory:
             rec = self.record(StepKind.FINAL, parent, text=answer, reward=reward, done=done,
                               data={"truncated": truncated, "gold": self.env.gold, "forced": state.get("forced")})
             update.update({"done": True, "answer": answer, "reward": reward, "last_step_id": rec.step_id})
+        elif looping and not state.get("forced"):
+            # the same call a third time: the model is stuck, and more budget will not unstick it
+            forced = self.force({**state, **update}, f"the same tool call was made {MAX_REPEATS} times")
+            update.update({"messages": forced["messages"], "forced": True, "last_step_id": forced["last_step_id"]})
         return update
 
 
