@@ -32,7 +32,7 @@ import logging
 import math
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +62,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 200
+
+
+def _chosen(requested: Sequence[str] | None, known: Iterable[str], what: str) -> list[str]:
+    """The requested subset (default: all), refusing unknown names with the list of known ones."""
+    known = list(known)
+    names = list(requested) if requested is not None else known
+    unknown = [n for n in names if n not in known]
+    if unknown or not names:
+        raise InputError(f"unknown {what} {', '.join(unknown) or '(none given)'}; known: {', '.join(known)}")
+    return names
 
 
 def _check_limit(limit: int | None) -> None:
@@ -239,11 +249,7 @@ class MathDataset(TaskListDataset):
     def __init__(self, seed: int = 0, limit: int | None = None, python: bool = True,
                  generators: Sequence[str] | None = None) -> None:
         _check_limit(limit)
-        names = list(generators) if generators is not None else list(MATH_GENERATORS)
-        unknown = [n for n in names if n not in MATH_GENERATORS]
-        if unknown or not names:
-            raise InputError(f"unknown math generator(s) {', '.join(unknown) or '(none given)'}; "
-                             f"known: {', '.join(MATH_GENERATORS)}")
+        names = _chosen(generators, MATH_GENERATORS, "math generator(s)")
         rg = _import_reasoning_gym()
         count = DEFAULT_SIZE if limit is None else limit
         # draw each task's generator in order, so a smaller limit gives a prefix of a larger one
@@ -616,11 +622,7 @@ class ScienceDataset(TaskListDataset):
     def __init__(self, seed: int = 0, limit: int | None = None, python: bool = True,
                  templates: Sequence[str] | None = None) -> None:
         _check_limit(limit)
-        names = list(templates) if templates is not None else list(SCIENCE_TEMPLATES)
-        unknown = [n for n in names if n not in SCIENCE_TEMPLATES]
-        if unknown or not names:
-            raise InputError(f"unknown science template(s) {', '.join(unknown) or '(none given)'}; "
-                             f"known: {', '.join(SCIENCE_TEMPLATES)}")
+        names = _chosen(templates, SCIENCE_TEMPLATES, "science template(s)")
         count = DEFAULT_SIZE if limit is None else limit
         rng = random.Random(f"peerstep-science-{seed}")
         tasks = []
