@@ -24,7 +24,7 @@ import openai
 from problems import generate
 
 from peerstep.agent import AgentConfig, Budget, Completion, ModelClient, SamplingParams
-from peerstep.engines import EngineConfig, make_engine
+from peerstep.engines import EngineConfig, ManagedEngine, make_engine
 from peerstep.environments import QuestionEnvironment
 from peerstep.models import DEFAULT_MODEL
 from peerstep.steplog import StepLog
@@ -107,12 +107,12 @@ async def throughput(engine_name: str, base_url: str, model: str, n: int, questi
             f"tok in {raw_wall:.1f} s = {raw_rate:.1f} tok/s; ratio {ps_rate / raw_rate:.3f}")
 
 
-async def overhead(base_url: str, model: str, n: int, rows: list[dict[str, str]], supports_continue: bool) -> str:
+async def overhead(engine: ManagedEngine, n: int, rows: list[dict[str, str]]) -> str:
     totals = {}
     for strategy in ("majority", "leap"):
         total = 0
         for row in rows:
-            client = ModelClient(base_url, model, supports_continue=supports_continue)
+            client = engine.client()
             agent = AgentConfig(budget=Budget(max_steps=8, max_tokens=3000))
             await run_strategy(strategy, lambda row=row: QuestionEnvironment(row["question"], python=False),
                                client, n=n, agent=agent, log=StepLog.create(directory=_RUNS))
@@ -150,7 +150,7 @@ def main() -> None:
                 print("  " + asyncio.run(throughput(name, engine.base_url, engine.served_name, n, rows[0])),
                       flush=True)
             if not args.skip_overhead:
-                print("  " + asyncio.run(overhead(engine.base_url, engine.served_name, 4, rows, name == "vllm")),
+                print("  " + asyncio.run(overhead(engine, 4, rows)),
                       flush=True)
 
 

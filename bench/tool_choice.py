@@ -52,7 +52,7 @@ def main() -> None:
     rows = [json.loads(line) for line in QUESTIONS.read_text().splitlines()][: args.limit]
     with make_engine(args.engine, EngineConfig(model=args.model, context_length=4096, start_timeout=900)) as engine:
         async def both() -> None:
-            client = ModelClient(engine.base_url, engine.served_name)
+            client = engine.client()
             for mode in ("auto", "required"):
                 print(await run_mode(client, rows, mode, Path(args.runs)), flush=True)
             await client.close()

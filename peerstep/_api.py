@@ -17,7 +17,7 @@ from pydantic import BaseModel
 
 from peerstep.agent import AgentConfig, ModelClient, Trajectory
 from peerstep.agent._trajectory import Listener, TokenSink
-from peerstep.engines import EngineConfig, ManagedEngine, make_engine
+from peerstep.engines import EngineConfig, ManagedEngine, has_gpu, make_engine
 from peerstep.environments import Environment, QuestionEnvironment
 from peerstep.graphs import run_trajectory
 from peerstep.models import DEFAULT_MODEL
@@ -71,8 +71,20 @@ class Endpoint:
             self.model = self.engine.served_name
         if not self.model:
             self.model = asyncio.run(_first_model(self.base_url, self.api_key))
+        return self.client()
+
+    def client(self) -> ModelClient:
+        """A new client for this (opened) endpoint; every concurrent episode of an eval gets its own."""
+        if self.base_url is None or not self.model:
+            raise RuntimeError("open the endpoint before asking for a client")
+        if self.engine is not None:
+            supports_continue, supports_seed = self.engine.supports_continue, self.engine.supports_seed
+        else:  # a server given by URL: judged by its engine name, and for vLLM by this machine's GPU
+            supports_continue = self.engine_name == "vllm"
+            supports_seed = self.engine_name != "vllm" or has_gpu()
         return ModelClient(self.base_url, self.model, self.api_key, timeout=self.timeout,
-                           max_retries=self.max_retries, supports_continue=self.engine_name == "vllm")
+                           max_retries=self.max_retries, supports_continue=supports_continue,
+                           supports_seed=supports_seed)
 
     def close(self) -> None:
         if self.engine is not None:

@@ -529,6 +529,35 @@ async def test_request_body_defaults_leave_optional_fields_out(server: FakeOpenA
     assert "seed" not in second
 
 
+async def test_a_client_without_seed_support_leaves_the_seed_out(server: FakeOpenAIServer) -> None:
+    client = ModelClient(server.base_url, MODEL, supports_seed=False, max_retries=0)
+    try:
+        await client.chat(MESSAGES, sampling=SamplingParams(seed=7, temperature=0.6))
+    finally:
+        await client.close()
+    [body] = server.chat_bodies
+    assert "seed" not in body and body["temperature"] == 0.6
+
+
+def test_endpoint_turns_seeds_off_for_vllm_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    from peerstep import Endpoint
+    from peerstep.engines import EngineConfig, VllmEngine
+
+    gpu = Endpoint(base_url="http://127.0.0.1:1/v1", model="m", engine="vllm")
+    gpu.engine = VllmEngine(EngineConfig(model="m", device="cuda"))
+    assert gpu.client().supports_seed and gpu.client().supports_continue
+    cpu = Endpoint(base_url="http://127.0.0.1:1/v1", model="m", engine="vllm")
+    cpu.engine = VllmEngine(EngineConfig(model="m", device="cpu"))
+    assert not cpu.client().supports_seed
+    llama = Endpoint(base_url="http://127.0.0.1:1/v1", model="m", engine="llamacpp")
+    assert llama.client().supports_seed and not llama.client().supports_continue
+    # a vLLM server reached by URL: judged by whether this machine has a GPU
+    monkeypatch.setattr("peerstep._api.has_gpu", lambda: False)
+    assert not Endpoint(base_url="http://127.0.0.1:1/v1", model="m", engine="vllm").client().supports_seed
+    monkeypatch.setattr("peerstep._api.has_gpu", lambda: True)
+    assert Endpoint(base_url="http://127.0.0.1:1/v1", model="m", engine="vllm").client().supports_seed
+
+
 # --- streaming ----------------------------------------------------------------------------------
 
 

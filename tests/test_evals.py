@@ -12,9 +12,10 @@ from typing import Any, ClassVar
 
 import pytest
 
+from peerstep._errors import ModelServerError
 from peerstep.agent import Completion, SamplingParams
 from peerstep.environments import Environment, EnvironmentDataset, QuestionEnvironment, TaskInfo
-from peerstep.evals import EvalReport, run_eval, summarize, wilson_interval
+from peerstep.evals import EvalAborted, EvalReport, run_eval, summarize, wilson_interval
 from tests.scripted import ScriptedClient
 
 TASKS = [("What is 2+3?", "5"), ("What is 10/4?", "2.5"), ("What is 7*6?", "42"), ("Spell 'cat' backwards.", "tac")]
@@ -105,6 +106,59 @@ async def test_interrupted_eval_keeps_finished_episodes(tmp_path: Path) -> None:
         await task
     assert sorted(o.index for o in outcomes) == [0, 1, 2]
     assert len(jsonl.read_text().splitlines()) == 3
+
+
+class Server:
+    """Whether the (pretend) model server is up; ``dies_after`` episodes' worth of first calls are served."""
+
+    def __init__(self, dies_after: int | None) -> None:
+        self.dies_after = dies_after
+        self.first_calls = 0
+
+    @property
+    def up(self) -> bool:
+        return self.dies_after is None or self.first_calls <= self.dies_after
+
+
+class FlakyAnswerer(Answerer):
+    """Answers like ``Answerer`` while the server is up; the 'cat' task always fails with a server error."""
+
+    def __init__(self, server: Server) -> None:
+        super().__init__()
+        self.server = server
+
+    async def chat(self, messages: Sequence[dict[str, Any]], **kwargs: Any) -> list[Completion]:
+        if len(messages) == 2:
+            self.server.first_calls += 1
+        if not self.server.up or "cat" in messages[1]["content"]:
+            raise ModelServerError("model server http://x/v1 answered HTTP 500: EngineCore encountered an issue")
+        return await super().chat(messages, **kwargs)
+
+    async def list_models(self) -> list[str]:
+        if not self.server.up:
+            raise ModelServerError("model server unreachable at http://x/v1 after 1 attempts")
+        return [self.model]
+
+
+async def test_an_episode_error_with_the_server_up_is_scored_and_the_eval_goes_on(tmp_path: Path) -> None:
+    server = Server(dies_after=None)
+    outcomes = await run_eval(TinyDataset(), lambda: FlakyAnswerer(server), ["single"], concurrency=1,
+                              runs_dir=tmp_path)
+    assert len(outcomes) == 4
+    cat = next(o for o in outcomes if o.index == 3)
+    assert not cat.correct and cat.error is not None and "HTTP 500" in cat.error
+
+
+async def test_a_dead_server_aborts_the_eval_and_keeps_finished_episodes(tmp_path: Path) -> None:
+    server = Server(dies_after=2)
+    jsonl = tmp_path / "out.jsonl"
+    outcomes: list[Any] = []
+    with pytest.raises(EvalAborted, match=r"stopped answering.*2 finished episodes are kept"):
+        await run_eval(TinyDataset(), lambda: FlakyAnswerer(server), ["single", "majority"], concurrency=1,
+                       runs_dir=tmp_path, outcomes=outcomes, jsonl=jsonl)
+    assert [o.index for o in outcomes] == [0, 1]  # the third episode met the dead server: not scored as wrong
+    assert all(o.error is None for o in outcomes)
+    assert len(jsonl.read_text().splitlines()) == 2
 
 
 async def test_unknown_strategy() -> None:

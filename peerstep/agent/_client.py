@@ -84,9 +84,14 @@ class ModelClient:
         max_backoff: float = 8.0,
         http_client: Any = None,  # an httpx-compatible AsyncClient for the openai SDK
         supports_continue: bool = False,
+        supports_seed: bool = True,
     ) -> None:
         """``supports_continue``: the server continues a partial assistant message when asked with
-        ``continue_final_message`` (vLLM does; llama-cpp-python and OpenAI do not)."""
+        ``continue_final_message`` (vLLM does; llama-cpp-python and OpenAI do not).
+
+        ``supports_seed``: per-request ``seed`` is sent. vLLM's CPU build (0.32) crashes its engine
+        core when a seeded request's prompt is prefilled in chunks (over 2,048 tokens), so a vLLM
+        CPU endpoint turns seeds off; sampling then differs between runs but stays diverse."""
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.max_retries = max_retries
@@ -100,6 +105,7 @@ class ModelClient:
             http_client=http_client,
         )
         self.supports_continue = supports_continue
+        self.supports_seed = supports_seed
         self.api_key = api_key
         self.timeout = timeout
         self.prompt_tokens = 0
@@ -148,7 +154,7 @@ class ModelClient:
         }
         if params.stop:
             body["stop"] = params.stop
-        if params.seed is not None:
+        if params.seed is not None and self.supports_seed:
             body["seed"] = params.seed
         if params.logprobs:
             body["logprobs"] = True

@@ -46,8 +46,8 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
                    engine: str, model: str | None, base_url: str | None, api_key: str | None, out: Path | None,
                    price_per_mtok: float | None, max_steps: int) -> None:
     from peerstep._api import Endpoint
-    from peerstep.agent import AgentConfig, Budget, ModelClient
-    from peerstep.evals import EpisodeOutcome, EvalReport, run_eval, summarize
+    from peerstep.agent import AgentConfig, Budget
+    from peerstep.evals import EpisodeOutcome, EvalAborted, EvalReport, run_eval, summarize
 
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if count == 0:
@@ -61,6 +61,7 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
         jsonl.write_text("")
     endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine)
     interrupted = False
+    aborted: str | None = None
     started = time.perf_counter()
     with endpoint as probe, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
@@ -68,9 +69,6 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
         bars: dict[str, TaskID] = {s: progress.add_task(s if s == "single" else f"{s}@{n}", total=count,
                                                         stats="") for s in strategies}
 
-        def client() -> ModelClient:
-            return ModelClient(probe.base_url, probe.model, probe.api_key, timeout=probe.timeout,
-                               supports_continue=probe.supports_continue)
 
         def on_outcome(o: EpisodeOutcome) -> None:
             mine = [x for x in outcomes if x.strategy == o.strategy]
@@ -81,18 +79,20 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
         async def main() -> None:
             await probe.check()
             await probe.close()
-            await run_eval(dataset, client, strategies, n=n, limit=count, concurrency=concurrency, agent=agent,
+            await run_eval(dataset, endpoint.client, strategies, n=n, limit=count, concurrency=concurrency, agent=agent,
                            outcomes=outcomes, jsonl=jsonl, on_outcome=on_outcome, wall=wall)
 
         try:
             asyncio.run(main())
         except KeyboardInterrupt:
             interrupted = True
+        except EvalAborted as exc:
+            aborted = str(exc)
     for s in strategies:  # strategies cut short by Ctrl-C are timed up to the interruption
         wall.setdefault(s, time.perf_counter() - started)
     done = [s for s in strategies if any(o.strategy == s for o in outcomes)]
     report = EvalReport(dataset=dataset.name, model=endpoint.model or "?", seed=seed, limit=count,
-                        interrupted=interrupted,
+                        interrupted=interrupted, aborted=aborted,
                         summaries=[summarize(outcomes, s, wall[s], price_per_mtok) for s in done], outcomes=outcomes)
     console.print(report.markdown())
     if out is not None:
@@ -101,6 +101,9 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
     if interrupted:
         err.print("[bold red]interrupted[/bold red]: the table covers the episodes that finished")
         raise typer.Exit(130)
+    if aborted:
+        err.print(f"[bold red]aborted[/bold red]: {aborted}")
+        raise typer.Exit(1)
 
 
 Strategies = Annotated[str, typer.Option("--strategy", help="Comma-separated: single,majority,best-of-n,leap,"

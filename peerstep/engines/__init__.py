@@ -2,7 +2,7 @@
 
 from peerstep.engines._base import EngineConfig, ManagedEngine, free_port, served_models
 from peerstep.engines._llamacpp import LlamaCppEngine
-from peerstep.engines._vllm import VllmEngine, default_vllm_python
+from peerstep.engines._vllm import VllmEngine, default_vllm_python, has_gpu
 
 ENGINES: dict[str, type[ManagedEngine]] = {"llamacpp": LlamaCppEngine, "vllm": VllmEngine}
 
@@ -15,4 +15,4 @@ def make_engine(name: str, config: EngineConfig) -> ManagedEngine:
 
 
 __all__ = ["ENGINES", "EngineConfig", "LlamaCppEngine", "ManagedEngine", "VllmEngine", "default_vllm_python",
-           "free_port", "make_engine", "served_models"]
+           "free_port", "has_gpu", "make_engine", "served_models"]

@@ -26,13 +26,16 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import BaseModel, Field
 
 from peerstep._errors import EngineError
 from peerstep.models._registry import cache_dir
+
+if TYPE_CHECKING:
+    from peerstep.agent import ModelClient
 
 _PR_SET_PDEATHSIG = 1
 
@@ -133,6 +136,21 @@ class ManagedEngine(ABC):
 
     def prepare(self) -> None:  # noqa: B027 - optional hook, most engines need nothing
         """Make sure weights and software exist before launching (may download or convert)."""
+
+    # what the server accepts; ``client()`` passes these on to the ModelClient
+    supports_continue: bool = False  # continue_final_message (vLLM), for LeaP's in-message injection
+
+    @property
+    def supports_seed(self) -> bool:
+        """Per-request seeds are safe to send."""
+        return True
+
+    def client(self, **options: Any) -> ModelClient:
+        """A ModelClient for this running engine, told what the server accepts."""
+        from peerstep.agent import ModelClient
+
+        return ModelClient(self.base_url, self.served_name, supports_continue=self.supports_continue,
+                           supports_seed=self.supports_seed, **options)
 
     # --- shared machinery -------------------------------------------------------------------
     @property

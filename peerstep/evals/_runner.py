@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from peerstep._errors import ModelServerError
 from peerstep.agent import AgentConfig, ModelClient
 from peerstep.environments import EnvironmentDataset
 from peerstep.evals._report import EpisodeOutcome
@@ -96,6 +97,8 @@ async def run_eval(
                                                     runs_dir=runs_dir)
             finally:
                 await client.close()
+            if outcome.error is not None:
+                await _server_alive_or_abort(client_factory, outcome, len(outcomes))
         outcomes.append(outcome)
         if jsonl is not None:
             with jsonl.open("a") as fh:
@@ -105,6 +108,34 @@ async def run_eval(
 
     for strategy in strategies:
         started = time.perf_counter()
-        await asyncio.gather(*(episode(i, strategy) for i in range(count)))
-        wall[strategy] = time.perf_counter() - started
+        tasks = [asyncio.ensure_future(episode(i, strategy)) for i in range(count)]
+        try:
+            await asyncio.gather(*tasks)
+        finally:  # an abort (or Ctrl-C) cancels the episodes still running; their logs close on the way out
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            wall[strategy] = time.perf_counter() - started
     return outcomes
+
+
+class EvalAborted(ModelServerError):
+    """The model server died mid-eval: the episodes that finished before are kept, the rest not run.
+
+    Without this, every later episode would be scored wrong for the server's fault, and the
+    table would report a model that merely lost its server as a bad model.
+    """
+
+
+async def _server_alive_or_abort(client_factory: Callable[[], ModelClient], failed: EpisodeOutcome,
+                                 finished: int) -> None:
+    """After a failed episode, ask the server for its models; if it does not answer, abort the eval."""
+    probe = client_factory()
+    try:
+        await probe.list_models()
+    except ModelServerError as exc:
+        raise EvalAborted(f"the model server stopped answering during the eval ({exc}); {finished} finished "
+                          f"episodes are kept; episode {failed.task_id} ({failed.strategy}) failed with: "
+                          f"{failed.error}") from exc
+    finally:
+        await probe.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from peerstep._api import run_episode
-from peerstep.agent import AgentConfig, Budget, ModelClient
+from peerstep.agent import AgentConfig, Budget
 from peerstep.engines import ManagedEngine
 from peerstep.environments.aviary import aviary_calculator
 from peerstep.steplog import StepKind, StepLog
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 async def test_real_model_on_aviary_calculator(llamacpp_engine: ManagedEngine, runs_dir: Path) -> None:
     dataset = aviary_calculator()
     info = dataset.info(0)
-    client = ModelClient(llamacpp_engine.base_url, llamacpp_engine.served_name)
+    client = llamacpp_engine.client()
     log = StepLog.create(directory=runs_dir, meta={"dataset": dataset.name, "task_id": info.task_id})
     try:
         result = await run_episode(dataset.make(0), client, config=AgentConfig(budget=Budget(max_steps=4)), log=log)

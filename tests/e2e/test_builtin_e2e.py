@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from peerstep._api import run_episode
-from peerstep.agent import AgentConfig, Budget, ModelClient
+from peerstep.agent import AgentConfig, Budget
 from peerstep.engines import ManagedEngine
 from peerstep.environments.builtin import MathDataset, ScienceDataset, TaskListDataset, WikiQADataset
 from peerstep.steplog import StepKind, StepLog
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 
 async def _scored_episode(engine: ManagedEngine, ds: TaskListDataset, runs: Path) -> None:
-    client = ModelClient(engine.base_url, engine.served_name)
+    client = engine.client()
     log = StepLog.create(directory=runs)
     try:
         result = await run_episode(ds.make(0), client, log=log, config=AgentConfig(budget=Budget(max_steps=6)))

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from peerstep.agent import ModelClient
 from peerstep.engines import ManagedEngine
 from peerstep.environments import QuestionEnvironment
 from peerstep.graphs.parallel import ParallelConfig
@@ -19,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: Path) -> None:
-    client = ModelClient(engine.base_url, engine.served_name, supports_continue=engine.name == "vllm")
+    client = engine.client()
     # one model call per round, so the first barrier finds every trajectory still active
     config = ParallelConfig(n=3, max_rounds=3, round_steps=1, sharing=SharingConfig(summary_tokens=96),
                             barrier_verify=True, aggregate="weighted")

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from peerstep._api import asolve
-from peerstep.agent import ModelClient
 from peerstep.engines import ManagedEngine
 from peerstep.steplog import StepKind, StepLog
 
@@ -25,7 +24,7 @@ QUESTIONS = [
 
 @pytest.mark.parametrize(("question", "gold"), QUESTIONS)
 async def test_solves_calculator_question(engine: ManagedEngine, runs_dir: Path, question: str, gold: str) -> None:
-    client = ModelClient(engine.base_url, engine.served_name)
+    client = engine.client()
     log = StepLog.create(directory=runs_dir, meta={"question": question})
     try:
         result = await asolve(question, client, gold=gold, log=log)
@@ -55,7 +54,7 @@ async def test_n_choices_and_logprobs(engine: ManagedEngine) -> None:
     """``n`` and logprobs pass through to the server (later strategies sample several answers per request)."""
     from peerstep.agent import SamplingParams
 
-    client = ModelClient(engine.base_url, engine.served_name)
+    client = engine.client()
     try:
         n = 2 if engine.name == "vllm" else 1  # llama-cpp-python's server ignores n > 1
         out = await client.chat([{"role": "user", "content": "Name a colour."}], n=n,

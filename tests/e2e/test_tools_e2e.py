@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from peerstep._api import run_episode
-from peerstep.agent import ModelClient
 from peerstep.engines import ManagedEngine
 from peerstep.environments import QuestionEnvironment
 from peerstep.steplog import StepKind, StepLog
@@ -18,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 async def _run(engine: ManagedEngine, env: QuestionEnvironment, runs: Path) -> tuple[str | None, list[str]]:
-    client = ModelClient(engine.base_url, engine.served_name)
+    client = engine.client()
     log = StepLog.create(directory=runs)
     try:
         result = await run_episode(env, client, log=log)
