@@ -112,3 +112,36 @@ def test_ctrl_c_stops_the_engine_and_keeps_the_log(tmp_path: Path) -> None:
     _wait_for(lambda: not _pid_alive(servers[0]), 30, "the engine to exit")
     assert _records(runs)[0] == "run_start"
     assert not list(state.glob("*.json")), "the state file of a stopped engine must be removed"
+
+
+def test_eval_aborts_when_its_server_is_killed_and_keeps_finished_episodes(tmp_path: Path) -> None:
+    runs, state, out = tmp_path / "runs", tmp_path / "state", tmp_path / "eval.json"
+    env = _env(runs, state)
+    serve = subprocess.Popen([sys.executable, "-m", "peerstep.cli", "serve", "--model", SMALL_MODEL],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        _wait_for(lambda: any(state.glob("*.json")), 120, "peerstep serve to start")
+        info = json.loads(next(state.glob("*.json")).read_text())
+        evaluation = subprocess.Popen(
+            [sys.executable, "-m", "peerstep.cli", "eval", "math", "--limit", "8", "--concurrency", "1",
+             "--no-python", "--max-steps", "3", "--base-url", info["base_url"], "--model", SMALL_MODEL, "--out", str(out)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        jsonl = out.with_suffix(".jsonl")
+        _wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 1, 300, "a first finished episode")
+        os.kill(info["pid"], signal.SIGKILL)
+        stdout, stderr = evaluation.communicate(timeout=300)
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.wait(timeout=30)
+    assert evaluation.returncode == 1, stdout + stderr
+    assert "aborted" in stderr and "stopped answering" in stderr
+    report = json.loads(out.read_text())
+    finished = jsonl.read_text().splitlines()
+    assert report["aborted"] and 1 <= len(report["outcomes"]) == len(finished) < 8
+    # the episode that met the dead server is not scored as the model's failure
+    assert not any("unreachable" in (o["error"] or "") for o in report["outcomes"])
+    unreachable = []
+    for path in runs.glob("*.sqlite"):
+        with StepLog(path, path.stem) as log:
+            unreachable += [r for r in log.records(kind=StepKind.ERROR) if "unreachable" in (r.text or "")]
+    assert unreachable, "the episode cut off by the dead server logs the error as a step"
