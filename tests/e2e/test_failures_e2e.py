@@ -124,7 +124,8 @@ def test_eval_aborts_when_its_server_is_killed_and_keeps_finished_episodes(tmp_p
         info = json.loads(next(state.glob("*.json")).read_text())
         evaluation = subprocess.Popen(
             [sys.executable, "-m", "peerstep.cli", "eval", "math", "--limit", "8", "--concurrency", "1",
-             "--no-python", "--max-steps", "3", "--base-url", info["base_url"], "--model", SMALL_MODEL, "--out", str(out)],
+             "--no-python", "--max-steps", "3", "--base-url", info["base_url"], "--model", SMALL_MODEL,
+             "--out", str(out)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         jsonl = out.with_suffix(".jsonl")
         _wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 1, 300, "a first finished episode")
