@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,14 +70,23 @@ def _children_named(parent: int, needle: str) -> list[int]:
     return out
 
 
-def test_server_killed_mid_run(tmp_path: Path) -> None:
-    runs, state = tmp_path / "runs", tmp_path / "state"
-    env = _env(runs, state)
+@contextlib.contextmanager
+def _served_small_model(env: dict[str, str], state: Path) -> Iterator[dict[str, Any]]:
+    """``peerstep serve`` in a child process; yields its state file (base_url, pid); stopped with Ctrl-C."""
     serve = subprocess.Popen([sys.executable, "-m", "peerstep.cli", "serve", "--model", SMALL_MODEL],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         _wait_for(lambda: any(state.glob("*.json")), 120, "peerstep serve to start")
-        info = json.loads(next(state.glob("*.json")).read_text())
+        yield json.loads(next(state.glob("*.json")).read_text())
+    finally:
+        serve.send_signal(signal.SIGINT)
+        serve.wait(timeout=30)
+
+
+def test_server_killed_mid_run(tmp_path: Path) -> None:
+    runs, state = tmp_path / "runs", tmp_path / "state"
+    env = _env(runs, state)
+    with _served_small_model(env, state) as info:
         solve = subprocess.Popen(
             [sys.executable, "-m", "peerstep.cli", "solve", "--base-url", info["base_url"], "--model", SMALL_MODEL,
              LONG_QUESTION], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -82,9 +94,6 @@ def test_server_killed_mid_run(tmp_path: Path) -> None:
         time.sleep(2)  # the first reply is streaming now
         os.kill(info["pid"], signal.SIGKILL)
         out, err = solve.communicate(timeout=120)
-    finally:
-        serve.send_signal(signal.SIGINT)
-        serve.wait(timeout=30)
     assert solve.returncode == 1, out + err
     assert "unreachable" in err and info["base_url"] in err
     kinds = _records(runs)
@@ -117,11 +126,7 @@ def test_ctrl_c_stops_the_engine_and_keeps_the_log(tmp_path: Path) -> None:
 def test_eval_aborts_when_its_server_is_killed_and_keeps_finished_episodes(tmp_path: Path) -> None:
     runs, state, out = tmp_path / "runs", tmp_path / "state", tmp_path / "eval.json"
     env = _env(runs, state)
-    serve = subprocess.Popen([sys.executable, "-m", "peerstep.cli", "serve", "--model", SMALL_MODEL],
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    try:
-        _wait_for(lambda: any(state.glob("*.json")), 120, "peerstep serve to start")
-        info = json.loads(next(state.glob("*.json")).read_text())
+    with _served_small_model(env, state) as info:
         evaluation = subprocess.Popen(
             [sys.executable, "-m", "peerstep.cli", "eval", "math", "--limit", "8", "--concurrency", "1",
              "--no-python", "--max-steps", "3", "--base-url", info["base_url"], "--model", SMALL_MODEL,
@@ -131,9 +136,6 @@ def test_eval_aborts_when_its_server_is_killed_and_keeps_finished_episodes(tmp_p
         _wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 1, 300, "a first finished episode")
         os.kill(info["pid"], signal.SIGKILL)
         stdout, stderr = evaluation.communicate(timeout=300)
-    finally:
-        serve.send_signal(signal.SIGINT)
-        serve.wait(timeout=30)
     assert evaluation.returncode == 1, stdout + stderr
     assert "aborted" in stderr and "stopped answering" in stderr
     report = json.loads(out.read_text())
