@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from peerstep._errors import ModelNotFoundError, ModelServerError
-from peerstep.agent._client import ModelClient, SamplingParams
+from peerstep.agent._client import STREAM_INTERRUPTED, ModelClient, SamplingParams
 
 MODEL = "tiny-model"
 OTHER_MODEL = "other-model"
@@ -358,8 +358,9 @@ async def test_stream_dropped_half_way_is_retried(server: FakeOpenAIServer, clie
     assert len(server.chat_bodies) == 3
     assert completion.text == "Hello, world"  # only the complete attempt makes the result
     assert completion.completion_tokens == 3
-    # on_token has no "restart" signal: the partial attempts' tokens were already delivered
-    assert tokens.texts() == ["Hello", "Hello", ",", "Hello", ",", " world"]
+    # the partial attempts' tokens were already delivered; each break is announced before the retry starts over
+    cut = STREAM_INTERRUPTED
+    assert tokens.texts() == ["Hello", cut, "Hello", ",", cut, "Hello", ",", " world"]
 
 
 async def test_gives_up_after_max_retries_on_status(server: FakeOpenAIServer, client: ModelClient) -> None:

@@ -22,6 +22,8 @@ from peerstep._errors import ModelNotFoundError, ModelServerError
 
 Message = dict[str, Any]
 TokenCallback = Callable[[int, str], None]
+# sent to on_token when a stream breaks after some of its tokens were delivered; a retry starts the reply anew
+STREAM_INTERRUPTED = "\n[stream interrupted]\n"
 """Called as ``on_token(choice_index, text_delta)`` while a response streams in."""
 
 
@@ -179,7 +181,7 @@ class ModelClient:
             if on_token is None:
                 result = await self._complete(body)
             else:
-                result = await self._stream(body, on_token)
+                result = await self._streamed_attempt(body, on_token)
             latency = time.perf_counter() - started
             for c in result:
                 c.latency_s = latency
@@ -208,6 +210,22 @@ class ModelClient:
                                   model=resp.model))
         self._spread_usage(out, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else None)
         return sorted(out, key=lambda c: c.index)
+
+    async def _streamed_attempt(self, body: dict[str, Any], on_token: TokenCallback) -> list[Completion]:
+        """A stream that breaks after sending tokens tells ``on_token`` so (``STREAM_INTERRUPTED``): a retry
+        then starts the reply again, and a live view would otherwise show the partial and the full reply as one."""
+        started: set[int] = set()
+
+        def tracked(index: int, delta: str) -> None:
+            started.add(index)
+            on_token(index, delta)
+
+        try:
+            return await self._stream(body, tracked)
+        except Exception:
+            for index in sorted(started):
+                on_token(index, STREAM_INTERRUPTED)
+            raise
 
     async def _stream(self, body: dict[str, Any], on_token: TokenCallback) -> list[Completion]:
         stream = await self._sdk.chat.completions.create(
