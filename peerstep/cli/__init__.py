@@ -124,8 +124,6 @@ def solve(
     listeners: list[Listener] = [] if quiet else [view.on_record]
     endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine,
                         engine_config=None if base_url else _engine_config(model, port))  # type: ignore[arg-type]
-    # SIGTERM should unwind like Ctrl-C so the engine is stopped and the log closed
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     meta = {"question": question[:2000], "engine": engine, "strategy": strategy}
     try:
         if not base_url:
@@ -294,8 +292,20 @@ def models_fetch(names: Annotated[list[str] | None, typer.Argument(help="Model n
         console.print(f"{name}: {path}")
 
 
+def _sigterm_unwinds_like_ctrl_c() -> None:
+    """``kill``, ``docker stop`` and systemd send SIGTERM: every command then stops its engine (the whole
+    process group) and closes its step log, as on Ctrl-C. Left at the default, SIGTERM ends the process
+    at once, and vLLM's engine core outlives its API server, holding gigabytes."""
+
+    def raise_interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, raise_interrupt)
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _sigterm_unwinds_like_ctrl_c()
     try:
         app()
     except PeerstepError as exc:  # errors outside a command's own handling

@@ -148,3 +148,33 @@ def test_eval_aborts_when_its_server_is_killed_and_keeps_finished_episodes(tmp_p
         with StepLog(path, path.stem) as log:
             unreachable += [r for r in log.records(kind=StepKind.ERROR) if "unreachable" in (r.text or "")]
     assert unreachable, "the episode cut off by the dead server logs the error as a step"
+
+
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().split(")")[-1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            members.append(int(stat.parent.name))
+    return members
+
+
+def test_sigterm_stops_serve_and_its_whole_engine(tmp_path: Path) -> None:
+    runs, state = tmp_path / "runs", tmp_path / "state"
+    serve = subprocess.Popen([sys.executable, "-m", "peerstep.cli", "serve", "--model", SMALL_MODEL],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=_env(runs, state))
+    try:
+        _wait_for(lambda: any(state.glob("*.json")), 120, "peerstep serve to start")
+        engine_pid = json.loads(next(state.glob("*.json")).read_text())["pid"]
+        assert _group_members(engine_pid), "the engine runs in its own process group"
+        serve.send_signal(signal.SIGTERM)
+        out, _ = serve.communicate(timeout=60)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+    assert serve.returncode == 0 and "stopped" in out, out
+    _wait_for(lambda: not _group_members(engine_pid), 30, "every process of the engine's group to exit")
+    assert not list(state.glob("*.json")), "a stopped engine's state file must be removed"
