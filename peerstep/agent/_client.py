@@ -22,9 +22,9 @@ from peerstep._errors import ModelNotFoundError, ModelServerError
 
 Message = dict[str, Any]
 TokenCallback = Callable[[int, str], None]
+"""Called as ``on_token(choice_index, text_delta)`` while a response streams in."""
 # sent to on_token when a stream breaks after some of its tokens were delivered; a retry starts the reply anew
 STREAM_INTERRUPTED = "\n[stream interrupted]\n"
-"""Called as ``on_token(choice_index, text_delta)`` while a response streams in."""
 
 
 class SamplingParams(BaseModel):

@@ -69,7 +69,6 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
         bars: dict[str, TaskID] = {s: progress.add_task(s if s == "single" else f"{s}@{n}", total=count,
                                                         stats="") for s in strategies}
 
-
         def on_outcome(o: EpisodeOutcome) -> None:
             mine = [x for x in outcomes if x.strategy == o.strategy]
             rate = sum(x.tokens for x in outcomes) / max(time.perf_counter() - started, 1e-9)
@@ -79,8 +78,8 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
         async def main() -> None:
             await probe.check()
             await probe.close()
-            await run_eval(dataset, endpoint.client, strategies, n=n, limit=count, concurrency=concurrency, agent=agent,
-                           outcomes=outcomes, jsonl=jsonl, on_outcome=on_outcome, wall=wall)
+            await run_eval(dataset, endpoint.client, strategies, n=n, limit=count, concurrency=concurrency,
+                           agent=agent, outcomes=outcomes, jsonl=jsonl, on_outcome=on_outcome, wall=wall)
 
         try:
             asyncio.run(main())
