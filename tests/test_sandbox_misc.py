@@ -35,7 +35,7 @@ def test_observation_keeps_notes_when_cut() -> None:
     res = ExecResult(stdout="a" * 10_000, timed_out=True, restarted=True, timeout_s=10, truncated=True)
     obs = res.to_observation(500)
     assert len(obs) < 700 and "characters omitted" in obs
-    assert "Timed out after 10 s; the interpreter did not respond to the interrupt and was restarted" in obs
+    assert "Timed out after 10 s; the interpreter could not be stopped cleanly" in obs
     assert "truncated" in obs and not res.ok
     assert ExecResult().to_observation(100) == "(no output)" and ExecResult().ok
 

@@ -32,6 +32,10 @@ class SandboxError(PeerstepError):
     """The sandbox itself failed (not the code in it): it cannot start, isolate, or be reached."""
 
 
+class SandboxCapacityError(SandboxError):
+    """More sandboxes were asked for than may run at once (a pool above ``MAX_POOL_SIZE``, or no free uid)."""
+
+
 def strip_ansi(text: str) -> str:
     """IPython tracebacks carry terminal colours; the model should only see text."""
     return _ANSI.sub("", text)
@@ -48,10 +52,13 @@ def cap_text(text: str, max_bytes: int) -> tuple[str, bool]:
 
 
 class SandboxLimits(pydantic.BaseModel):
-    """Resource limits. Every backend honours the output and time limits; the local ones also the rlimits.
+    """Resource limits. Every backend honours the output and time limits; the local ones also the rest.
 
-    ``processes`` is a per-uid limit (RLIMIT_NPROC): sandboxes that share a uid share it, and the kernel does not
-    enforce it for root, which is why the bwrap backend runs the code as an unprivileged uid.
+    The bwrap backend applies ``memory_bytes``, ``processes`` and ``cpu_cores`` to the sandbox as a whole (one
+    cgroup per sandbox: tmpfs and shared memory count as memory, threads count as processes) and ``disk_bytes`` to
+    /work and /tmp together, where the host allows it (see ``BwrapSandbox.enforcement``); the rlimits then act as
+    per-process backstops. Without a cgroup, memory is only limited per process (RLIMIT_AS) and processes per uid
+    (RLIMIT_NPROC; each sandbox gets its own uid when peerstep runs as root).
     """
 
     model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
@@ -60,12 +67,14 @@ class SandboxLimits(pydantic.BaseModel):
     interrupt_grace_s: float = pydantic.Field(2.0, gt=0, description="wait this long for an interrupt to land")
     start_timeout_s: float = pydantic.Field(30.0, gt=0, description="how long a cold start may take")
     max_output_bytes: int = pydantic.Field(64 * KIB, gt=0, description="cap per stream (stdout, stderr, value)")
-    memory_bytes: int = pydantic.Field(2 * GIB, gt=0, description="RLIMIT_AS of the interpreter")
+    memory_bytes: int = pydantic.Field(2 * GIB, gt=0, description="memory of the whole sandbox (and RLIMIT_AS)")
     cpu_seconds: int = pydantic.Field(3600, gt=0, description="RLIMIT_CPU: lifetime CPU backstop of one interpreter")
     file_size_bytes: int = pydantic.Field(256 * MIB, gt=0, description="RLIMIT_FSIZE: largest file it may write")
     open_files: int = pydantic.Field(256, gt=16, description="RLIMIT_NOFILE")
-    processes: int = pydantic.Field(256, gt=8, description="RLIMIT_NPROC (processes + threads of the uid)")
-    tmp_bytes: int = pydantic.Field(256 * MIB, gt=0, description="size of the private /tmp (tmpfs, in RAM)")
+    processes: int = pydantic.Field(256, gt=8, description="processes + threads of the sandbox (and RLIMIT_NPROC)")
+    cpu_cores: float = pydantic.Field(1.0, gt=0, description="CPU time per wall-clock second of the whole sandbox")
+    disk_bytes: int = pydantic.Field(512 * MIB, gt=0, description="/work and /tmp together (a tmpfs, in RAM)")
+    tmp_bytes: int = pydantic.Field(256 * MIB, gt=0, description="size of /tmp where disk_bytes cannot be applied")
 
 
 class ExecResult(pydantic.BaseModel):
@@ -94,8 +103,8 @@ class ExecResult(pydantic.BaseModel):
         after = f"{self.timeout_s if self.timeout_s is not None else self.duration_s:.3g} s"
         if self.timed_out and self.restarted:
             notes.append(
-                f"Timed out after {after}; the interpreter did not respond to the interrupt and was "
-                "restarted: variables and imports are lost."
+                f"Timed out after {after}; the interpreter could not be stopped cleanly (it ignored the interrupt "
+                "or a thread it started kept running) and was restarted: variables and imports are lost."
             )
         elif self.timed_out:
             notes.append(f"Timed out after {after}; the interpreter was interrupted (state kept).")
