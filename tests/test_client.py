@@ -43,7 +43,7 @@ class Reply:
 
 @dataclass
 class Behaviour:
-    kind: str  # "ok" | "status" | "drop" | "drop_mid_stream"
+    kind: str  # "ok" | "status" | "drop" | "drop_mid_stream" | "no_finish"
     status: int = 200
     reply: Reply = field(default_factory=Reply)
     events_before_drop: int = 0
@@ -66,6 +66,12 @@ def drop() -> Behaviour:
 def drop_mid_stream(events: int, reply: Reply | None = None) -> Behaviour:
     """Send the headers and the first ``events`` SSE events of a stream, then close the socket."""
     return Behaviour("drop_mid_stream", reply=reply or Reply(), events_before_drop=events)
+
+
+def no_finish(reply: Reply | None = None) -> Behaviour:
+    """Stream the reply's content, then ``[DONE]`` with no finish reason: what llama-cpp-python's server sends to a
+    stream it interrupts because another request arrived (``interrupt_requests``, on by default)."""
+    return Behaviour("no_finish", reply=reply or Reply())
 
 
 @dataclass
@@ -198,7 +204,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-        events = _stream_events(body, behaviour.reply, include_usage)
+        events = _stream_events(body, behaviour.reply, include_usage, finish=behaviour.kind != "no_finish")
         for k, event in enumerate(events):
             if behaviour.kind == "drop_mid_stream" and k == behaviour.events_before_drop:
                 self._drop()
@@ -243,8 +249,9 @@ def _completion(body: dict[str, Any], reply: Reply) -> dict[str, Any]:
     return out
 
 
-def _stream_events(body: dict[str, Any], reply: Reply, include_usage: bool) -> list[str]:
-    """The SSE ``data`` payloads of one streamed completion, in order, ending with ``[DONE]``."""
+def _stream_events(body: dict[str, Any], reply: Reply, include_usage: bool, finish: bool = True) -> list[str]:
+    """The SSE ``data`` payloads of one streamed completion, in order, ending with ``[DONE]``; without ``finish``
+    the chunk carrying the finish reasons is left out."""
     texts = _choice_texts(body, reply)
 
     def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> str:
@@ -266,7 +273,9 @@ def _stream_events(body: dict[str, Any], reply: Reply, include_usage: bool) -> l
             events.append(chunk([choice]))
     for delta in reply.tool_call_deltas or []:
         events.append(chunk([{"index": 0, "delta": {"tool_calls": [delta]}, "finish_reason": None}]))
-    events.append(chunk([{"index": i, "delta": {}, "finish_reason": reply.finish_reason} for i in range(len(texts))]))
+    if finish:
+        events.append(chunk([{"index": i, "delta": {}, "finish_reason": reply.finish_reason}
+                             for i in range(len(texts))]))
     if include_usage and (usage := _usage(reply)) is not None:
         events.append(chunk([], usage))
     events.append("[DONE]")
@@ -393,6 +402,34 @@ async def test_gives_up_after_max_retries_on_mid_stream_drops(server: FakeOpenAI
         await client.chat(MESSAGES, on_token=TokenRecorder())
     assert len(server.chat_bodies) == 4
     assert server.base_url in str(info.value)
+
+
+async def test_stream_without_finish_reason_is_retried_not_answered(
+    server: FakeOpenAIServer, client: ModelClient
+) -> None:
+    # llama-cpp-python's interrupted stream: [DONE] with no finish reason, here once with no content at all (the
+    # empty reply that was recorded as an answer) and once with part of the reply
+    server.queue(no_finish(Reply(choices=[[]])), no_finish(Reply(choices=[["Hel"]])))
+    tokens = TokenRecorder()
+    [completion] = await client.chat(MESSAGES, on_token=tokens)
+    assert len(server.chat_bodies) == 3
+    assert completion.text == "Hello, world"
+    assert completion.finish_reason == "stop"
+    # the partial attempt was announced as interrupted before the retry started over
+    assert tokens.texts() == ["Hel", STREAM_INTERRUPTED, "Hello", ",", " world"]
+
+
+async def test_streams_always_cut_off_give_one_clear_error(server: FakeOpenAIServer, client: ModelClient) -> None:
+    server.queue(*[no_finish() for _ in range(10)])
+    with pytest.raises(ModelServerError) as info:
+        await client.chat(MESSAGES, on_token=TokenRecorder())
+    assert len(server.chat_bodies) == 4  # the first attempt + max_retries=3
+    message = str(info.value)
+    assert "\n" not in message
+    assert server.base_url in message
+    assert "without a finish reason" in message
+    assert "--interrupt_requests False" in message  # says how to fix a llama-cpp-python server
+    assert client.requests == 0  # nothing was counted as an answer
 
 
 async def test_400_is_not_retried(server: FakeOpenAIServer, client: ModelClient) -> None:

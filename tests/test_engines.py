@@ -185,6 +185,8 @@ def test_llamacpp_command(tmp_path: Path) -> None:
     assert option(cmd, "--n_ctx") == "4096"
     assert option(cmd, "--n_threads") == "3"
     assert option(cmd, "--n_threads_batch") == "3"
+    # the server's default cuts off a running stream when another request arrives (issue 10, item 1)
+    assert option(cmd, "--interrupt_requests") == "False"
     assert not any(part.startswith("--chat_format") for part in cmd)
 
 
@@ -433,6 +435,64 @@ def test_server_that_serves_another_model(engines: list[FakeEngine], tmp_path: P
     assert wait_gone(leader)
     assert wait_gone(grandchild)
     assert not engine.state_file.exists()
+
+
+def test_serving_server_killed_is_an_error_that_says_how(engines: list[FakeEngine], tmp_path: Path,
+                                                          script: Path) -> None:
+    """``peerstep serve`` blocks in ``serve_forever``: an engine SIGKILLed under it must not look like a clean end."""
+    engine = fake(engines, tmp_path, script)
+    engine.start()
+    leader, grandchild = read_pids(engine.pidfile)
+    os.kill(leader, signal.SIGKILL)
+    started = time.monotonic()
+    with pytest.raises(EngineError) as info:
+        engine.serve_forever()
+    assert time.monotonic() - started < 5
+    message = str(info.value)
+    assert f"pid {leader}" in message
+    assert "killed by SIGKILL" in message
+    assert str(engine.log_path) in message
+    assert "fake server for fake-model" in message  # the log's tail
+    assert engine.process is None
+    assert wait_gone(grandchild)  # serve_forever stopped what the dead leader left in its group
+    assert not engine.state_file.exists()
+
+
+def test_serving_server_that_exits_is_an_error_with_its_status(engines: list[FakeEngine], tmp_path: Path,
+                                                                script: Path) -> None:
+    engine = fake(engines, tmp_path, script)
+    engine.start()
+    leader, _ = read_pids(engine.pidfile)
+    os.kill(leader, signal.SIGTERM)  # the fake server's default SIGTERM handling: exit by the signal
+    with pytest.raises(EngineError, match="killed by SIGTERM"):
+        engine.wait(timeout=10)
+
+
+def test_wait_returns_quietly_when_stopped_from_elsewhere(engines: list[FakeEngine], tmp_path: Path,
+                                                          script: Path) -> None:
+    import threading
+
+    engine = fake(engines, tmp_path, script)
+    engine.start()
+    engine.wait(timeout=0.2)  # still running: returns after the timeout, no error
+    stopper = threading.Timer(0.3, engine.stop)
+    stopper.start()
+    try:
+        engine.serve_forever()  # ended by stop(): a clean end, no exception
+    finally:
+        stopper.join()
+    assert engine.process is None
+
+
+def test_wait_on_a_server_started_elsewhere_is_refused(engines: list[FakeEngine], tmp_path: Path,
+                                                       script: Path) -> None:
+    first = fake(engines, tmp_path, script)
+    first.start()
+    second = fake(engines, tmp_path, script)
+    second.start()  # reuses the first one's server
+    assert second.owned is False
+    with pytest.raises(EngineError, match="not started by this process"):
+        second.wait()
 
 
 PARENT = """

@@ -67,6 +67,20 @@ class Completion(BaseModel):
 _RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 
 
+class IncompleteStreamError(Exception):
+    """A stream that ended cleanly (``[DONE]``) before every choice had a finish reason: the server cut it off.
+
+    llama-cpp-python's server does this to a stream in progress whenever another request arrives, unless it was
+    started with ``--interrupt_requests False``. Such a reply is partial (often empty), never an answer: the
+    attempt is retried like a dropped connection.
+    """
+
+    def __init__(self, missing: list[int], expected: int) -> None:
+        self.missing = missing
+        self.expected = expected
+        super().__init__(f"the stream ended without a finish reason for choice(s) {missing} of {expected}")
+
+
 class ModelClient:
     """Chat completions with retries, streaming and clear errors.
 
@@ -265,6 +279,11 @@ class ModelClient:
                 if choice.finish_reason:
                     finish[i] = choice.finish_reason
                 texts.setdefault(i, [])
+        # a finish reason is the server's word that a choice is complete; without one the reply was cut off
+        expected = int(body.get("n") or 1)
+        missing = [i for i in range(expected) if not finish.get(i)]
+        if missing:
+            raise IncompleteStreamError(missing, expected)
         out = [
             Completion(index=i, text="".join(parts), finish_reason=finish.get(i), model=model,
                        tool_calls=[calls[i][k] for k in sorted(calls.get(i, {}))],
@@ -299,6 +318,14 @@ class ModelClient:
                 if exc.status_code not in _RETRYABLE_STATUS or attempt >= self.max_retries:
                     raise ModelServerError(
                         f"model server {self.base_url} answered HTTP {exc.status_code}: {_short(exc)}"
+                    ) from exc
+            except IncompleteStreamError as exc:
+                if attempt >= self.max_retries:
+                    raise ModelServerError(
+                        f"model server {self.base_url} cut off the streamed reply before it finished, "
+                        f"{attempt + 1} time(s) ({exc}); a llama-cpp-python server does this to a stream whenever "
+                        "another request arrives: start it with `--interrupt_requests False` (peerstep serve does), "
+                        "or do not stream"
                     ) from exc
             except (openai.APIConnectionError, openai.APIResponseValidationError, httpx.TransportError) as exc:
                 if attempt >= self.max_retries:

@@ -124,6 +124,7 @@ class ManagedEngine(ABC):
         self.process: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
         self.owned = False
+        self._stopped = False  # stop() ended a server this object started: its exit is expected
         self.log_path: Path = self.state_dir / f"{self.name}-{self.slug}.log"
 
     # --- what an engine defines -------------------------------------------------------------
@@ -213,6 +214,7 @@ class ManagedEngine(ABC):
                 raise EngineError(f"cannot launch the {self.name} server ({cmd[0]}): {exc}") from exc
         self.port = port
         self.owned = True
+        self._stopped = False
         atexit.register(self.stop)
         self._wait_healthy()
         self.state_file.write_text(json.dumps({"pid": self.process.pid, "base_url": self.base_url,
@@ -250,6 +252,7 @@ class ManagedEngine(ABC):
         proc, self.process = self.process, None
         if proc is None or not self.owned:
             return
+        self._stopped = True
         with contextlib.suppress(OSError):
             if json.loads(self.state_file.read_text()).get("pid") == proc.pid:
                 self.state_file.unlink()
@@ -263,11 +266,36 @@ class ManagedEngine(ABC):
         # the group may still hold workers that outlived the leader
         _signal_group(proc.pid, signal.SIGKILL)
 
-    def serve_forever(self) -> None:
-        """Block until the server exits or the user presses Ctrl-C (``peerstep serve``)."""
-        assert self.process is not None
+    def wait(self, timeout: float | None = None) -> None:
+        """Block until the server this object started exits, then raise ``EngineError`` saying how it ended.
+
+        A managed server never exits on its own for a good reason, so any exit is an error: killed by a signal
+        (the OOM killer's SIGKILL, say) or an exit status, with the log's tail. Returns without raising only when
+        ``stop()`` ended it (from another thread, a signal handler or ``atexit``), or when ``timeout`` seconds
+        pass with the server still running. A supervisor of ``peerstep serve`` tells the cases apart by the exit
+        status this leads to.
+        """
+        proc = self.process
+        if proc is None:
+            if self._stopped:
+                return
+            raise EngineError(f"the {self.name} server was not started by this process, so it cannot be waited on")
         try:
-            self.process.wait()
+            code = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return
+        if self._stopped:
+            return
+        raise EngineError(f"the {self.name} server (pid {proc.pid}) {_describe_exit(code)} while serving "
+                          f"{self.served_name} at {self.base_url}; log: {self.log_path}\n{log_tail(self.log_path)}")
+
+    def serve_forever(self) -> None:
+        """Block until the server exits or the user presses Ctrl-C (``peerstep serve``).
+
+        Raises ``EngineError`` (see ``wait``) when the server exits by itself: being killed is not a clean end.
+        """
+        try:
+            self.wait()
         finally:
             self.stop()
 
@@ -287,6 +315,17 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _describe_exit(code: int) -> str:
+    """``Popen.returncode`` in words: a negative code is the signal that killed the process."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"was killed by {name}"
+    return f"exited with status {code}"
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -1,8 +1,9 @@
 """llama.cpp through ``llama-cpp-python[server]``: the embedded default engine.
 
 It starts in seconds and decodes one stream about 3.5x faster than vLLM's CPU build on
-two cores (4-bit kernels), but serves requests one at a time. The GGUF file's own chat
-template is used on purpose: ``--chat_format chatml-function-calling`` drops
+two cores (4-bit kernels), but serves requests one at a time: each request waits for the one
+before it (``--interrupt_requests False``; the server's default cuts the running stream off
+instead). The GGUF file's own chat template is used on purpose: ``--chat_format chatml-function-calling`` drops
 ``role: "tool"`` messages, so the model would never see tool results.
 """
 
@@ -51,5 +52,9 @@ class LlamaCppEngine(ManagedEngine):
             # the default is ONE thread: pass both counts
             "--n_threads", threads,
             "--n_threads_batch", threads,
+            # the server's default cuts off a stream in progress whenever another request arrives (it sends
+            # [DONE] without a finish reason), so concurrent clients of one server got empty or partial replies;
+            # off, requests wait their turn for the model and every stream runs to its end
+            "--interrupt_requests", "False",
             *self.config.extra_args,
         ]
