@@ -5,22 +5,25 @@ only on explicit request. Code failures are results (``ExecResult``); only infra
 ``SandboxError``.
 """
 
-from ._base import ExecResult, Sandbox, SandboxError, SandboxLimits
+from ._base import ExecResult, Sandbox, SandboxCapacityError, SandboxError, SandboxLimits
 from ._bwrap import BwrapSandbox
 from ._e2b import E2BSandbox
 from ._local import LocalUnsafeSandbox
-from ._pool import SandboxPool
+from ._pool import MAX_POOL_SIZE, SandboxPool, check_pool_size
 from ._select import BACKENDS, make_sandbox
 
 __all__ = [
     "BACKENDS",
+    "MAX_POOL_SIZE",
     "BwrapSandbox",
     "E2BSandbox",
     "ExecResult",
     "LocalUnsafeSandbox",
     "Sandbox",
+    "SandboxCapacityError",
     "SandboxError",
     "SandboxLimits",
     "SandboxPool",
+    "check_pool_size",
     "make_sandbox",
 ]

@@ -164,6 +164,8 @@ class BwrapSandbox(KernelSandbox):
         for i, path in enumerate(self.site_packages):
             cmd += ["--ro-bind", str(path), f"{INNER_SITE}/{i}"]
         cmd += ["--proc", "/proc", "--dev", "/dev"]
+        if self._ws is not None and self._ws.shm is not None:  # else bwrap's /dev/shm: root's, not writable
+            cmd += ["--bind", str(self._ws.shm), "/dev/shm"]
         assert self._ws is not None
         if self._ws.tmp is not None:  # /tmp shares the quota'd tmpfs with /work
             cmd += ["--bind", str(self._ws.tmp), "/tmp"]

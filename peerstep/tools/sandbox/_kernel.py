@@ -369,7 +369,7 @@ class KernelSandbox(Sandbox):
 
     def _clear_workdir(self) -> None:
         assert self._ws is not None
-        for entry in [*self._ws.work.iterdir(), *(self._ws.tmp.iterdir() if self._ws.tmp else [])]:
+        for entry in [p for d in (self._ws.work, self._ws.tmp, self._ws.shm) if d for p in d.iterdir()]:
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)
             else:

@@ -2,6 +2,10 @@
 
 Released sandboxes are reset in the background (a fresh interpreter, an empty working dir) before they are handed
 out again, so two trajectories never see each other's state and ``acquire`` stays fast.
+
+A pool never holds more than ``max_open`` sandboxes (default ``MAX_POOL_SIZE``, 64, or ``PEERSTEP_MAX_SANDBOXES``):
+each one is an interpreter of about 60-80 MB and a share of two CPU cores here; asking for more raises
+``SandboxCapacityError`` at once rather than failing somewhere in the middle of a run.
 """
 
 from __future__ import annotations
@@ -9,21 +13,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 
-from ._base import Sandbox, SandboxError
+from ._base import Sandbox, SandboxCapacityError, SandboxError
 
 log = logging.getLogger(__name__)
+
+MAX_POOL_SIZE = 64
+
+
+def max_pool_size() -> int:
+    """The largest pool allowed: ``PEERSTEP_MAX_SANDBOXES`` if set, else ``MAX_POOL_SIZE``."""
+    setting = os.environ.get("PEERSTEP_MAX_SANDBOXES", "").strip()
+    return int(setting) if setting else MAX_POOL_SIZE
+
+
+def check_pool_size(size: int, max_open: int | None = None) -> None:
+    """Raise ``SandboxCapacityError`` when ``size`` sandboxes (e.g. one per trajectory) are more than allowed."""
+    limit = max_pool_size() if max_open is None else max_open
+    if size > limit:
+        raise SandboxCapacityError(
+            f"{size} sandboxes at once is more than the limit of {limit} (one per trajectory); use fewer "
+            "trajectories, or raise the limit with PEERSTEP_MAX_SANDBOXES if the machine has the memory and cores"
+        )
 
 
 class SandboxPool:
     """``async with pool.acquire() as sb:`` hands out a ready sandbox; ``close()`` stops them all."""
 
-    def __init__(self, factory: Callable[[], Sandbox], size: int = 2) -> None:
+    def __init__(self, factory: Callable[[], Sandbox], size: int = 2, max_open: int | None = None) -> None:
         if size < 0:
             raise ValueError("size must be >= 0")
+        self.max_open = max_pool_size() if max_open is None else max_open
+        check_pool_size(size, self.max_open)
         self.factory = factory
         self.size = size
+        self._open = 0  # sandboxes made by this pool and not yet closed
         self._idle: asyncio.Queue[Sandbox] = asyncio.Queue()
         self._busy: set[Sandbox] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -31,13 +57,13 @@ class SandboxPool:
 
     async def start(self) -> None:
         """Pre-start ``size`` sandboxes concurrently."""
-        sandboxes = [self.factory() for _ in range(self.size - self._idle.qsize())]
+        sandboxes = [self._make() for _ in range(self.size - self._idle.qsize())]
         results = await asyncio.gather(*(sb.start() for sb in sandboxes), return_exceptions=True)
         failure: BaseException | None = None
         for sb, res in zip(sandboxes, results, strict=True):
             if isinstance(res, BaseException):
                 failure = failure or res
-                await sb.close()
+                await self._close(sb)
             else:
                 self._idle.put_nowait(sb)
         if failure is not None:
@@ -58,11 +84,11 @@ class SandboxPool:
         try:
             sb = self._idle.get_nowait()
         except asyncio.QueueEmpty:
-            sb = self.factory()
+            sb = self._make()
             try:
                 await sb.start()
             except BaseException:
-                await sb.close()
+                await self._close(sb)
                 raise
         self._busy.add(sb)
         try:
@@ -71,9 +97,21 @@ class SandboxPool:
             self._busy.discard(sb)
             self._release(sb)
 
+    def _make(self) -> Sandbox:
+        if self._open >= self.max_open:
+            raise SandboxCapacityError(
+                f"this pool already has {self._open} sandboxes open, its limit (max_open); release one first"
+            )
+        self._open += 1
+        return self.factory()
+
+    async def _close(self, sb: Sandbox) -> None:
+        self._open -= 1
+        await sb.close()
+
     def _release(self, sb: Sandbox) -> None:
         if self._closed or self._idle.qsize() + len(self._tasks) >= self.size:
-            task = asyncio.ensure_future(sb.close())
+            task = asyncio.ensure_future(self._close(sb))
         else:
             task = asyncio.ensure_future(self._recycle(sb))
         self._tasks.add(task)
@@ -84,10 +122,10 @@ class SandboxPool:
             await sb.reset()
         except Exception:
             log.warning("sandbox reset failed; closing it", exc_info=True)
-            await sb.close()
+            await self._close(sb)
             return
         if self._closed:
-            await sb.close()
+            await self._close(sb)
         else:
             self._idle.put_nowait(sb)
 
@@ -99,7 +137,7 @@ class SandboxPool:
         sandboxes = [*self._busy]
         while not self._idle.empty():
             sandboxes.append(self._idle.get_nowait())
-        await asyncio.gather(*(sb.close() for sb in sandboxes), return_exceptions=True)
+        await asyncio.gather(*(self._close(sb) for sb in sandboxes), return_exceptions=True)
 
     @property
     def idle(self) -> int:

@@ -5,10 +5,11 @@ Layout of ``/tmp/peerstep-sandbox-XXXX``:
 * ``owner.json``: the owning host process (pid and start time, so a reused pid is not mistaken for it) and the
   cgroups it made. A later start removes directories whose owner is gone (a SIGKILLed host cannot clean up).
 * ``ipc/``: the kernel's connection file and sockets.
-* ``fs/``: as root, a tmpfs of ``disk_bytes`` holding ``work/`` (the code's /work) and ``tmp/`` (its /tmp): one
-  total quota for both, with a cap on the number of files. Its pages are RAM and count against the sandbox's
-  memory cgroup. Without the right to mount (not root), ``work/`` is a plain host directory (only RLIMIT_FSIZE caps
-  each file) and /tmp is bubblewrap's own ``tmp_bytes`` tmpfs.
+* ``fs/``: as root, a tmpfs of ``disk_bytes`` holding ``work/`` (the code's /work), ``tmp/`` (its /tmp) and
+  ``shm/`` (its /dev/shm): one total quota for all three, with a cap on the number of files. Its pages are RAM
+  and count against the sandbox's memory cgroup. Without the right to mount (not root), ``work/`` is a plain host
+  directory (only RLIMIT_FSIZE caps each file), /tmp is bubblewrap's own ``tmp_bytes`` tmpfs and /dev/shm is
+  not writable.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._base import SandboxError
 from ._host import alive, start_ticks
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,9 @@ class Workspace:
                 data.mkdir(mode=0o755)
                 mount_tmpfs(data, quota_bytes, inodes=max(1024, quota_bytes // (32 * 1024)))
                 self.quota_bytes = quota_bytes
-                (data / "tmp").mkdir()
-                os.chmod(data / "tmp", 0o1777)
+                for name in ("tmp", "shm"):
+                    (data / name).mkdir()
+                    os.chmod(data / name, 0o1777)
             (data / "work").mkdir()
         except BaseException:
             self.remove()
@@ -105,6 +106,11 @@ class Workspace:
     def tmp(self) -> Path | None:
         """Host path of the sandbox's /tmp when it shares the quota with /work, else None."""
         return self.data / "tmp" if self.quota_bytes is not None else None
+
+    @property
+    def shm(self) -> Path | None:
+        """Host path of the sandbox's /dev/shm (POSIX shared memory, semaphores) on the same quota, else None."""
+        return self.data / "shm" if self.quota_bytes is not None else None
 
     @property
     def ipc(self) -> Path:
@@ -177,8 +183,3 @@ def cleanup_orphans_once() -> None:
         cleanup_orphans()
     except Exception as err:  # cleaning up after others must never stop this sandbox from starting
         log.warning("cleaning up orphaned sandbox directories failed: %s", err)
-
-
-def require_dir(path: Path) -> None:
-    if not path.is_dir():
-        raise SandboxError(f"the sandbox directory {path} is gone")
