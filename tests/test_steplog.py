@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -96,3 +97,95 @@ def test_unwritable_directory(tmp_path: Path) -> None:
         target.mkdir(mode=0o500)
     with pytest.raises(StepLogError, match="cannot open step log"):
         StepLog.create(directory=target)
+
+
+# --- a disk that really fills up, and runs whose process was killed (issue 10, item 10) ----------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB tmpfs mounted for this test (root can mount; this suite runs as root in CI).
+
+    Where mounting is refused (no CAP_SYS_ADMIN), SQLite's own page limit stands in for the disk: it raises the
+    same SQLITE_FULL, "database or disk is full", through the same code path."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)],
+                             capture_output=True).returncode == 0
+    try:
+        yield disk
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+def _is_mount(path: Path) -> bool:
+    return any(line.split()[1] == str(path) for line in Path("/proc/self/mounts").read_text().splitlines())
+
+
+def test_a_disk_that_fills_mid_run_says_so_and_keeps_every_earlier_step(small_disk: Path) -> None:
+    log = StepLog.create(directory=small_disk, run_id="fills")
+    if not _is_mount(small_disk):
+        log._db.execute("PRAGMA max_page_count = 200")  # no mount allowed here: the page limit is the disk
+    written: list[str] = []
+    with pytest.raises(StepLogError) as info:
+        for i in range(10_000):
+            text = f"step {i} " + "x" * 3000
+            log.log(StepKind.REASON, text=text)
+            written.append(text)
+    message = str(info.value)
+    assert "cannot rollback" not in message and "no transaction is active" not in message
+    assert "database or disk is full" in message
+    assert "the disk is full" in message and str(log.path) in message
+    assert len(written) > 5  # it did fill mid-run, after steps had been written
+    # the writer still reads every committed step, and so does a fresh reader
+    assert [r.text for r in log.records()] == written
+    log.close()
+    with StepLog.open("fills", small_disk) as reader:
+        assert [r.text for r in reader.records()] == written
+
+
+def test_a_killed_run_is_marked_interrupted_when_next_seen(tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        import os, signal
+        from pathlib import Path
+        from peerstep.steplog import StepKind, StepLog
+        log = StepLog.create(directory=Path({str(tmp_path)!r}), run_id="victim", meta={{"question": "q"}})
+        log.log(StepKind.REASON, text="working")
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    live = StepLog.create(directory=tmp_path, run_id="alive")  # this process: still running
+    try:
+        statuses = {r.run_id: r.meta.get("status") for r in list_runs(tmp_path)}
+        assert statuses == {"victim": "interrupted", "alive": "running"}
+        with StepLog.open("victim", tmp_path) as reader:
+            meta = reader.meta()  # saved in the file, not just reported
+            assert meta["status"] == "interrupted"
+            assert f"process {meta['pid']} ended" in meta["status_reason"]
+            assert [r.text for r in reader.records()] == ["working"]
+    finally:
+        live.close()
+
+
+def test_a_reused_pid_does_not_keep_a_dead_run_running(tmp_path: Path) -> None:
+    log = StepLog.create(directory=tmp_path, run_id="reused")
+    meta = log.meta()
+    assert meta["pid"] == os.getpid() and isinstance(meta["pid_started"], int)
+    # the same pid, but a process that started at another time: not the writer
+    log.set_meta({"pid_started": meta["pid_started"] - 1})
+    log.close()
+    with StepLog.open("reused", tmp_path) as reader:
+        assert reader.meta()["status"] == "interrupted"
+
+
+def test_a_finished_run_keeps_its_status(tmp_path: Path) -> None:
+    script = textwrap.dedent(f"""
+        from pathlib import Path
+        from peerstep.steplog import StepLog
+        with StepLog.create(directory=Path({str(tmp_path)!r}), run_id="finished") as log:
+            log.set_meta({{"status": "done"}})
+    """)
+    subprocess.run([sys.executable, "-c", script], check=True)
+    assert [r.meta["status"] for r in list_runs(tmp_path)] == ["done"]

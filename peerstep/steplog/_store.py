@@ -9,11 +9,18 @@ with ``synchronous=NORMAL``). Each record is committed on its own, as it happens
 
 Records live outside the graph state on purpose: a log in state would be copied into every
 checkpoint.
+
+A run records who writes it (``pid``, the process's start time, the host) with ``status: running``. A run killed
+before it could say how it ended (SIGKILL, the OOM killer, a power cut) is marked ``interrupted`` the next time it
+is opened or listed on the same host and its process is gone, instead of reading "running" forever.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -42,8 +49,43 @@ CREATE INDEX IF NOT EXISTS steps_by_traj ON steps (episode_id, trajectory_id, se
 """
 
 
+_SQLITE_FULL = 13
+
+
 class StepLogError(PeerstepError):
     """The step log could not be written (full disk, read-only directory, …)."""
+
+
+def _process_start(pid: int) -> int | None:
+    """When process ``pid`` started (clock ticks since boot, ``/proc/PID/stat`` field 22), or None if unknown.
+
+    With the pid it identifies a process for good: a pid reused by a later process has another start time."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def _process_gone(pid: int, started: int | None) -> bool:
+    """True if the process that wrote a run has ended (a zombie has ended; a reused pid is another process)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # it exists, under another user
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return False  # no /proc to ask: it exists, so assume it is the writer
+    if state in ("Z", "X"):
+        return True
+    return started is not None and _process_start(pid) not in (None, started)
 
 
 def runs_dir() -> Path:
@@ -83,7 +125,9 @@ class StepLog:
                run_id: str | None = None) -> StepLog:
         run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + new_id()[:6]
         log = cls((directory or runs_dir()) / f"{run_id}.sqlite", run_id)
-        log.set_meta({"run_id": run_id, "created_at": time.time(), **(meta or {})})
+        pid = os.getpid()
+        log.set_meta({"run_id": run_id, "created_at": time.time(), "status": "running", "pid": pid,
+                      "pid_started": _process_start(pid), "host": socket.gethostname(), **(meta or {})})
         return log
 
     @classmethod
@@ -91,14 +135,18 @@ class StepLog:
         """Open an existing run by id, file path, or unique id prefix."""
         candidate = Path(run)
         if candidate.suffix == ".sqlite" and candidate.exists():
-            return cls(candidate, candidate.stem)
+            log = cls(candidate, candidate.stem)
+            log.settle_status()
+            return log
         base = directory or runs_dir()
         matches = sorted(base.glob(f"{run}*.sqlite"))
         if not matches:
             raise StepLogError(f"no run {run!r} in {base}; `peerstep runs` lists them")
         if len(matches) > 1:
             raise StepLogError(f"run id {run!r} is ambiguous: {', '.join(m.stem for m in matches[:5])}")
-        return cls(matches[0], matches[0].stem)
+        log = cls(matches[0], matches[0].stem)
+        log.settle_status()
+        return log
 
     def set_meta(self, values: dict[str, Any]) -> None:
         rows = [(k, json.dumps(v, default=str)) for k, v in values.items()]
@@ -107,6 +155,27 @@ class StepLog:
     def meta(self) -> dict[str, Any]:
         with self._lock:
             return {k: json.loads(v) for k, v in self._db.execute("SELECT key, value FROM meta")}
+
+    def settle_status(self) -> dict[str, Any]:
+        """The run's meta, after turning ``status: running`` into ``interrupted`` if its writer is gone.
+
+        Only a run written on this host can be judged (a pid means nothing elsewhere). The new status is saved
+        when the file is writable; when it is not, it is still what this call returns.
+        """
+        meta = self.meta()
+        pid = meta.get("pid")
+        if meta.get("status") != "running" or not isinstance(pid, int) or meta.get("host") != socket.gethostname():
+            return meta
+        started = meta.get("pid_started")
+        if not _process_gone(pid, started if isinstance(started, int) else None):
+            return meta
+        update = {"status": "interrupted",
+                  "status_reason": f"its process {pid} ended without recording how the run ended (killed?)"}
+        meta.update(update)
+        # a read-only copy of a run is still reported as interrupted; it just cannot be saved
+        with contextlib.suppress(StepLogError):
+            self.set_meta(update)
+        return meta
 
     def append(self, record: StepRecord) -> StepRecord:
         """Commit one record now. Raises StepLogError with the cause if the disk refuses it."""
@@ -126,10 +195,21 @@ class StepLog:
                 try:
                     self._db.executemany(sql, rows)
                     self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
+                except BaseException as exc:
+                    # SQLite rolls back by itself on some errors (SQLITE_FULL among them): a second ROLLBACK would
+                    # fail with "no transaction is active" and that message would replace the real cause
+                    if self._db.in_transaction:
+                        try:
+                            self._db.execute("ROLLBACK")
+                        except sqlite3.Error as rollback:
+                            exc.add_note(f"rolling back the step log also failed: {rollback}")
                     raise
         except sqlite3.Error as exc:
+            if getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "full" in str(exc):
+                raise StepLogError(
+                    f"cannot write to step log {self.path}: the disk is full ({exc}); every step written before "
+                    f"is kept and readable; free space on {self.path.parent} (or set PEERSTEP_RUNS elsewhere)"
+                ) from exc
             raise StepLogError(f"cannot write to step log {self.path}: {exc}") from exc
 
     def records(self, trajectory_id: int | None = None, kind: StepKind | None = None) -> Iterator[StepRecord]:
@@ -168,7 +248,7 @@ def list_runs(directory: Path | None = None) -> list[RunSummary]:
     for path in sorted(base.glob("*.sqlite"), reverse=True):
         try:
             with StepLog(path, path.stem) as log:
-                meta = log.meta()
+                meta = log.settle_status()
                 out.append(RunSummary(run_id=path.stem, path=path, created_at=float(meta.get("created_at", 0)),
                                       meta=meta, steps=log.count()))
         except (StepLogError, sqlite3.Error) as exc:
