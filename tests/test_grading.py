@@ -2,9 +2,34 @@
 
 from __future__ import annotations
 
+import re
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
-from peerstep.grading import stated_answer
+from peerstep._errors import InputError
+from peerstep.grading import (
+    CHECKER_NAMES,
+    DEFAULT_CHECKER,
+    Checker,
+    ExactChecker,
+    MathChecker,
+    NumericChecker,
+    PythonChecker,
+    ShortAnswerChecker,
+    answers_equivalent,
+    exact_match,
+    get_checker,
+    grade,
+    math_match,
+    normalise_answer,
+    numeric_match,
+    parse_number,
+    short_answer_match,
+    stated_answer,
+)
 
 # ------------------------------------------------------------------------------------------------- stated answer
 
@@ -68,3 +93,221 @@ def test_stated_answer(reply: str, expected: str | None) -> None:
 def test_stated_answer_reads_the_end_of_a_huge_reply() -> None:
     reply = "blah " * 100_000 + "the answer is 7."
     assert stated_answer(reply) == "7"
+
+
+# ----------------------------------------------------------------------------------------------------- normalise
+
+NORMALISED = [
+    (NumericChecker(), "Tom does not have enough money … He would need an additional $20.90.", "20.90"),
+    (NumericChecker(), "  42 ", "42"),
+    (NumericChecker(), "$1,000.", "1000"),
+    (NumericChecker(), "1.6 × 10^-19 C", "1.6e-19"),
+    (NumericChecker(), "\\frac{3}{4}", "3/4"),
+    (NumericChecker(), "\\boxed{-7}", "-7"),
+    (NumericChecker(), "9.81 m/s^2", "9.81"),
+    (NumericChecker(), "12%", "12"),
+    (NumericChecker(), "He has 3 apples and 4 pears", None),  # several numbers: ask for the one that is meant
+    (NumericChecker(), "I don't know", None),
+    (NumericChecker(), "1e999999999", None),  # an exponent no one means, and 10**huge would take minutes
+    (NumericChecker(), "", None),
+    (MathChecker(), "  \\frac{1}{2} ", "\\frac{1}{2}"),
+    (MathChecker(), "   ", None),
+    (ExactChecker(), " H2O ", "H2O"),
+    (ShortAnswerChecker(), " Michael Collins\n", "Michael Collins"),
+]
+
+
+@pytest.mark.parametrize(("checker", "answer", "expected"), NORMALISED)
+def test_normalise(checker: Checker, answer: str, expected: str | None) -> None:
+    assert normalise_answer(checker, answer) == expected
+    assert checker.normalise(answer) == expected  # type: ignore[attr-defined]
+
+
+def test_normalise_answer_takes_any_callable() -> None:
+    def plain(prediction: str, gold: str) -> bool:
+        return prediction == gold
+
+    assert normalise_answer(plain, "  yes \n") == "yes"
+    assert normalise_answer(plain, "  ") is None
+    assert isinstance(plain, Checker) and isinstance(DEFAULT_CHECKER, Checker)
+
+
+# ---------------------------------------------------------------------------------------------------- checkers
+
+
+@pytest.mark.parametrize(("prediction", "gold", "expected"), [
+    ("H2O", "h2o", True), ("  'Fe'. ", "Fe", True), ("Ｆｅ", "Fe", True), ("Fe2", "Fe", False), ("", "Fe", False),
+])
+def test_exact(prediction: str, gold: str, expected: bool) -> None:
+    assert exact_match(prediction, gold) is expected
+
+
+@pytest.mark.parametrize(("prediction", "gold", "expected"), [
+    ("9.81 m/s^2", "9.81", True),
+    ("9.81 m s-2", "9.81", True),
+    ("about 42 J", "42", True),
+    ("1.6 × 10^-19 C", "1.602e-19", True),
+    ("1.6*10**-19", "1.602e-19", True),
+    (r"1.6 \times 10^{-19}", "1.602e-19", True),
+    ("1,234.5", "1234.5", True),
+    ("1\u202f234.5", "1234.5", True),
+    ("1{,}234.5", "1234.5", True),
+    ("3/4", "0.75", True),
+    (r"\frac{3}{4}", "0.75", True),
+    (r"\dfrac{-3}{4}", "-0.75", True),
+    ("−40", "-40", True),
+    (r"\boxed{12}", "12", True),
+    (r"12\%", "12", True),
+    (r"\$20.90", "20.9", True),
+    ("CO2 weighs 44.01 g/mol", "44.01", True),
+    ("3 or 4", "3", False),  # two numbers: ambiguous, never lucky
+    ("3-4", "3", False),
+    ("1,23", "123", False),
+    ("no idea", "3", False),
+    ("3", "three", False),  # a gold that is not a number never matches
+    ("1.011", "1", False),
+])
+def test_numeric_default_tolerance(prediction: str, gold: str, expected: bool) -> None:
+    assert numeric_match(prediction, gold, rtol=0.01) is expected
+
+
+def test_numeric_tolerances() -> None:
+    assert numeric_match("100.0000001", "100") and not numeric_match("100.001", "100")
+    assert not numeric_match("0.004", "0", rtol=0.5)  # relative tolerance of zero is zero
+    assert numeric_match("0.004", "0", atol=0.005)
+    assert numeric_match("123456789012345678901", "123456789012345678901.0")  # exact, no float rounding
+    assert not numeric_match("123456789012345678901", "123456789012345678902", rtol=0)
+    assert NumericChecker(rtol=0.1)("109", "100") and not NumericChecker(rtol=0.1)("111", "100")
+    for bad in (-0.1, float("nan"), float("inf"), "0.1", True):
+        with pytest.raises(InputError, match="rtol"):
+            NumericChecker(rtol=bad)  # type: ignore[arg-type]
+    assert parse_number("6.02e23 per mol") == pytest.approx(6.02e23)
+    assert parse_number("3 or 4") is None and parse_number("none") is None
+
+
+@pytest.mark.parametrize(("prediction", "gold", "expected"), [
+    ("1/2", "0.5", True),
+    (r"\frac{3}{4}", "0.75", True),
+    ("441,624,171", "441624171", True),
+    ("The answer is 42.", "42", True),
+    ("2^10", "1024", True),
+    ("1.6 × 10^-19", "1.602e-19", False),  # tiny numbers are compared relatively, not within an absolute 1e-9
+    ("1e-12", "0", True),
+    ("63 or 64", "64", False),  # math-verify alone reads the last number of a text: a hedge would pass
+    ("x**3*cos(x) + 3*x**2*sin(x)", "3*x**2*sin(x) + x**3*cos(x)", True),
+    ("x^3 cos(x) + 3x^2 sin(x)", "3*x**2*sin(x) + x**3*cos(x)", True),
+    ("$3x^2\\sin(x) + x^3\\cos(x)$", "3*x**2*sin(x) + x**3*cos(x)", True),
+    ("3*x**2*cos(x)", "3*x**2*sin(x) + x**3*cos(x)", False),  # math-verify alone reads both as "3"
+    ("$3x^2\\cos(x)$", "3*x**2*sin(x) + x**3*cos(x)", False),
+    ("x + 1", "(x**2 - 1)/(x - 1)", True),
+    ("x + 2", "(x**2 - 1)/(x - 1)", False),
+    ("x^2+2x+1", "(x+1)^2", True),
+    ("9^9^9", "x", False),
+    ("x.n(5)", "x", False),
+    ("[1, 2]", "[1,2]", True),
+    ("(1, 2)", "(2, 1)", False),
+    ("\\sqrt{2}/2", "\\frac{\\sqrt{2}}{2}", True),
+    ("\\text{Paris}", "Paris", True),
+    ("Paris", "paris", True),
+])
+def test_math(prediction: str, gold: str, expected: bool) -> None:
+    assert math_match(prediction, gold) is expected
+
+
+@pytest.mark.parametrize(("a", "b", "same"), [
+    ("441,624,171", "441624171", True), ("0.5", "1/2", True), ("42", "43", False), ("", "1", False),
+    (None, "1", False), ("1", None, False),
+])
+def test_answers_equivalent_is_math_match_that_takes_none(a: str | None, b: str | None, same: bool) -> None:
+    assert answers_equivalent(a, b) is same
+
+
+@pytest.mark.parametrize(("prediction", "gold", "expected"), [
+    ("Michael Collins", "Michael Collins", True),
+    ("michael collins, the command module pilot", "Michael Collins", True),
+    ("Collins", "Michael Collins", False),
+    ("August 13, 1961", "13 August 1961", True),
+    ("13 Aug 1961", "13 August 1961", False),
+    ("Reykjavik", "Reykjavík", True),
+    ("16", "16th", True),
+    ("the 16th president", "16th", True),
+    ("10", "ten", True),
+    ("7088 km", "7,088", True),
+    ("7\u202f088 km", "7,088", True),
+    ("New\u00a0York", "New York", True),
+    ("1921 or 1922", "1921", False),
+    ("It was one of several: Pisa, Florence, Rome, Venice, Milan, Naples, Turin, Genoa", "Pisa", False),
+    ("", "Pisa", False),
+])
+def test_short_answer(prediction: str, gold: str, expected: bool) -> None:
+    assert short_answer_match(prediction, gold) is expected
+
+
+def test_get_checker_registry() -> None:
+    assert set(CHECKER_NAMES) == {"exact", "numeric", "math", "short_answer", "python"}
+    assert get_checker("numeric", rtol=0.05)("104", "100")
+    assert get_checker("exact")("a", "A")
+    assert get_checker("math") == DEFAULT_CHECKER and get_checker("numeric", rtol=0.1) == NumericChecker(rtol=0.1)
+    with pytest.raises(InputError, match="unknown checker 'fuzzy'"):
+        get_checker("fuzzy")
+    with pytest.raises(InputError, match="does not take option"):
+        get_checker("exact", rtol=0.1)
+
+
+def test_python_checker_from_module_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "mychecks_mod.py").write_text(
+        "def close(prediction, gold):\n    return abs(float(prediction) - float(gold)) < 0.5\n"
+        "def graded(prediction, gold):\n    return 0.5 if prediction else 1.0\n"
+        "def one_arg(prediction):\n    return True\n"
+        "NOT_CALLABLE = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    close = PythonChecker("mychecks_mod:close")
+    assert close("3.2", "3") and not close("4", "3")
+    assert not close("three", "3")  # the user's function raised on a malformed answer: wrong, not a crash
+    assert not PythonChecker("mychecks_mod:graded")("x", "") and PythonChecker("mychecks_mod:graded")("", "")
+    assert PythonChecker("mychecks_mod.py:close", base_dir=tmp_path)("3", "3")
+    assert PythonChecker(str(tmp_path / "mychecks_mod.py") + ":close")("3", "3")
+    assert close.normalise(" 3 ") == "3"
+    cases = {
+        "no_such_module_xyz:check": "no module named 'no_such_module_xyz'",
+        "mychecks_mod:missing": "has no function 'missing'",
+        "mychecks_mod:NOT_CALLABLE": "is not a function",
+        "mychecks_mod:one_arg": "must accept two arguments",
+        "mychecks_mod": "name the function too",
+        "nothere.py:check": "no such file",
+        "": "give the function",
+    }
+    for spec, message in cases.items():
+        with pytest.raises(InputError, match=re.escape(message)):
+            PythonChecker(spec, base_dir=tmp_path)
+    (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
+    with pytest.raises(InputError, match=r"running .*broken\.py failed: RuntimeError: boom"):
+        PythonChecker("broken.py:check", base_dir=tmp_path)
+    assert "mychecks_mod" in sys.modules
+
+
+def test_grade_is_false_without_an_answer_or_a_gold_or_when_the_answer_breaks_the_checker() -> None:
+    def broken(prediction: str, gold: str) -> bool:
+        raise ValueError("no")
+
+    def unloadable(prediction: str, gold: str) -> bool:
+        raise InputError("python checker 'x:check': no module named 'x'")
+
+    assert grade("1", "1") and not grade(None, "1") and not grade("1", None)
+    assert not grade("1", "1", broken)  # the answer made the checker raise: wrong
+    with pytest.raises(InputError, match="no module"):
+        grade("1", "1", unloadable)  # the checker cannot work at all: loud
+
+
+@pytest.mark.parametrize("answer", [
+    "1e999999999", "9" * 100_000, "x" * 1_000_000, "9^9^9^9^9", "(" * 5000 + "1" + ")" * 5000,
+    "\\frac{" * 500 + "1" + "}{2}" * 500, "10^{99999999}", "1 × 10^99999999", "{" * 10_000,
+])
+def test_runaway_answers_are_graded_quickly(answer: str) -> None:
+    start = time.monotonic()
+    for checker in (DEFAULT_CHECKER, NumericChecker(), ExactChecker(), ShortAnswerChecker()):
+        assert grade(answer, "1", checker) in (True, False)
+        normalise_answer(checker, answer)
+    stated_answer(f"The final answer is {answer}")
+    stated_answer(f"\\boxed{{{answer}}}")
+    assert time.monotonic() - start < 10
