@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import importlib.util
+import json
+import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -13,14 +16,21 @@ from typing import Any, ClassVar
 import pytest
 
 from peerstep.tools.sandbox import (
+    MAX_POOL_SIZE,
     BwrapSandbox,
     E2BSandbox,
     ExecResult,
     LocalUnsafeSandbox,
     Sandbox,
+    SandboxCapacityError,
     SandboxError,
     SandboxPool,
     _bwrap,
+    _host,
+    _seccomp,
+    _uids,
+    _workspace,
+    check_pool_size,
     make_sandbox,
 )
 from peerstep.tools.sandbox._e2b import execution_to_result
@@ -271,3 +281,96 @@ async def test_e2b_lifecycle_with_fake_service(monkeypatch: pytest.MonkeyPatch) 
         await sb.reset()
     await sb.close()
     assert len(_FakeRemote.created) == 2 and _FakeRemote.killed == 2
+
+
+# ----- capacity: pool size, uid range ------------------------------------------------------------------------------
+def test_pool_larger_than_the_limit_is_refused_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert check_pool_size(MAX_POOL_SIZE) is None
+    with pytest.raises(SandboxCapacityError, match=f"1000 sandboxes at once is more than the limit of {MAX_POOL_SIZE}"):
+        SandboxPool(FakeSandbox, size=1000)
+    monkeypatch.setenv("PEERSTEP_MAX_SANDBOXES", "4")
+    with pytest.raises(SandboxCapacityError, match=r"more than the limit of 4.*PEERSTEP_MAX_SANDBOXES"):
+        check_pool_size(5)
+    assert issubclass(SandboxCapacityError, SandboxError)
+
+
+async def test_pool_never_opens_more_than_max_open() -> None:
+    async with SandboxPool(FakeSandbox, size=1, max_open=2) as pool:
+        async with pool.acquire(), pool.acquire():
+            with pytest.raises(SandboxCapacityError, match="already has 2 sandboxes open"):
+                async with pool.acquire():
+                    pass
+        await asyncio.sleep(0.1)
+        async with pool.acquire():  # released ones count no more
+            pass
+
+
+@pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
+def test_uid_range_exhausted_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.geteuid() != 0:  # documented: as a user, bwrap maps the code to 65534 in a user namespace, no lease
+        sb = BwrapSandbox()
+        assert sb.uid == 65534 and sb._uid_lease is None
+        return
+    monkeypatch.setenv("PEERSTEP_SANDBOX_UIDS", "1900999990:2")
+    first, second = _uids.UidLease(), _uids.UidLease()
+    try:
+        assert {first.uid, second.uid} == {1900999990, 1900999991}
+        with pytest.raises(SandboxCapacityError, match=r"all 2 sandbox uids .* are in use"):
+            _uids.UidLease()
+        second.release()
+        third = _uids.UidLease()  # a released uid is free again
+        assert third.uid == second.uid
+        third.release()
+    finally:
+        first.release()
+        second.release()
+
+
+# ----- seccomp filter and orphan cleanup, without a sandbox --------------------------------------------------------
+def test_seccomp_filter_refuses_namespaces_in_a_child() -> None:
+    """Load the filter into a forked child and try what the sandboxed code would (no bwrap involved)."""
+    import ctypes
+    import ctypes.util
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    prog = _seccomp.no_namespaces_filter()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        try:
+
+            class SockFprog(ctypes.Structure):
+                _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_char_p)]
+
+            fprog = SockFprog(len(prog) // 8, prog)
+            libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+            ok = libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+            user = libc.unshare(0x10000000)
+            err = ctypes.get_errno()
+            forked = os.fork()  # plain fork (clone without namespace flags) still works
+            if forked == 0:
+                os._exit(0)
+            os.waitpid(forked, 0)
+            os.write(write_fd, f"{ok} {user} {err}".encode())
+        finally:
+            os._exit(0)
+    os.close(write_fd)
+    os.waitpid(pid, 0)
+    assert os.read(read_fd, 100).decode() == f"True -1 {errno.EPERM}"
+    os.close(read_fd)
+
+
+def test_cleanup_removes_only_dirs_of_dead_owners(tmp_path: Path) -> None:
+    dead = tmp_path / f"{_workspace.PREFIX}dead"
+    live = tmp_path / f"{_workspace.PREFIX}live"
+    unowned_new = tmp_path / f"{_workspace.PREFIX}new"
+    for d in (dead, live, unowned_new):
+        (d / "work").mkdir(parents=True)
+    (dead / _workspace.OWNER_FILE).write_text(json.dumps({"pid": 2**22 + 12345, "start": 1, "cgroups": []}))
+    me = {"pid": os.getpid(), "start": _host.start_ticks(os.getpid()), "cgroups": []}
+    (live / _workspace.OWNER_FILE).write_text(json.dumps(me))
+    assert _workspace.cleanup_orphans(tmp_path) == [dead]
+    assert live.exists() and unowned_new.exists() and not dead.exists()
+    # a reused pid (same number, another start time) is not the owner
+    (live / _workspace.OWNER_FILE).write_text(json.dumps({**me, "start": me["start"] - 1}))
+    assert _workspace.cleanup_orphans(tmp_path) == [live]
