@@ -11,8 +11,8 @@ import pytest
 from peerstep._api import run_episode
 from peerstep._errors import InputError
 from peerstep.environments import QuestionEnvironment
-from peerstep.environments.checkers import NumericChecker, PythonChecker
-from peerstep.environments.taskfile import TaskFileDataset, load_task_file
+from peerstep.environments.checkers import NumericChecker
+from peerstep.environments.taskfile import DeferredPythonChecker, TaskFileDataset, load_task_file
 from peerstep.steplog import StepKind, StepLog
 from tests.scripted import ScriptedClient
 
@@ -96,7 +96,9 @@ def test_jsonl_and_a_bare_list_and_every_checker_form(tmp_path: Path) -> None:
     assert ds.info(0).gold == "4" and ds.info(1).gold is None
     assert ds.grade(0, "4.0") and ds.grade(1, "101") and not ds.grade(1, "100") and not ds.grade(1, "abc")
     assert ds.grade(2, "0.505") and not ds.grade(2, "0.52")
-    assert isinstance(ds.checker(2), NumericChecker) and isinstance(ds.checker(1), PythonChecker)
+    checker = ds.checker(1)
+    assert isinstance(ds.checker(2), NumericChecker) and isinstance(checker, DeferredPythonChecker)
+    assert checker.loaded is not None  # imported by the first grade, not before
     bare = write(tmp_path, "bare.yaml", "- question: What is 1e-3 in words?\n  gold: one thousandth\n"
                                         "  checker: exact\n- {question: 'Gold 1.5e-19', gold: 1.5e-19, "
                                         "checker: numeric}\n")
@@ -228,3 +230,57 @@ def test_unreadable_or_unknown_files(tmp_path: Path) -> None:
         TaskFileDataset(tmp_path / "missing.yaml")
     with pytest.raises(InputError, match="must end in"):
         TaskFileDataset(write(tmp_path, "tasks.txt", "question: q\n"))
+
+
+# --------------------------------------------------------------------------- a task file is code, run only to grade
+
+SIDE_EFFECT_CHECKER = """\
+from pathlib import Path
+Path(__file__).with_name("imported.marker").write_text("this checker ran at import")
+
+def check(prediction, gold):
+    return prediction.strip() == "42"
+"""
+
+
+def test_loading_a_task_file_runs_none_of_its_python_checker(tmp_path: Path) -> None:
+    (tmp_path / "checks.py").write_text(SIDE_EFFECT_CHECKER)
+    marker = tmp_path / "imported.marker"
+    path = write(tmp_path, "t.yaml", "- question: The answer?\n  tools: []\n  gold: '42'\n"
+                                     "  checker: {type: python, function: checks.py:check}\n")
+    load_task_file(path)
+    ds = TaskFileDataset(path)
+    env = ds.make(0)
+    assert not marker.exists(), "loading the task file (or making an environment) ran the checker's code"
+    assert ds.python_checkers == ["checks.py:check"]  # what grading will run, for a CLI to announce
+    assert ds.grade(0, "42") and not ds.grade(0, "41")
+    assert marker.exists()  # grading is when it runs
+    assert isinstance(env, QuestionEnvironment)
+
+
+def test_a_module_checker_is_located_without_importing_its_package(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    package = tmp_path / "lib" / "mychecks"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("raise RuntimeError('the package __init__ ran at load time')\n")
+    (package / "grading.py").write_text("def check(prediction, gold):\n    return True\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "lib"))
+    path = write(tmp_path, "t.yaml", "- question: Q?\n  checker: {type: python, function: mychecks.grading:check}\n"
+                                     "- question: R?\n  checker: {type: python, function: mychecks.grading:nope}\n")
+    found = problems(path)
+    assert len(found) == 1 and "task 2" in found[0] and "has no function 'nope'" in found[0], found
+    ok = write(tmp_path, "ok.yaml", "- question: Q?\n  checker: {type: python, function: mychecks.grading:check}\n")
+    ds = TaskFileDataset(ok)  # the package __init__ would raise if it were imported now
+    with pytest.raises(InputError, match="the package __init__ ran"):
+        ds.grade(0, "anything")  # grading imports it, and its failure is loud
+
+
+def test_what_a_checker_file_lacks_is_still_reported_at_load(tmp_path: Path) -> None:
+    (tmp_path / "broken.py").write_text("def check(prediction, gold)\n    return True\n")
+    (tmp_path / "other.py").write_text("def judge(prediction, gold):\n    return True\n")
+    path = write(tmp_path, "t.yaml", "- question: A?\n  checker: {type: python, function: broken.py}\n"
+                                     "- question: B?\n  checker: {type: python, function: other.py:check}\n")
+    found = problems(path)
+    assert len(found) == 2, found
+    assert "broken.py:1: syntax error" in found[0]
+    assert "has no function 'check' (it has: judge)" in found[1]

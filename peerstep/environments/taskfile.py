@@ -20,6 +20,11 @@ options may also sit beside a bare checker name (``checker: numeric`` with ``rto
 ``gold`` is optional: without it a task is not scored, except by a python checker, which then gets ``""`` as the
 gold and judges the answer on its own.
 
+A task file is code, like a pytest ``conftest.py``: a ``python`` checker runs the named file or module with the full
+rights of the process that grades. Loading a file never runs it, though: the checker's source is only located and
+parsed (``ast``, which executes nothing) so a missing file, a syntax error or a missing function is still reported
+up front, and it is imported on first use, when the first answer is graded (``DeferredPythonChecker``).
+
 The whole file is checked before anything runs, and every problem is reported at once in one ``InputError``, each
 as ``file:line: task N (id ...): field: what is wrong``, because fixing a 200-task file one error per run is
 misery. YAML line numbers come from the composed node tree (``yaml.compose``), so they point at the offending
@@ -28,8 +33,12 @@ field, or at the task when a field is missing.
 
 from __future__ import annotations
 
+import ast
+import importlib.machinery
+import importlib.util
 import json
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +56,7 @@ from peerstep.tools import Tool, calculator_tool
 if TYPE_CHECKING:
     from peerstep.tools.search import SearchIndex
 
-__all__ = ["TOOL_NAMES", "TaskFileDataset", "TaskSpec", "load_task_file"]
+__all__ = ["TOOL_NAMES", "DeferredPythonChecker", "TaskFileDataset", "TaskSpec", "load_task_file"]
 
 YAML_SUFFIXES = (".yaml", ".yml")
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -271,6 +280,127 @@ def _read_jsonl(path: Path, text: str) -> tuple[list[_Entry], list[str]]:
     return entries, errors
 
 
+# ------------------------------------------------------------------------------------------------ python checkers
+
+
+class DeferredPythonChecker:
+    """A task file's ``python`` checker, imported when it first grades an answer and never before.
+
+    Loading a task file must not run host code (issue 10, item 11): only grading does, which is also when a plain
+    ``pytest`` run would import a conftest's fixtures. Building the ``PythonChecker`` is done once, under a lock,
+    so concurrent episodes import the file once; if the import fails then, grading raises the ``InputError``.
+    """
+
+    def __init__(self, function: str, base_dir: Path) -> None:
+        self.spec = function.strip()
+        self.base_dir = base_dir
+        self._checker: Checker | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> Checker | None:
+        """The imported checker, or None while nothing has been graded."""
+        return self._checker
+
+    def load(self) -> Checker:
+        with self._lock:
+            if self._checker is None:
+                self._checker = get_checker("python", function=self.spec, base_dir=self.base_dir)
+            return self._checker
+
+    def __call__(self, prediction: str, gold: str) -> bool:
+        return self.load()(prediction, gold)
+
+    def __repr__(self) -> str:
+        return f"DeferredPythonChecker({self.spec!r}, {'imported' if self._checker else 'not imported yet'})"
+
+
+def _check_python_checker(spec: str, base_dir: Path) -> None:
+    """Report what can be known about a python checker without running any of its code; ``InputError`` if wrong.
+
+    The spec is split as ``PythonChecker`` does; a file must exist and parse, a module must be findable (located
+    through ``PathFinder``, which never imports a parent package), and when the source is at hand its top level must
+    bind the function. A function created dynamically (``from x import *``, ``globals()``) is left for grading.
+    """
+    spec = spec.strip()
+    if spec.endswith(".py"):
+        target, name = spec, "check"
+    else:
+        target, sep, name = spec.rpartition(":")
+        if not sep or not target or not name.isidentifier():
+            raise InputError(f"python checker {spec!r}: expected 'package.module:function' or "
+                             f"'path/to/file.py:function'")
+    source: Path | None
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        source = Path(target).expanduser()
+        if not source.is_absolute():
+            source = base_dir / source
+        if not source.is_file():
+            raise InputError(f"python checker {spec!r}: no such file {source}")
+    else:
+        if not all(part.isidentifier() for part in target.split(".")):
+            raise InputError(f"python checker {spec!r}: {target!r} is not a module name")
+        source = _module_source(spec, target)
+    if source is None:
+        return  # a built-in or compiled module: nothing to read, it is checked when imported
+    try:
+        tree = ast.parse(source.read_bytes(), filename=str(source))
+    except SyntaxError as exc:
+        raise InputError(f"python checker {spec!r}: {source}:{exc.lineno}: syntax error: {exc.msg}") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(f"python checker {spec!r}: cannot read {source}: {exc}") from None
+    bound, star = _top_level_names(tree)
+    if name not in bound and not star:
+        functions = sorted(n for n in bound if not n.startswith("_"))
+        raise InputError(f"python checker {spec!r}: {source} has no function {name!r}"
+                         + (f" (it has: {', '.join(functions[:10])})" if functions else ""))
+
+
+def _module_source(spec: str, module: str) -> Path | None:
+    """The source file of ``module``, found the way import would find it but without importing any package."""
+    import sys
+
+    parts = module.split(".")
+    if module in sys.modules:  # already imported by someone: nothing new would run
+        found = getattr(sys.modules[module], "__file__", None)
+        return Path(found) if found and found.endswith(".py") else None
+    paths: list[str] | None = None
+    found_spec = None
+    for i in range(len(parts)):
+        name = ".".join(parts[:i + 1])
+        found_spec = importlib.machinery.PathFinder.find_spec(name, paths)
+        if found_spec is None:
+            if i == 0 and importlib.util.find_spec(parts[0]) is not None:
+                return None  # a built-in or frozen top-level module (find_spec of a top-level name imports nothing)
+            raise InputError(f"python checker {spec!r}: no module named {name!r} (is it installed, or on "
+                             f"PYTHONPATH?)")
+        paths = list(found_spec.submodule_search_locations or [])
+    origin = found_spec.origin if found_spec is not None else None
+    return Path(origin) if origin and origin.endswith(".py") else None
+
+
+def _top_level_names(tree: ast.Module) -> tuple[set[str], bool]:
+    """Names a module binds anywhere (defs, classes, assignments, imports: a generous superset of its top level, so
+    a function defined under ``if``/``try`` is found), and whether it may make names at run time."""
+    names: set[str] = set()
+    star = False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            names.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            for alias in node.names:
+                if alias.name == "*":
+                    star = True
+                else:
+                    names.add((alias.asname or alias.name).split(".")[0])
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("globals", "setattr",
+                                                                                                   "exec"):
+            star = True  # names made at run time: only importing can tell
+    return names, star
+
+
 @dataclass(frozen=True)
 class LoadedTask:
     """A validated task, its built checker and the line it came from."""
@@ -326,11 +456,14 @@ def load_task_file(path: str | Path) -> list[LoadedTask]:
             problem(("id",), f"duplicate id {task_id!r} (first used by task {seen_ids[task_id]})")
             continue
         seen_ids[task_id] = entry.number
-        options = spec.checker.model_dump(exclude={"type"})
-        if isinstance(spec.checker, PythonSpec):
-            options["base_dir"] = path.parent
+        checker: Checker
         try:
-            checker = get_checker(spec.checker.type, **options)
+            if isinstance(spec.checker, PythonSpec):
+                # a task file is code, but loading it runs none: the checker is imported when it first grades
+                _check_python_checker(spec.checker.function, path.parent)
+                checker = DeferredPythonChecker(spec.checker.function, path.parent)
+            else:
+                checker = get_checker(spec.checker.type, **spec.checker.model_dump(exclude={"type"}))
         except InputError as exc:
             problem(("checker", "function") if isinstance(spec.checker, PythonSpec) else ("checker",), str(exc))
             continue
@@ -367,6 +500,9 @@ class TaskFileDataset(TaskListDataset):
         loaded = load_task_file(self.path)
         if limit is not None:
             loaded = loaded[:limit]
+        # what grading will import and run with this process's rights: a CLI can say so before it starts
+        self.python_checkers: list[str] = sorted({t.spec.checker.function for t in loaded
+                                                   if isinstance(t.spec.checker, PythonSpec)})
         tasks = []
         for t in loaded:
             tasks.append(StaticTask(
