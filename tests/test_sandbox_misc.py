@@ -374,3 +374,25 @@ def test_cleanup_removes_only_dirs_of_dead_owners(tmp_path: Path) -> None:
     # a reused pid (same number, another start time) is not the owner
     (live / _workspace.OWNER_FILE).write_text(json.dumps({**me, "start": me["start"] - 1}))
     assert _workspace.cleanup_orphans(tmp_path) == [live]
+
+
+async def test_pool_whose_start_fails_closes_every_sandbox() -> None:
+    FakeSandbox.created.clear()
+    calls = 0
+
+    def factory() -> Sandbox:
+        nonlocal calls
+        calls += 1
+        sb = FakeSandbox()
+        if calls == 2:
+
+            async def fail() -> None:
+                raise SandboxError("cannot start")
+
+            sb.start = fail  # type: ignore[method-assign]
+        return sb
+
+    with pytest.raises(SandboxError, match="cannot start"):
+        async with SandboxPool(factory, size=3):
+            pass
+    assert len(FakeSandbox.created) == 3 and all(sb.closed for sb in FakeSandbox.created)

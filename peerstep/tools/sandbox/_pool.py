@@ -56,18 +56,17 @@ class SandboxPool:
         self._closed = False
 
     async def start(self) -> None:
-        """Pre-start ``size`` sandboxes concurrently."""
+        """Pre-start ``size`` sandboxes concurrently. If one fails, all are closed (``async with`` would not call
+        ``close`` after a failed start) and its error is raised."""
         sandboxes = [self._make() for _ in range(self.size - self._idle.qsize())]
         results = await asyncio.gather(*(sb.start() for sb in sandboxes), return_exceptions=True)
-        failure: BaseException | None = None
-        for sb, res in zip(sandboxes, results, strict=True):
-            if isinstance(res, BaseException):
-                failure = failure or res
-                await self._close(sb)
-            else:
-                self._idle.put_nowait(sb)
+        failure = next((res for res in results if isinstance(res, BaseException)), None)
         if failure is not None:
+            await self.close()
+            await asyncio.gather(*(self._close(sb) for sb in sandboxes), return_exceptions=True)
             raise failure
+        for sb in sandboxes:
+            self._idle.put_nowait(sb)
 
     async def __aenter__(self) -> SandboxPool:
         await self.start()
