@@ -283,6 +283,38 @@ def watch(jobs, seconds):
 """
 
 
+_DISK_FILL = """
+import errno, os
+total, error, i = 0, None, 0
+chunk = b'\\x01' * (16 << 20)
+while total < __N__ and error is None:
+    path = ('/tmp' if i % 2 else '.') + f'/fill{i}'
+    i += 1
+    try:
+        with open(path, 'wb') as f:
+            for _ in range(4):
+                f.write(chunk); f.flush(); total += len(chunk)
+    except OSError as e:
+        error = errno.errorcode.get(e.errno, str(e.errno))
+print({'total': total, 'error': error})
+"""
+
+_SPAWN = """
+import os, subprocess, threading, time
+threading.stack_size(256 << 10)  # so that the address-space limit is not what stops the threads
+procs, threads, ev = [], [], threading.Event()
+for _ in range(__N__):
+    try:
+        procs.append(subprocess.Popen(['sleep', '300']))
+        t = threading.Thread(target=ev.wait); t.start(); threads.append(t)
+    except (OSError, RuntimeError):
+        break
+tasks = sum(len(os.listdir(f'/proc/{p}/task')) for p in os.listdir('/proc') if p.isdigit()
+            and os.path.exists(f'/proc/{p}/task'))
+print({'processes': len(procs), 'threads': len(threads), 'tasks': tasks})
+"""
+
+
 async def _hog(sb: Sandbox, jobs: list[tuple[str, int]], seconds: float = 60) -> dict[str, Any]:
     code = f"HOG = {_HOG!r}\n{_WATCH}\nprint(watch({jobs!r}, {seconds}))\n"
     res = await sb.run(code, timeout=seconds + 30)
@@ -331,21 +363,7 @@ async def check_disk_is_capped(factory: Factory, claims: Claims) -> None:
     """/work and /tmp together cannot take more than the disk quota; the code gets a clear "no space" error."""
     async with factory() as sb:
         quota = _limits_of(sb, claims).disk_bytes
-        code = f"""
-            import errno, os
-            total, error, i = 0, None, 0
-            chunk = b'\\x01' * (16 << 20)
-            while total < {quota + 256 * MIB} and error is None:
-                path = ('/tmp' if i % 2 else '.') + f'/fill{{i}}'
-                i += 1
-                try:
-                    with open(path, 'wb') as f:
-                        for _ in range(4):
-                            f.write(chunk); f.flush(); total += len(chunk)
-                except OSError as e:
-                    error = errno.errorcode.get(e.errno, str(e.errno))
-            print({{'total': total, 'error': error}})
-        """
+        code = _DISK_FILL.replace("__N__", str(quota + 256 * MIB))
         report = _last_dict(await _run(sb, code, timeout=120))
         assert report["total"] <= quota, f"wrote {report['total']} bytes into /work + /tmp > quota {quota}"
         assert report["error"] in ("ENOSPC", "EDQUOT"), report
@@ -357,25 +375,11 @@ async def check_disk_is_capped(factory: Factory, claims: Claims) -> None:
 async def check_process_limit_is_per_sandbox(factory: Factory, claims: Claims) -> None:
     """Processes and threads together stay under the sandbox's limit (a fork bomb is bounded), and the whole
     budget is the sandbox's own: half of another sandbox's budget in use takes nothing from it."""
-    spawn = """
-        import os, subprocess, threading, time
-        threading.stack_size(256 << 10)  # so that the address-space limit is not what stops the threads
-        procs, threads, ev = [], [], threading.Event()
-        for _ in range(__N__):
-            try:
-                procs.append(subprocess.Popen(['sleep', '300']))
-                t = threading.Thread(target=ev.wait); t.start(); threads.append(t)
-            except (OSError, RuntimeError):
-                break
-        tasks = sum(len(os.listdir(f'/proc/{p}/task')) for p in os.listdir('/proc') if p.isdigit()
-                    and os.path.exists(f'/proc/{p}/task'))
-        print({'processes': len(procs), 'threads': len(threads), 'tasks': tasks})
-    """
     async with factory() as other, factory() as sb:
         limit = _limits_of(sb, claims).processes
-        half = _last_dict(await _run(other, spawn.replace("__N__", str(limit // 4)), timeout=120))
+        half = _last_dict(await _run(other, _SPAWN.replace("__N__", str(limit // 4)), timeout=120))
         assert half["processes"] == limit // 4, half
-        report = _last_dict(await _run(sb, spawn.replace("__N__", str(limit)), timeout=120))
+        report = _last_dict(await _run(sb, _SPAWN.replace("__N__", str(limit)), timeout=120))
         assert report["tasks"] <= limit, f"{report['tasks']} tasks in one sandbox > limit {limit}"
         assert report["tasks"] >= limit * 3 // 4, f"only {report['tasks']} of {limit} tasks: the budget is shared"
 
@@ -412,6 +416,28 @@ async def check_no_starvation_across_sandboxes(factory: Factory, claims: Claims)
             """,
             )
             assert _last_dict(res)["forks"] == 8, res
+
+
+async def measure_hostile(sb: Sandbox, claims: Claims | None = None) -> dict[str, int]:
+    """What hostile code reached in a started sandbox, measured from inside (for benchmarks and reports).
+
+    ``memory_bytes``: most held at once by three processes that each try 0.6 x the memory limit;
+    ``shared_memory_bytes``: most held in memfds (no address space) trying 1.5 x the limit;
+    ``disk_bytes``: written into /work + /tmp trying the quota + 256 MiB; ``tasks``: processes + threads at once
+    trying twice the process limit. Leaves the sandbox usable (it may restart its interpreter).
+    """
+    limits = _limits_of(sb, claims or Claims())
+    heap = await _hog(sb, [("heap", int(limits.memory_bytes * 0.6))] * 3)
+    shared = await _hog(sb, [("memfd", int(limits.memory_bytes * 1.5))])
+    disk = _last_dict(await _run(sb, _DISK_FILL.replace("__N__", str(limits.disk_bytes + 256 * MIB)), timeout=300))
+    await _run(sb, "import glob, os\nfor p in glob.glob('fill*') + glob.glob('/tmp/fill*'): os.remove(p)")
+    tasks = _last_dict(await _run(sb, _SPAWN.replace("__N__", str(2 * limits.processes)), timeout=300))
+    return {
+        "memory_bytes": heap["peak"],
+        "shared_memory_bytes": shared["peak"],
+        "disk_bytes": disk["total"],
+        "tasks": tasks["tasks"],
+    }
 
 
 Check = Callable[[Factory, Claims], Awaitable[None]]

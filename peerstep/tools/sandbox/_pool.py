@@ -21,6 +21,7 @@ from ._base import Sandbox, SandboxCapacityError, SandboxError
 log = logging.getLogger(__name__)
 
 MAX_POOL_SIZE = 64
+START_CONCURRENCY = max(2, 2 * (os.cpu_count() or 1))  # cold starts in flight at once (each is CPU-bound)
 
 
 def max_pool_size() -> int:
@@ -59,7 +60,14 @@ class SandboxPool:
         """Pre-start ``size`` sandboxes concurrently. If one fails, all are closed (``async with`` would not call
         ``close`` after a failed start) and its error is raised."""
         sandboxes = [self._make() for _ in range(self.size - self._idle.qsize())]
-        results = await asyncio.gather(*(sb.start() for sb in sandboxes), return_exceptions=True)
+        # a few at a time: 64 cold starts at once on 2 cores each took longer than the start timeout (30 s)
+        gate = asyncio.Semaphore(START_CONCURRENCY)
+
+        async def start(sb: Sandbox) -> None:
+            async with gate:
+                await sb.start()
+
+        results = await asyncio.gather(*(start(sb) for sb in sandboxes), return_exceptions=True)
         failure = next((res for res in results if isinstance(res, BaseException)), None)
         if failure is not None:
             await self.close()
