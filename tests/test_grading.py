@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from peerstep._errors import InputError
+from peerstep.environments import EnvironmentDataset, QuestionEnvironment, TaskInfo
+from peerstep.environments.builtin import ScienceDataset, StaticTask, TaskListDataset
 from peerstep.grading import (
     CHECKER_NAMES,
     DEFAULT_CHECKER,
@@ -30,6 +34,7 @@ from peerstep.grading import (
     short_answer_match,
     stated_answer,
 )
+from peerstep.verify import AnswerChecker, Candidate, PeerAgreement, TrajectoryView, majority_vote
 
 # ------------------------------------------------------------------------------------------------- stated answer
 
@@ -311,3 +316,123 @@ def test_runaway_answers_are_graded_quickly(answer: str) -> None:
     stated_answer(f"The final answer is {answer}")
     stated_answer(f"\\boxed{{{answer}}}")
     assert time.monotonic() - start < 10
+
+
+# ------------------------------------------------------------------------- one verdict, wherever it is graded
+# Each row is graded four ways: the reward of an episode that submits it, the vote that groups it with the gold,
+# the ``answer`` verifier and ``EnvironmentDataset.grade``. They must all give the row's verdict.
+
+AGREEMENT: list[tuple[str, Checker, str, str, bool]] = [
+    # math: the default checker, for a task without its own
+    ("math", DEFAULT_CHECKER, "\\frac{1}{2}", "0.5", True),
+    ("math", DEFAULT_CHECKER, "0.5", "\\frac{1}{2}", True),
+    ("math", DEFAULT_CHECKER, "1,000", "1000", True),
+    ("math", DEFAULT_CHECKER, "9.81 m/s^2", "9.81", True),
+    ("math", DEFAULT_CHECKER, "12%", "12", True),
+    ("math", DEFAULT_CHECKER, "12%", "0.12", True),  # math-verify reads a percent sign as /100
+    ("math", DEFAULT_CHECKER, "{1, 2}", "{2, 1}", True),
+    ("math", DEFAULT_CHECKER, "\\{1, 2\\}", "\\{2, 1\\}", True),
+    ("math", DEFAULT_CHECKER, "{1, 3}", "{2, 1}", False),
+    ("math", DEFAULT_CHECKER, "x^2+2x", "x*(x+2)", True),
+    ("math", DEFAULT_CHECKER, "x^2+2x", "x*(x+3)", False),
+    ("math", DEFAULT_CHECKER, "He would need an additional $20.90.", "20.90", True),
+    ("math", DEFAULT_CHECKER, "3 or 4", "4", False),
+    ("math", DEFAULT_CHECKER, "1 and 2", "{1, 2}", False),
+    ("math", DEFAULT_CHECKER, "Paris", "paris", True),
+    # numeric
+    ("numeric", NumericChecker(), "\\frac{1}{2}", "0.5", True),
+    ("numeric", NumericChecker(), "1,000", "1000", True),
+    ("numeric", NumericChecker(), "9.81 m/s^2", "9.81", True),
+    ("numeric", NumericChecker(), "12%", "12", True),
+    ("numeric", NumericChecker(), "12%", "0.12", False),
+    ("numeric", NumericChecker(), "{1, 2}", "{2, 1}", False),
+    ("numeric", NumericChecker(), "x^2+2x", "x*(x+2)", False),
+    ("numeric", NumericChecker(), "He would need an additional $20.90.", "20.90", True),
+    ("numeric", NumericChecker(), "3 or 4", "4", False),
+    ("numeric", NumericChecker(rtol=0.01), "1.6 × 10^-19 C", "1.602e-19", True),
+    ("numeric", NumericChecker(), "1.6 × 10^-19 C", "1.602e-19", False),
+    # exact
+    ("exact", ExactChecker(), "\\frac{1}{2}", "0.5", False),
+    ("exact", ExactChecker(), "1,000", "1000", False),
+    ("exact", ExactChecker(), "  'Paris'. ", "paris", True),
+    ("exact", ExactChecker(), "{1, 2}", "{2, 1}", False),
+    ("exact", ExactChecker(), "x^2+2x", "x*(x+2)", False),
+    # short answer
+    ("short_answer", ShortAnswerChecker(), "1,000", "1000", True),
+    ("short_answer", ShortAnswerChecker(), "12%", "12", True),
+    ("short_answer", ShortAnswerChecker(), "9.81 m/s^2", "9.81", False),
+    ("short_answer", ShortAnswerChecker(), "He would need an additional $20.90.", "20.90", True),
+    ("short_answer", ShortAnswerChecker(), "Michael Collins, the command module pilot", "Michael Collins", True),
+    ("short_answer", ShortAnswerChecker(), "1921 or 1922", "1921", False),
+    ("short_answer", ShortAnswerChecker(), "\\frac{1}{2}", "0.5", False),
+]
+
+
+def _submit(answer: str) -> dict[str, Any]:
+    return {"role": "assistant", "content": "",
+            "tool_calls": [{"id": "c1", "type": "function",
+                            "function": {"name": "submit_answer", "arguments": json.dumps({"answer": answer})}}]}
+
+
+async def _reward(env: QuestionEnvironment, answer: str) -> float:
+    await env.reset()
+    for _ in range(3):  # an environment may ask once for the answer in its graded form; the same answer then counts
+        _, reward, done, _ = await env.step(_submit(answer))
+        if done:
+            return reward
+    raise AssertionError("the episode did not end on a submitted answer")
+
+
+class _Dataset(EnvironmentDataset):
+    """A dataset that only says how to make its environment: ``grade`` must find the checker there."""
+
+    def __init__(self, gold: str, checker: Checker) -> None:
+        self.gold, self._checker = gold, checker
+
+    def __len__(self) -> int:
+        return 1
+
+    def info(self, index: int) -> TaskInfo:
+        return TaskInfo(task_id="t", question="q", gold=self.gold)
+
+    def make(self, index: int) -> QuestionEnvironment:
+        return QuestionEnvironment("q", gold=self.gold, tools=[], checker=self._checker)
+
+
+@pytest.mark.parametrize(("name", "checker", "prediction", "gold", "expected"), AGREEMENT,
+                         ids=[f"{r[0]}:{r[2]}~{r[3]}" for r in AGREEMENT])
+async def test_reward_vote_verifier_verdict_and_grade_agree(name: str, checker: Checker, prediction: str, gold: str,
+                                                            expected: bool) -> None:
+    assert checker(prediction, gold) is expected  # the row's verdict, from the checker itself
+    env = QuestionEnvironment("q", gold=gold, tools=[], checker=checker)
+    assert env.checker is checker
+    assert await _reward(env, prediction) == (1.0 if expected else 0.0)  # reward
+    vote = majority_vote([Candidate(trajectory_id=0, answer=gold), Candidate(trajectory_id=1, answer=prediction)],
+                         equivalent=checker)
+    assert (len(vote.groups) == 1) is expected  # vote grouping (the first answer plays the gold)
+    alone = majority_vote([Candidate(trajectory_id=0, answer=prediction)], equivalent=checker)
+    assert grade(alone.answer, gold, checker) is expected  # the aggregate verdict on the decided answer
+    view = TrajectoryView(trajectory_id=0, question="q", answer=prediction, gold=gold, finished=True)
+    assert (await AnswerChecker(checker).score(view)).score == (1.0 if expected else 0.0)  # verifier
+    peers = TrajectoryView(trajectory_id=1, question="q", answer=prediction, peer_answers=[gold], finished=True)
+    assert (await PeerAgreement(checker).score(peers)).score == (1.0 if expected else 0.0)
+    listed = TaskListDataset([StaticTask("t", "q", gold, checker, tools=list)])
+    assert listed.grade(0, prediction) is expected and listed.checker(0) is listed.make(0).checker is checker
+    assert _Dataset(gold, checker).grade(0, prediction) is expected  # eval grade through the environment's checker
+
+
+def test_every_environment_exposes_the_checker_of_its_reward() -> None:
+    assert QuestionEnvironment("q").checker is DEFAULT_CHECKER
+    science = ScienceDataset(seed=0, limit=2, python=False)
+    assert isinstance(science.checker(0), NumericChecker) and science.make(0).checker is science.checker(0)
+
+
+def test_aviary_calculator_grades_by_aviarys_own_rule() -> None:
+    pytest.importorskip("aviary.envs.gsm8k")
+    from peerstep.environments.aviary import AviaryCalculatorChecker, aviary_calculator
+
+    ds = aviary_calculator()
+    checker = ds.checker(0)
+    assert isinstance(checker, AviaryCalculatorChecker) and ds.make(0).checker is checker
+    assert ds.grade(0, "408") and ds.grade(0, "408.00001") and not ds.grade(0, "408 bottles")
+    assert normalise_answer(checker, "408 bottles") == "408"

@@ -11,8 +11,8 @@ import pytest
 from peerstep._api import run_episode
 from peerstep._errors import InputError
 from peerstep.environments import QuestionEnvironment
-from peerstep.environments.checkers import NumericChecker
 from peerstep.environments.taskfile import DeferredPythonChecker, TaskFileDataset, load_task_file
+from peerstep.grading import NumericChecker
 from peerstep.steplog import StepKind, StepLog
 from tests.scripted import ScriptedClient
 

@@ -1,6 +1,5 @@
 """Environments: Aviary-style episodes with async reset/step, OpenAI-format messages, a registry."""
 
-from peerstep.environments._answers import answers_match
 from peerstep.environments._base import (
     Environment,
     Message,
@@ -19,5 +18,5 @@ from peerstep.environments._dataset import (
 from peerstep.environments.question import QuestionEnvironment, submit_answer
 
 __all__ = ["Environment", "EnvironmentDataset", "Message", "QuestionEnvironment", "StepOutput", "TaskInfo",
-           "ToolEnvironment", "answers_match", "dataset_names", "environment_names", "load_dataset",
+           "ToolEnvironment", "dataset_names", "environment_names", "load_dataset",
            "register_dataset", "register_environment", "submit_answer"]

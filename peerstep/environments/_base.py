@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from peerstep.grading import DEFAULT_CHECKER, Checker
 from peerstep.tools._base import Tool, ToolResult
 
 Message = dict[str, Any]
@@ -57,6 +58,21 @@ class Environment(ABC):
     def gold(self) -> str | None:
         """The reference answer, when the environment has one (for verifiers and reports)."""
         return None
+
+    _checker: Checker = DEFAULT_CHECKER
+
+    @property
+    def checker(self) -> Checker:
+        """The rule that grades this environment's answers, ``(prediction, gold) -> bool``.
+
+        Its reward uses it, and so do vote grouping, the aggregate verdict, the answer verifier and an eval's grade,
+        so that they all agree. ``DEFAULT_CHECKER`` (mathematical equivalence) unless the environment sets its own.
+        """
+        return self._checker
+
+    @checker.setter
+    def checker(self, checker: Checker) -> None:
+        self._checker = checker
 
     @classmethod
     def from_name(cls, name: str, **kwargs: Any) -> Environment:

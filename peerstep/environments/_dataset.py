@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from peerstep.environments._base import Environment
+from peerstep.grading import Checker, grade
 
 _DATASETS: dict[str, Callable[..., EnvironmentDataset]] = {}
 
@@ -47,21 +48,17 @@ class EnvironmentDataset(ABC):
     def factory(self, index: int) -> Callable[[], Environment]:
         return lambda: self.make(index)
 
+    def checker(self, index: int) -> Checker:
+        """The rule that grades task ``index`` (its environment's ``checker``); override to avoid building one."""
+        return self.make(index).checker
+
     def grade(self, index: int, answer: str | None) -> bool:
-        """Is ``answer`` correct for task ``index``? Uses the environment's own checker when it has one.
+        """Is ``answer`` correct for task ``index``? Graded by the task's checker, the rule of its reward.
 
         Parallel strategies decide one answer from several trajectories; it is graded here with the same
         rule the environment uses for its reward.
         """
-        info = self.info(index)
-        if answer is None or info.gold is None:
-            return False
-        checker = getattr(self.make(index), "checker", None)
-        if callable(checker):
-            return bool(checker(answer, info.gold))
-        from peerstep.verify import answers_equivalent
-
-        return answers_equivalent(answer, info.gold)
+        return grade(answer, self.info(index).gold, self.checker(index))
 
 
 def register_dataset(name: str) -> Callable[[Callable[..., EnvironmentDataset]], Callable[..., EnvironmentDataset]]:

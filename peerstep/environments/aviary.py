@@ -69,6 +69,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 from peerstep._errors import PeerstepError
 from peerstep.environments._base import Environment, Message, StepOutput
 from peerstep.environments._dataset import EnvironmentDataset, TaskInfo, register_dataset
+from peerstep.grading import DEFAULT_CHECKER, Checker, NumericChecker
 from peerstep.tools._base import Tool, ToolResult
 
 if TYPE_CHECKING:
@@ -276,7 +277,9 @@ class AviaryEnvironment(Environment):
     ``finish_tool`` defaults to the Aviary environment's answer tool (``ANSWER_TOOL_NAMES``) so a
     forced answer names it; ``gold`` defaults to the answer the Aviary environment keeps, if any.
     ``max_errors`` consecutive failing steps end the episode; ``no_tool_calls`` is explained in the
-    module docstring.
+    module docstring. The reward is the Aviary environment's own; ``checker`` is the rule peerstep grades
+    with where it must decide itself (vote grouping, the verdict on a chosen answer, an eval's grade), so
+    give the one that mirrors the Aviary reward (``DEFAULT_CHECKER``, mathematical equivalence, by default).
     """
 
     name = "aviary"
@@ -289,6 +292,7 @@ class AviaryEnvironment(Environment):
         gold: str | None = None,
         max_errors: int = 3,
         no_tool_calls: Literal["hint", "aviary"] = "hint",
+        checker: Checker = DEFAULT_CHECKER,
     ) -> None:
         _require_aviary()
         from aviary.core import Environment as AviaryEnv
@@ -300,6 +304,7 @@ class AviaryEnvironment(Environment):
         self._gold = gold
         self.max_errors = max_errors
         self.no_tool_calls = no_tool_calls
+        self.checker = checker
         self.tools: list[Tool] = []
         self.errors = 0  # consecutive failing steps
         self._broken: str | None = None  # set when reset failed
@@ -397,12 +402,14 @@ class AviaryDataset(EnvironmentDataset):
 
     ``infos`` gives each task's id, question and gold when the Aviary dataset cannot tell them
     without starting an episode (a remote client); otherwise they are read from a freshly built
-    environment's attributes (``problem``/``question``, ``problem_id``, the gold answer).
+    environment's attributes (``problem``/``question``, ``problem_id``, the gold answer). ``checker``
+    grades answers for every task (see ``AviaryEnvironment``).
     """
 
     def __init__(self, task_dataset: av.TaskDataset[Any], *, name: str = "aviary",
                  infos: Sequence[TaskInfo] | None = None, finish_tool: str | None = None,
-                 max_errors: int = 3, no_tool_calls: Literal["hint", "aviary"] = "hint") -> None:
+                 max_errors: int = 3, no_tool_calls: Literal["hint", "aviary"] = "hint",
+                 checker: Checker = DEFAULT_CHECKER) -> None:
         _require_aviary()
         self.task_dataset = task_dataset
         self.name = name
@@ -410,6 +417,7 @@ class AviaryDataset(EnvironmentDataset):
         self.finish_tool = finish_tool
         self.max_errors = max_errors
         self.no_tool_calls: Literal["hint", "aviary"] = no_tool_calls
+        self._checker = checker
 
     @classmethod
     def remote(cls, server_url: str, *, name: str = "aviary-remote", api_key: str | None = None,
@@ -437,12 +445,16 @@ class AviaryDataset(EnvironmentDataset):
                                           gold=aviary_gold(env), tags={"aviary_env": type(env).__name__})
         return self._infos[index]
 
+    def checker(self, index: int) -> Checker:
+        self._check(index)
+        return self._checker
+
     def make(self, index: int) -> AviaryEnvironment:
         self._check(index)
         known = self._infos.get(index)
         return AviaryEnvironment(lambda: self.task_dataset.get_new_env_by_idx(index), finish_tool=self.finish_tool,
                                  gold=known.gold if known is not None else None, max_errors=self.max_errors,
-                                 no_tool_calls=self.no_tool_calls)
+                                 no_tool_calls=self.no_tool_calls, checker=self._checker)
 
 
 # --- the calculator on local rows ------------------------------------------------------------------
@@ -466,6 +478,30 @@ CALCULATOR_ROWS: tuple[CalculatorRow, ...] = (
 )
 
 
+class AviaryCalculatorChecker:
+    """Aviary ``CalculatorEnv``'s own rule: the answer is a float ``a`` with ``|a - g| / (|g| + rel_tol) < rel_tol``.
+
+    So that peerstep's grade of an answer is the reward Aviary gives it: "408 bottles" is wrong for both.
+    """
+
+    def __init__(self, rel_tol: float = 1e-4) -> None:
+        self.rel_tol = rel_tol
+
+    def __call__(self, prediction: str, gold: str) -> bool:
+        try:
+            answer, reference = float(prediction), float(gold)
+        except (TypeError, ValueError):
+            return False
+        return abs(answer - reference) / (abs(reference) + self.rel_tol) < self.rel_tol
+
+    def normalise(self, answer: str) -> str | None:
+        """The one number the answer states, which this checker can read; None when it states none or several."""
+        return NumericChecker().normalise(answer)
+
+    def __repr__(self) -> str:
+        return f"AviaryCalculatorChecker(rel_tol={self.rel_tol})"
+
+
 def calculator_task_dataset(rows: Sequence[CalculatorRow] = CALCULATOR_ROWS,
                             config: dict[str, Any] | None = None) -> av.TaskDataset[Any]:
     """Aviary's ``CalculatorEnv`` (the GSM8K environment) on local rows: an Aviary ``TaskDataset``, no download.
@@ -479,7 +515,9 @@ def calculator_task_dataset(rows: Sequence[CalculatorRow] = CALCULATOR_ROWS,
 @register_dataset("aviary-calculator")
 def aviary_calculator() -> AviaryDataset:
     """Aviary's calculator environment on ``CALCULATOR_ROWS``, for ``peerstep eval aviary-calculator``."""
-    return AviaryDataset(calculator_task_dataset(), name="aviary-calculator")
+    task_dataset = calculator_task_dataset()
+    rel_tol = float(getattr(getattr(task_dataset, "config", None), "rel_tol", 1e-4))
+    return AviaryDataset(task_dataset, name="aviary-calculator", checker=AviaryCalculatorChecker(rel_tol))
 
 
 # --- peerstep environments in Aviary ---------------------------------------------------------------

@@ -11,7 +11,7 @@ Each is a fixed, ordered list of question-answering tasks, reproducible from a s
     Hand-written factual questions whose answers are stated in the offline Wikipedia summaries that the search
     tools index (``tests/test_builtin_envs.py`` checks every one against the corpus). Tools: search, open_page,
     calculator (and optionally Python). Checker: ``short_answer`` (normalised containment, see
-    ``peerstep.environments.checkers.short_answer_match``). The seed shuffles the order, so ``limit`` picks a
+    ``peerstep.grading.short_answer_match``). The seed shuffles the order, so ``limit`` picks a
     seeded subset.
 ``science``
     Chemistry (molar masses, moles, concentrations, dilution, the ideal gas law), physics (kinematics, energy,
@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING, Any
 from peerstep._errors import InputError
 from peerstep.environments._base import Environment
 from peerstep.environments._dataset import EnvironmentDataset, TaskInfo, register_dataset
-from peerstep.environments.checkers import Checker, NumericChecker, ShortAnswerChecker, math_match, parse_number
 from peerstep.environments.question import QuestionEnvironment
+from peerstep.grading import Checker, NumericChecker, ShortAnswerChecker, grade, math_match, parse_number
 from peerstep.tools import Tool, calculator_tool
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ class _TaskEnvironment(QuestionEnvironment):
     async def submit(self, call: dict[str, Any]) -> tuple[dict[str, Any], float]:
         msg, reward = await super().submit(call)
         if self.gold is None and self.check_without_gold:
-            reward = 1.0 if self.checker(self.answer or "", "") else 0.0
+            reward = 1.0 if grade(self.answer, "", self.checker) else 0.0
         return msg, reward
 
 
@@ -152,11 +152,9 @@ class TaskListDataset(EnvironmentDataset):
     def grade(self, index: int, answer: str | None) -> bool:
         """Grade with the task's own checker, without building an environment (no sandbox, no index)."""
         t = self._task(index)
-        if answer is None:
-            return False
-        if t.gold is None:
-            return bool(t.check_without_gold and t.checker(answer, ""))
-        return bool(t.checker(answer, t.gold))
+        if t.gold is None and t.check_without_gold:
+            return grade(answer, "", t.checker)
+        return grade(answer, t.gold, t.checker)
 
 
 # ------------------------------------------------------------------------------------------------------------ math
@@ -216,6 +214,10 @@ class ReasoningGymChecker:
             log.debug("reasoning-gym scorer failed on %r: %s; value equivalence decides", prediction[:100], exc)
             full_credit = False
         return full_credit or math_match(prediction, gold)
+
+    def normalise(self, answer: str) -> str | None:
+        """The one number the answer states, as the numeric checker reads it; None when it states none or several."""
+        return NumericChecker().normalise(answer)
 
     def __repr__(self) -> str:
         return f"ReasoningGymChecker({self.entry['metadata'].get('source_dataset')!r})"

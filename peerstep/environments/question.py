@@ -6,12 +6,11 @@ submission (1.0 when it matches), so the same environment serves quick evals.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from peerstep._errors import InputError
-from peerstep.environments._answers import answers_match
 from peerstep.environments._base import Message, ToolEnvironment, call_arguments, observation, register_environment
+from peerstep.grading import DEFAULT_CHECKER, Checker, grade
 from peerstep.tools import Tool, default_tools
 from peerstep.tools.python import PythonSession
 
@@ -29,7 +28,7 @@ def submit_answer(answer: str) -> str:
 
 @register_environment("question")
 class QuestionEnvironment(ToolEnvironment):
-    """Ask one question; tools are the defaults unless given."""
+    """Ask one question; tools are the defaults unless given. ``checker`` grades the answer against ``gold``."""
 
     name = "question"
 
@@ -39,7 +38,7 @@ class QuestionEnvironment(ToolEnvironment):
         *,
         gold: str | None = None,
         tools: list[Tool] | None = None,
-        checker: Callable[[str, str], bool] = answers_match,
+        checker: Checker = DEFAULT_CHECKER,
         max_chars: int = MAX_QUESTION_CHARS,
         python: PythonSession | bool = False,
     ) -> None:
@@ -76,7 +75,5 @@ class QuestionEnvironment(ToolEnvironment):
         args = call_arguments(call)
         answer = str(args.get("answer", "")) if isinstance(args, dict) else str(args)
         self.answer = answer.strip()
-        reward = 0.0
-        if self._gold is not None:
-            reward = 1.0 if self.checker(self.answer, self._gold) else 0.0
+        reward = 1.0 if grade(self.answer, self._gold, self.checker) else 0.0
         return observation(call.get("id") or "call", "submit_answer", f"Answer submitted: {self.answer}"), reward

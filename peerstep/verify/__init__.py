@@ -1,6 +1,6 @@
 """Verifiers and answer aggregation: score trajectories, then turn N answers into one."""
 
-from peerstep.verify._equivalence import answers_equivalent
+from peerstep.grading import answers_equivalent
 from peerstep.verify._verifiers import (
     AnswerChecker,
     LLMJudge,

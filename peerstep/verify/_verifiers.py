@@ -2,13 +2,15 @@
 
 One small interface, so that adding a scorer never means editing library code:
 
-- ``AnswerChecker``: the answer against a known gold answer (math-verify equivalence). An oracle:
-  for evaluation and training data, never for choosing an answer at test time.
+- ``AnswerChecker``: the answer against a known gold answer, by the task's checker (default:
+  mathematical equivalence). An oracle: for evaluation and training data, never for choosing an
+  answer at test time.
 - ``LLMJudge``: asks a model (the policy's own endpoint, or another) whether the solution is
   correct; the score is P(Yes) from the verdict token's logprobs when the server returns them.
 - ``PRMClient``: a process reward model served by vLLM's pooling endpoint (``/pooling``), one
   score per step.
-- ``PeerAgreement``: the share of other finished trajectories whose answer is equivalent.
+- ``PeerAgreement``: the share of other finished trajectories whose answer is equivalent (by the
+  task's checker, when given).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from peerstep._errors import ModelServerError, PeerstepError
 from peerstep.agent._client import ModelClient, SamplingParams
-from peerstep.verify._equivalence import answers_equivalent
+from peerstep.grading import DEFAULT_CHECKER, Checker, grade
 
 
 class TrajectoryView(BaseModel):
@@ -64,20 +66,30 @@ class Verifier(ABC):
 
 
 class AnswerChecker(Verifier):
+    """1.0 when the answer passes ``checker`` against the gold (the task's checker: the rule of its reward)."""
+
     name = "answer"
+
+    def __init__(self, checker: Checker = DEFAULT_CHECKER) -> None:
+        self.checker = checker
 
     async def score(self, view: TrajectoryView) -> VerifierScore:
         if view.gold is None:
             raise VerifierError("the answer checker needs a gold answer")
         if view.answer is None:
             return VerifierScore(verifier=self.name, score=0.0, rationale="no answer")
-        ok = answers_equivalent(view.answer, view.gold)
+        ok = grade(view.answer, view.gold, self.checker)
         return VerifierScore(verifier=self.name, score=1.0 if ok else 0.0,
                              rationale=f"{view.answer!r} {'matches' if ok else 'does not match'} gold {view.gold!r}")
 
 
 class PeerAgreement(Verifier):
+    """The share of finished peers whose answer ``checker`` matches with this one (read as the gold)."""
+
     name = "agreement"
+
+    def __init__(self, checker: Checker = DEFAULT_CHECKER) -> None:
+        self.checker = checker
 
     async def score(self, view: TrajectoryView) -> VerifierScore:
         peers = [a for a in view.peer_answers if a]
@@ -85,7 +97,7 @@ class PeerAgreement(Verifier):
             return VerifierScore(verifier=self.name, score=0.0, rationale="no answer")
         if not peers:
             return VerifierScore(verifier=self.name, score=0.5, rationale="no finished peers to compare with")
-        agree = sum(answers_equivalent(view.answer, p) for p in peers)
+        agree = sum(p.strip() == view.answer.strip() or grade(view.answer, p, self.checker) for p in peers)
         return VerifierScore(verifier=self.name, score=agree / len(peers),
                              rationale=f"{agree} of {len(peers)} peers give an equivalent answer")
 

@@ -1,8 +1,9 @@
 """Turning N trajectories' answers into one: majority, weighted majority, best-of-N.
 
-Answers are grouped by equivalence (``answers_equivalent``: ``0.5`` and ``1/2`` vote together),
-not by string. Majority vote is the always-available baseline every other strategy is measured
-against.
+Answers are grouped by equivalence, not by string: by the task's checker when it is given as
+``equivalent`` (so votes group by the rule that grades the task), else by ``answers_equivalent``
+(``0.5`` and ``1/2`` vote together). Majority vote is the always-available baseline every other
+strategy is measured against.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Sequence
 
 from pydantic import BaseModel, Field
 
-from peerstep.verify._equivalence import answers_equivalent
+from peerstep.grading import Checker, answers_equivalent, grade
 
 
 class Candidate(BaseModel):
@@ -29,14 +30,20 @@ class Decision(BaseModel):
                                                        description="(answer, trajectory ids, weight) per group")
 
 
-def group_answers(candidates: Sequence[Candidate]) -> list[tuple[str, list[Candidate]]]:
-    """Equivalence classes of the non-empty answers, in order of first appearance."""
+def group_answers(candidates: Sequence[Candidate], equivalent: Checker = answers_equivalent,
+                  ) -> list[tuple[str, list[Candidate]]]:
+    """Equivalence classes of the non-empty answers, in order of first appearance.
+
+    An answer joins the first group whose representative (its first answer) it matches, read as
+    ``equivalent(answer, representative)``: the representative plays the gold, as in grading. The same text
+    always votes together, even for a checker that cannot read it (a numeric checker and "3 or 4").
+    """
     groups: list[tuple[str, list[Candidate]]] = []
     for cand in candidates:
         if not cand.answer:
             continue
         for rep, members in groups:
-            if answers_equivalent(cand.answer, rep):
+            if cand.answer.strip() == rep.strip() or grade(cand.answer, rep, equivalent):
                 members.append(cand)
                 break
         else:
@@ -44,8 +51,9 @@ def group_answers(candidates: Sequence[Candidate]) -> list[tuple[str, list[Candi
     return groups
 
 
-def _decide(candidates: Sequence[Candidate], method: str, weight: dict[int, float]) -> Decision:
-    groups = group_answers(candidates)
+def _decide(candidates: Sequence[Candidate], method: str, weight: dict[int, float],
+            equivalent: Checker) -> Decision:
+    groups = group_answers(candidates, equivalent)
     total = sum(weight[c.trajectory_id] for c in candidates if c.answer)
     if not groups:
         return Decision(answer=None, method=method, support=0, total=total)
@@ -56,31 +64,32 @@ def _decide(candidates: Sequence[Candidate], method: str, weight: dict[int, floa
                     groups=[(rep, [m.trajectory_id for m in members], w) for rep, members, w in scored])
 
 
-def majority_vote(candidates: Sequence[Candidate]) -> Decision:
-    return _decide(candidates, "majority", {c.trajectory_id: 1.0 for c in candidates})
+def majority_vote(candidates: Sequence[Candidate], equivalent: Checker = answers_equivalent) -> Decision:
+    return _decide(candidates, "majority", {c.trajectory_id: 1.0 for c in candidates}, equivalent)
 
 
-def weighted_vote(candidates: Sequence[Candidate]) -> Decision:
+def weighted_vote(candidates: Sequence[Candidate], equivalent: Checker = answers_equivalent) -> Decision:
     """Votes weighted by verifier score (an unscored trajectory weighs 0.5)."""
     return _decide(candidates, "weighted",
-                   {c.trajectory_id: 0.5 if c.score is None else c.score for c in candidates})
+                   {c.trajectory_id: 0.5 if c.score is None else c.score for c in candidates}, equivalent)
 
 
-def best_of_n(candidates: Sequence[Candidate]) -> Decision:
+def best_of_n(candidates: Sequence[Candidate], equivalent: Checker = answers_equivalent) -> Decision:
     """The single highest-scored answer; ties broken by the larger vote."""
     answered = [c for c in candidates if c.answer]
     if not answered:
         return Decision(answer=None, method="best-of-n", support=0, total=0)
-    votes = majority_vote(answered)
+    votes = majority_vote(answered, equivalent)
     size = {tid: len(ids) for _, ids, _ in votes.groups for tid in ids}
     best = max(answered, key=lambda c: (c.score if c.score is not None else -1.0, size[c.trajectory_id]))
     return Decision(answer=best.answer, method="best-of-n", support=best.score or 0.0, total=1.0,
                     groups=votes.groups)
 
 
-def agreement_reached(candidates: Sequence[Candidate], needed: int) -> str | None:
+def agreement_reached(candidates: Sequence[Candidate], needed: int,
+                      equivalent: Checker = answers_equivalent) -> str | None:
     """The answer at least ``needed`` finished trajectories agree on, if any (for early stopping)."""
-    for rep, members in group_answers(candidates):
+    for rep, members in group_answers(candidates, equivalent):
         if len(members) >= needed:
             return rep
     return None
