@@ -48,6 +48,7 @@ class Claims:
     memory_bytes: int | None = None  # default: the sandbox's limits.memory_bytes
     processes: int | None = None  # default: the sandbox's limits.processes
     disk_bytes: int | None = None  # default: the sandbox's limits.disk_bytes
+    cpu_cores: float | None = None  # default: the sandbox's limits.cpu_cores
 
 
 @dataclass(frozen=True)
@@ -384,6 +385,27 @@ async def check_process_limit_is_per_sandbox(factory: Factory, claims: Claims) -
         assert report["tasks"] >= limit * 3 // 4, f"only {report['tasks']} of {limit} tasks: the budget is shared"
 
 
+async def check_cpu_is_capped(factory: Factory, claims: Claims) -> None:
+    """Several busy processes together get no more CPU time than the sandbox's share (``cpu_cores``)."""
+    async with factory() as sb:
+        cores = claims.cpu_cores or float(getattr(getattr(sb, "limits", None), "cpu_cores", None) or 1.0)
+        code = """
+            import os, resource, subprocess, sys, time
+            n = (os.cpu_count() or 1) + 1
+            started = time.monotonic()
+            burners = [subprocess.Popen([sys.executable, '-c', 'import time\\nend = time.monotonic() + 3\\n'
+                                         'while time.monotonic() < end: pass']) for _ in range(n)]
+            for p in burners:
+                p.wait()
+            wall = time.monotonic() - started
+            used = resource.getrusage(resource.RUSAGE_CHILDREN)
+            print({'burners': n, 'cpu_per_wall_second': (used.ru_utime + used.ru_stime) / wall})
+        """
+        report = _last_dict(await _run(sb, code, timeout=60))
+        rate = report["cpu_per_wall_second"]
+        assert rate <= cores * 1.15 + 0.1, f"{report['burners']} processes used {rate:.2f} cores > {cores:g}"
+
+
 async def check_no_starvation_across_sandboxes(factory: Factory, claims: Claims) -> None:
     """A sandbox holding all the processes it may have does not stop another from starting and forking."""
     async with factory() as hog:
@@ -459,6 +481,7 @@ WHOLE_SANDBOX: dict[str, Check] = {  # need Claims.isolated and Claims.whole_san
     "shared_memory_is_capped": check_shared_memory_is_capped,
     "disk_is_capped": check_disk_is_capped,
     "process_limit_is_per_sandbox": check_process_limit_is_per_sandbox,
+    "cpu_is_capped": check_cpu_is_capped,
 }
 CHECKS: dict[str, Check] = {**BEHAVIOUR, **ATTACKS, **WHOLE_SANDBOX}
 
