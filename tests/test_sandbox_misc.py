@@ -396,3 +396,15 @@ async def test_pool_whose_start_fails_closes_every_sandbox() -> None:
         async with SandboxPool(factory, size=3):
             pass
     assert len(FakeSandbox.created) == 3 and all(sb.closed for sb in FakeSandbox.created)
+
+
+@pytest.mark.skipif(not HAS_BWRAP, reason="bubblewrap is not installed")
+async def test_bwrap_that_cannot_join_its_cgroup_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(paths: list[str]) -> None:
+        raise PermissionError("cgroup.procs")
+
+    monkeypatch.setattr(_bwrap._cgroup, "join_cgroup", refuse)
+    sb = BwrapSandbox(timeout_s=10)
+    with pytest.raises(SandboxError, match=r"could not confine the sandbox.*PEERSTEP_SANDBOX_CGROUP=off"):
+        await sb.start()
+    await sb.close()

@@ -34,6 +34,7 @@ import logging
 import os
 import shutil
 import site
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, ClassVar
@@ -246,6 +247,12 @@ class BwrapSandbox(KernelSandbox):
     async def _start_kernel(self) -> None:
         try:
             await super()._start_kernel()
+        except subprocess.SubprocessError as err:  # preexec_fn failed: joining the cgroup or setting rlimits
+            where = self.cgroup.dirs[0] if self.cgroup is not None else "-"
+            raise SandboxError(
+                f"could not confine the sandbox before starting it ({err}; cgroup {where}); "
+                "PEERSTEP_SANDBOX_CGROUP=off runs without a cgroup (limits per process only)"
+            ) from err
         finally:
             for fd in (self._info_write_fd, self._seccomp_fd):  # the parent's copies: bwrap keeps its own
                 with contextlib.suppress(OSError):
