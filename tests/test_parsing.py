@@ -63,9 +63,31 @@ def test_python_block_ignored_without_python_tool() -> None:
     assert parse_tool_calls("```python\nprint(1)\n```", None, ["calculate"]).calls == []
 
 
-def test_json_call_preferred_over_code_block() -> None:
+def test_calls_are_taken_in_the_order_written() -> None:
+    """A submit written after a code block was written before the code's output existed: the code goes first."""
     text = '```python\nprint(1)\n```\n{"name": "submit_answer", "arguments": {"answer": "1"}}'
-    assert parse_tool_calls(text, None, TOOLS).calls[0].name == "submit_answer"
+    assert [c.name for c in parse_tool_calls(text, None, TOOLS).calls] == ["python", "submit_answer"]
+    text = '{"name": "calculate", "arguments": {"expression": "1"}}\n```python\nprint(2)\n```'
+    assert [c.name for c in parse_tool_calls(text, None, TOOLS).calls] == ["calculate", "python"]
+
+
+def test_json_inside_a_code_block_is_code() -> None:
+    text = '```python\nd = {"name": "calculate", "arguments": {}}\nprint(d)\n```'
+    result = parse_tool_calls(text, None, TOOLS)
+    assert result.error is None and [c.name for c in result.calls] == ["python"]
+
+
+def test_a_broken_first_call_hides_the_calls_after_it() -> None:
+    text = ('{"name": "calculate", "arguments": {"expression": 2+2}}\n'
+            '{"name": "submit_answer", "arguments": {"answer": "4"}}')
+    result = parse_tool_calls(text, None, TOOLS)
+    assert result.calls == [] and result.error is not None and "nothing in that reply was run" in result.error
+
+
+def test_a_broken_call_after_a_good_one_does_not_hide_it() -> None:
+    text = ('{"name": "calculate", "arguments": {"expression": "2+2"}}\n'
+            '{"name": "submit_answer", "arguments": {"answer": 4+}}')
+    assert [c.name for c in parse_tool_calls(text, None, TOOLS).calls] == ["calculate"]
 
 
 def test_unknown_tool_is_reported() -> None:
@@ -78,7 +100,8 @@ def test_broken_json_is_reported_with_format() -> None:
     result = parse_tool_calls('{"name": "calculate", "arguments": {"expression": "1+', None, TOOLS)
     assert result.calls == []
     assert result.error is not None and "could not be parsed" in result.error
-    assert '{"name": "calculate", "arguments": {"expression": "2 * (3 + 4)"}}' in result.error
+    assert '{"name": "<tool name>", "arguments": {"<argument name>": <value>}}' in result.error
+    assert "2 * (3 + 4)" not in result.error  # small models copied the old concrete example into answers
 
 
 def test_plain_text_is_no_call_and_no_error() -> None:

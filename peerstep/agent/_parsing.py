@@ -30,6 +30,7 @@ class ParsedCall(BaseModel):
     name: str
     arguments: dict[str, Any] | str
     source: str  # native | json_text | code_block
+    start: int | None = Field(default=None, description="offset in the reply text where this call starts")
     end: int | None = Field(default=None, description="offset in the reply text just after this call")
 
     def openai(self) -> dict[str, Any]:
@@ -42,10 +43,10 @@ class ParseResult(BaseModel):
     error: str | None = None  # set when the reply tried to call a tool but could not be parsed
 
 
-def _decode_objects(text: str, base: int = 0) -> list[tuple[Any, int]]:
-    """Every top-level JSON value that starts at a '{' or '[' in ``text``, with its end offset (+ ``base``)."""
+def _decode_objects(text: str, base: int = 0) -> list[tuple[Any, int, int]]:
+    """Every top-level JSON value that starts at a '{' or '[' in ``text``: (value, start, end), offsets + ``base``."""
     decoder = json.JSONDecoder()
-    found: list[tuple[Any, int]] = []
+    found: list[tuple[Any, int, int]] = []
     i = 0
     while i < len(text):
         j = min((k for k in (text.find("{", i), text.find("[", i)) if k != -1), default=-1)
@@ -56,19 +57,25 @@ def _decode_objects(text: str, base: int = 0) -> list[tuple[Any, int]]:
         except json.JSONDecodeError:
             i = j + 1
             continue
-        found.append((value, end + base))
+        found.append((value, j + base, end + base))
         i = end
     return found
 
 
-def _as_call(value: Any, known: set[str]) -> ParsedCall | None:
+def _call_name(value: Any) -> str | None:
     if not isinstance(value, dict):
         return None
     if isinstance(value.get("function"), dict):  # OpenAI shape written as text
         value = value["function"]
-    name = next((value[k] for k in _NAME_KEYS if isinstance(value.get(k), str)), None)
+    return next((value[k] for k in _NAME_KEYS if isinstance(value.get(k), str)), None)
+
+
+def _as_call(value: Any, known: set[str]) -> ParsedCall | None:
+    name = _call_name(value)
     if name is None or (known and name not in known):
         return None
+    if isinstance(value.get("function"), dict):
+        value = value["function"]
     args: Any = next((value[k] for k in _ARG_KEYS if k in value), {})
     if isinstance(args, str):
         # an unparseable string is handed to the tool as-is; the tool reports the bad arguments
@@ -79,12 +86,35 @@ def _as_call(value: Any, known: set[str]) -> ParsedCall | None:
 
 def _calls_in(text: str, known: set[str], base: int = 0) -> list[ParsedCall]:
     calls = []
-    for value, end in _decode_objects(text, base):
+    for value, start, end in _decode_objects(text, base):
         for item in value if isinstance(value, list) else [value]:
             if (call := _as_call(item, known)) is not None:
-                call.end = end
+                call.start, call.end = start, end
                 calls.append(call)
     return calls
+
+
+# the opening of a JSON tool call, parseable or not
+_CALL_START = re.compile(r'\{\s*"(?:name|tool|tool_name|function)"\s*:')
+# a Python-style triple-quoted string, which small models put inside JSON for code
+_TRIPLE = re.compile(r'("""|\'\'\')(.*?)\1', re.DOTALL)
+
+
+def _recover(text: str, start: int, known: set[str]) -> ParsedCall | None:
+    """The call starting at ``start`` if the only thing wrong with it is a triple-quoted string (unambiguous)."""
+    fixed = _TRIPLE.sub(lambda m: json.dumps(m.group(2).strip("\n")), text[start:])
+    if fixed == text[start:]:
+        return None
+    try:
+        value, _ = json.JSONDecoder().raw_decode(fixed)
+    except json.JSONDecodeError:
+        return None
+    call = _as_call(value, known)
+    if call is not None:
+        call.source = "json_text_recovered"
+        call.start = start
+        call.end = None  # offsets in the repaired text do not map back; the whole reply is kept
+    return call
 
 
 def cut_after(text: str, call: ParsedCall) -> str:
@@ -104,8 +134,9 @@ def cut_after(text: str, call: ParsedCall) -> str:
 
 
 def expected_format(tool_names: list[str]) -> str:
-    example = '{"name": "calculate", "arguments": {"expression": "2 * (3 + 4)"}}'
-    text = f"To call a tool, reply with one JSON object such as {example}. Available tools: {', '.join(tool_names)}."
+    """The call format, as a schematic example: small models copy concrete examples into their answers."""
+    example = '{"name": "<tool name>", "arguments": {"<argument name>": <value>}}'
+    text = f"To call a tool, reply with one JSON object: {example}. Available tools: {', '.join(tool_names)}."
     if "python" in tool_names:
         text += " To run Python, you may instead write the code in a ```python fenced block."
     return text
@@ -116,7 +147,13 @@ def parse_tool_calls(
     native: list[dict[str, Any]] | None = None,
     tool_names: list[str] | None = None,
 ) -> ParseResult:
-    """Extract tool calls from a reply. ``tool_names`` restricts JSON matches to known tools."""
+    """Extract tool calls from a reply. ``tool_names`` restricts JSON matches to known tools.
+
+    Text calls are taken in the order they were written. When the first thing in the reply that
+    looks like a call cannot be read, nothing after it runs: what follows was written without its
+    result (a reply once held an unparseable ``python`` call, an invented output, then a
+    ``submit_answer`` of that invention). A call broken only by a triple-quoted string is repaired.
+    """
     names = list(tool_names or [])
     known = set(names)
     if native:
@@ -132,24 +169,43 @@ def parse_tool_calls(
                                     arguments=args, source="native"))
         return ParseResult(calls=calls)
 
-    tagged = list(_TAGGED.finditer(text))
     fences = list(_FENCE.finditer(text))
-    json_fences = [m for m in fences if m.group(1).lower() in ("json", "tool_call", "")]
-    for region in (*tagged, *json_fences):
-        body_group = 1 if region.re is _TAGGED else 2
-        if calls := _calls_in(region.group(body_group), known, region.start(body_group)):
-            return ParseResult(calls=calls)
-    if calls := _calls_in(text, known):
-        return ParseResult(calls=calls)
+    code_fences = [m for m in fences if m.group(1).lower() in ("python", "py", "python3")]
+    in_code = [(m.start(), m.end()) for m in code_fences]
 
-    code = [m for m in fences if m.group(1).lower() in ("python", "py", "python3")]
-    if code and "python" in known:
-        return ParseResult(calls=[ParsedCall(name="python", arguments={"code": code[0].group(2).strip()},
-                                             source="code_block", end=code[0].end())])
+    def inside(pos: int, spans: list[tuple[int, int]]) -> bool:
+        return any(a <= pos < b for a, b in spans)
 
-    looks_like_call = bool(tagged) or bool(re.search(r'"(name|arguments)"\s*:', text))
-    if looks_like_call:
-        unknown = [c.name for c in _calls_in(text, set())]
-        why = f"unknown tool {unknown[0]!r}" if unknown else "the JSON could not be parsed"
-        return ParseResult(error=f"Your tool call was not understood ({why}). {expected_format(names)}")
-    return ParseResult()
+    calls = [c for c in _calls_in(text, known) if not inside(c.start or 0, in_code)]
+    parsed_spans = [(v_start, v_end) for _, v_start, v_end in _decode_objects(text)]
+    # the first call-looking thing that did not parse as a call of a known tool
+    broken: int | None = None
+    unknown: str | None = None
+    for m in _CALL_START.finditer(text):
+        if inside(m.start(), in_code) or any(c.start == m.start() for c in calls):
+            continue
+        span = next(((a, b) for a, b in parsed_spans if a <= m.start() < b), None)
+        if span is not None:
+            if any(span[0] <= (c.start or 0) < span[1] for c in calls):
+                continue  # part of a parsed call (e.g. a list of calls, or the OpenAI shape)
+            unknown = _call_name(json.loads(text[span[0]:span[1]])) if span[0] == m.start() else None
+            if unknown is None:
+                continue  # a dict inside some other JSON value
+        broken = m.start()
+        break
+    tagged = [m for m in _TAGGED.finditer(text) if not _calls_in(m.group(1), known)]
+    if tagged and (broken is None or tagged[0].start() < broken):
+        broken, unknown = tagged[0].start(), None
+    if code_fences and "python" in known:
+        block = code_fences[0]
+        calls.append(ParsedCall(name="python", arguments={"code": block.group(2).strip()}, source="code_block",
+                                start=block.start(), end=block.end()))
+    calls.sort(key=lambda c: c.start or 0)
+    if broken is not None and (not calls or broken < (calls[0].start or 0)):
+        recovered = _recover(text, broken, known) if unknown is None else None
+        if recovered is not None:
+            return ParseResult(calls=[recovered])
+        why = f"unknown tool {unknown!r}" if unknown else "the JSON could not be parsed"
+        return ParseResult(error=f"Your tool call was not understood ({why}), so nothing in that reply was run. "
+                                 f"{expected_format(names)}")
+    return ParseResult(calls=calls)
