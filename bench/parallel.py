@@ -23,12 +23,12 @@ from typing import Any
 import openai
 from problems import generate
 
+from peerstep import arun
 from peerstep.agent import AgentConfig, Budget, Completion, ModelClient, SamplingParams
 from peerstep.engines import EngineConfig, ManagedEngine, make_engine
 from peerstep.environments import QuestionEnvironment
 from peerstep.models import DEFAULT_MODEL
 from peerstep.steplog import StepLog
-from peerstep.strategies import run_strategy
 
 
 class RecordingClient(ModelClient):
@@ -93,7 +93,7 @@ async def throughput(engine_name: str, base_url: str, model: str, n: int, questi
     client = RecordingClient(base_url, model)
     agent = AgentConfig(budget=Budget(max_steps=6, max_tokens=2000))
     started = time.perf_counter()
-    await run_strategy("majority", lambda: QuestionEnvironment(question["question"], python=False), client, n=n,
+    await arun(lambda: QuestionEnvironment(question["question"], python=False), client, strategy="majority", n=n,
                        agent=agent, log=StepLog.create(directory=_RUNS))
     ps_wall = time.perf_counter() - started
     ps_tokens = client.completion_tokens
@@ -114,8 +114,8 @@ async def overhead(engine: ManagedEngine, n: int, rows: list[dict[str, str]]) ->
         for row in rows:
             client = engine.client()
             agent = AgentConfig(budget=Budget(max_steps=8, max_tokens=3000))
-            await run_strategy(strategy, lambda row=row: QuestionEnvironment(row["question"], python=False),
-                               client, n=n, agent=agent, log=StepLog.create(directory=_RUNS))
+            await arun(lambda row=row: QuestionEnvironment(row["question"], python=False),
+                               client, strategy=strategy, n=n, agent=agent, log=StepLog.create(directory=_RUNS))
             total += client.completion_tokens
             await client.close()
         totals[strategy] = total

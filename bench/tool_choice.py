@@ -16,7 +16,7 @@ import json
 import time
 from pathlib import Path
 
-from peerstep._api import asolve
+from peerstep import asolve
 from peerstep.agent import AgentConfig, ModelClient
 from peerstep.engines import EngineConfig, make_engine
 from peerstep.models import DEFAULT_MODEL

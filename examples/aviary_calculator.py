@@ -18,10 +18,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from peerstep import Endpoint, ModelClient, StepLog, run_episode
+from peerstep import Endpoint, ModelClient, StepLog, arun
 from peerstep.environments import EnvironmentDataset
 from peerstep.environments.aviary import AviaryDataset, AviaryServer, aviary_calculator, calculator_task_dataset
-from peerstep.strategies import run_strategy
 
 
 async def solve_all(dataset: EnvironmentDataset, client: ModelClient, majority: bool, limit: int | None) -> None:
@@ -29,10 +28,10 @@ async def solve_all(dataset: EnvironmentDataset, client: ModelClient, majority: 
         info = dataset.info(index)
         log = StepLog.create(meta={"example": "aviary-calculator", "task_id": info.task_id})
         if majority:
-            result = await run_strategy("majority", dataset.factory(index), client, n=4, log=log)
+            result = await arun(dataset.factory(index), client, strategy="majority", n=4, log=log)
             answer, reward = result.answer, None
         else:
-            episode = await run_episode(dataset.make(index), client, log=log)
+            episode = await arun(dataset.make(index), client, log=log)
             answer, reward = episode.answer, episode.reward
         print(f"{info.task_id}: answered {answer!r}, gold {info.gold}, reward {reward}, run {log.run_id}")
         log.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from peerstep import Endpoint, StepLog, Tool, run_episode
+from peerstep import Endpoint, StepLog, Tool, arun
 from peerstep.environments import ToolEnvironment, register_environment
 from peerstep.environments._base import Message, call_arguments, observation
 
@@ -58,7 +58,7 @@ class GuessNumber(ToolEnvironment):
 async def main(client: Any) -> None:
     env = GuessNumber.from_name("guess-number", secret=37)
     log = StepLog.create(meta={"example": "guess-number"})
-    result = await run_episode(env, client, log=log)
+    result = await arun(env, client, log=log)
     print(f"reward {result.reward} after {result.steps} model calls; log {result.log_path}")
     await client.close()
 

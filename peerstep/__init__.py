@@ -3,7 +3,7 @@
 The public API is small; everything else lives in subpackages with one job each.
 """
 
-from peerstep._api import Endpoint, EpisodeResult, asolve, run_episode, solve
+from peerstep._endpoint import Endpoint
 from peerstep._errors import (
     EngineError,
     InputError,
@@ -12,12 +12,17 @@ from peerstep._errors import (
     ModelServerError,
     PeerstepError,
 )
+from peerstep._runner import EpisodeResult, arun, asolve, run, solve
 from peerstep.agent import AgentConfig, Budget, ModelClient, SamplingParams
 from peerstep.environments import Environment, QuestionEnvironment, ToolEnvironment, register_environment
+from peerstep.graphs import ParallelConfig
+from peerstep.peers import SharingConfig
+from peerstep.registry import STRATEGIES
 from peerstep.steplog import StepKind, StepLog, StepRecord
 from peerstep.tools import Tool, tool
 
 __all__ = [
+    "STRATEGIES",
     "AgentConfig",
     "Budget",
     "Endpoint",
@@ -29,17 +34,20 @@ __all__ = [
     "ModelFetchError",
     "ModelNotFoundError",
     "ModelServerError",
+    "ParallelConfig",
     "PeerstepError",
     "QuestionEnvironment",
     "SamplingParams",
+    "SharingConfig",
     "StepKind",
     "StepLog",
     "StepRecord",
     "Tool",
     "ToolEnvironment",
+    "arun",
     "asolve",
     "register_environment",
-    "run_episode",
+    "run",
     "solve",
     "tool",
 ]

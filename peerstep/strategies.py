@@ -9,51 +9,70 @@ leap+verify    leap, plus verifiers (peer agreement, LLM judge) at barriers and 
                votes weighted by score
 =============  ================================================================================
 
-Every strategy runs on the same parallel graph, so their step logs and results compare directly.
+Strategies are found by name in ``peerstep.registry.STRATEGIES``. Every strategy runs on the same
+parallel graph (``peerstep.run``), so their step logs and results compare directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
 
-from peerstep.agent import AgentConfig, ModelClient, SamplingParams, Trajectory
-from peerstep.agent._trajectory import Listener
-from peerstep.environments import Environment
-from peerstep.graphs.parallel import ParallelConfig, ParallelResult, ParallelRun
+from peerstep.agent import AgentConfig, ModelClient, SamplingParams
+from peerstep.grading import DEFAULT_CHECKER, Checker
+from peerstep.graphs.parallel import ParallelConfig
 from peerstep.peers import SharingConfig
-from peerstep.steplog import StepKind, StepLog
+from peerstep.registry import STRATEGIES
 from peerstep.verify import LLMJudge, PeerAgreement, Verifier
 
-STRATEGIES = ("single", "majority", "best-of-n", "leap", "leap+verify")
+
+@dataclass(frozen=True)
+class Strategy:
+    """A named way to run a task: the parallel graph's settings for ``n`` trajectories, and its verifiers.
+
+    Register your own with ``peerstep.registry.STRATEGIES.register(name, Strategy(...))``.
+    """
+
+    name: str
+    config: Callable[[int, AgentConfig], ParallelConfig]
+    # (client, the task's checker) -> verifiers: an answer verifier grades with the task's own rule
+    verifiers: Callable[[ModelClient, Checker], list[Verifier]] = field(default=lambda client, checker: [])
+
+
+def _whole(agent: AgentConfig) -> int:
+    return agent.budget.max_steps + 3  # a round long enough that a trajectory finishes within it
+
+
+SINGLE = Strategy("single", lambda n, a: ParallelConfig(n=1, max_rounds=1, round_steps=_whole(a),
+                                                        round_tokens=10**9))
+MAJORITY = Strategy("majority", lambda n, a: ParallelConfig(n=n, max_rounds=1, round_steps=_whole(a),
+                                                            round_tokens=10**9))
+BEST_OF_N = Strategy("best-of-n", lambda n, a: ParallelConfig(n=n, max_rounds=1, round_steps=_whole(a),
+                                                              round_tokens=10**9, aggregate="best-of-n"),
+                     lambda client, checker: [LLMJudge(client)])
+# LeaP shares every T generated tokens (reference: 2048, with 256-token summaries, i.e. ~12% overhead per
+# round). Tool-using trajectories here finish in a few hundred tokens, so a round is 3 model calls or 1024
+# tokens: sharing reaches the trajectories that are still working, and costs little on easy problems.
+LEAP = Strategy("leap", lambda n, a: ParallelConfig(n=n, max_rounds=4, round_steps=3, round_tokens=1024,
+                                                    sharing=SharingConfig()))
+LEAP_VERIFY = Strategy("leap+verify", lambda n, a: ParallelConfig(n=n, max_rounds=4, round_steps=3, round_tokens=1024,
+                                                                  sharing=SharingConfig(), barrier_verify=True,
+                                                                  aggregate="weighted"),
+                       lambda client, checker: [PeerAgreement(checker), LLMJudge(client)])
+
+
+def get_strategy(name: str) -> Strategy:
+    strategy: Strategy = STRATEGIES.get(name)
+    return strategy
 
 
 def strategy_config(name: str, n: int, agent: AgentConfig) -> ParallelConfig:
     """The parallel-graph settings of a named strategy for ``n`` trajectories."""
-    whole = agent.budget.max_steps + 3  # rounds long enough that a trajectory finishes within one
-    if name == "single":
-        return ParallelConfig(n=1, max_rounds=1, round_steps=whole, round_tokens=10**9)
-    if name == "majority":
-        return ParallelConfig(n=n, max_rounds=1, round_steps=whole, round_tokens=10**9)
-    if name == "best-of-n":
-        return ParallelConfig(n=n, max_rounds=1, round_steps=whole, round_tokens=10**9, aggregate="best-of-n")
-    # LeaP shares every T generated tokens (reference: 2048, with 256-token summaries, i.e. ~12% overhead per
-    # round). Tool-using trajectories here finish in a few hundred tokens, so a round is 3 model calls or 1024
-    # tokens: sharing reaches the trajectories that are still working, and costs little on easy problems.
-    if name == "leap":
-        return ParallelConfig(n=n, max_rounds=4, round_steps=3, round_tokens=1024, sharing=SharingConfig())
-    if name == "leap+verify":
-        return ParallelConfig(n=n, max_rounds=4, round_steps=3, round_tokens=1024, sharing=SharingConfig(),
-                              barrier_verify=True, aggregate="weighted")
-    raise ValueError(f"unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    return get_strategy(name).config(n, agent)
 
 
-def strategy_verifiers(name: str, client: ModelClient) -> list[Verifier]:
-    if name == "best-of-n":
-        return [LLMJudge(client)]
-    if name == "leap+verify":
-        return [PeerAgreement(), LLMJudge(client)]
-    return []
+def strategy_verifiers(name: str, client: ModelClient, checker: Checker = DEFAULT_CHECKER) -> list[Verifier]:
+    return get_strategy(name).verifiers(client, checker)
 
 
 def trajectory_sampling(base: SamplingParams, tid: int, n: int) -> SamplingParams:
@@ -63,44 +82,3 @@ def trajectory_sampling(base: SamplingParams, tid: int, n: int) -> SamplingParam
     temperature = base.temperature if base.temperature > 0 else 0.6
     seed = (base.seed or 0) + tid
     return base.model_copy(update={"temperature": temperature, "top_p": min(base.top_p, 0.95), "seed": seed})
-
-
-async def run_strategy(
-    name: str,
-    env_factory: Callable[[], Environment],
-    client: ModelClient,
-    *,
-    n: int = 4,
-    agent: AgentConfig | None = None,
-    config: ParallelConfig | None = None,
-    verifiers: list[Verifier] | None = None,
-    log: StepLog | None = None,
-    listeners: list[Listener] | None = None,
-    meta: dict[str, Any] | None = None,
-) -> ParallelResult:
-    """Run one problem with a named strategy; ``config``/``verifiers`` override the strategy's defaults."""
-    agent = agent or AgentConfig()
-    config = config or strategy_config(name, n, agent)
-    verifiers = strategy_verifiers(name, client) if verifiers is None else verifiers
-    own_log = log is None
-    log = log or StepLog.create(meta={"model": client.model, "base_url": client.base_url, "strategy": name,
-                                      "n": config.n, "config": config.model_dump(), **(meta or {})})
-    envs = [env_factory() for _ in range(config.n)]
-    trajectories = [
-        Trajectory(client, env, log, agent.model_copy(update={"sampling": trajectory_sampling(agent.sampling, i,
-                                                                                              config.n)}),
-                   trajectory_id=i, listeners=listeners)
-        for i, env in enumerate(envs)
-    ]
-    try:
-        result = await ParallelRun(trajectories, config, log, verifiers, listeners).run()
-        log.log(StepKind.RUN_END, trajectory_id=-1, text=result.answer,
-                data={"strategy": name, "rounds": result.rounds, "tokens": result.tokens,
-                      "stop_reason": result.stop_reason})
-        log.set_meta({"status": "done", "answer": result.answer})
-        return result
-    finally:
-        for env in envs:
-            await env.close()
-        if own_log:
-            log.close()

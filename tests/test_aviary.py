@@ -30,7 +30,7 @@ from aviary.core import (
 from aviary.envs.gsm8k import CalculatorEnv
 from aviary.envs.hotpotqa import HotPotQAEnv
 
-from peerstep._api import run_episode
+from peerstep import arun
 from peerstep._errors import PeerstepError
 from peerstep.agent import AgentConfig, Budget
 from peerstep.environments import EnvironmentDataset, QuestionEnvironment, TaskInfo, load_dataset, submit_answer
@@ -50,7 +50,6 @@ from peerstep.environments.aviary import (
     to_openai_message,
 )
 from peerstep.steplog import StepKind, StepLog, StepRecord
-from peerstep.strategies import run_strategy
 from peerstep.tools import Tool as PeerstepTool
 from peerstep.tools import calculator_tool
 from tests.scripted import PerTrajectoryClient, ScriptedClient, native_call
@@ -258,7 +257,7 @@ async def test_calculator_episode_in_process(tmp_path: Path) -> None:
     client = ScriptedClient([text_call("calculator", expr="1234 * 56 - 789"),
                              [native_call("submit_answer", answer="68315")]])
     log = StepLog.create(directory=tmp_path)
-    result = await run_episode(env, client, log=log)
+    result = await arun(env, client, log=log)
     assert (result.answer, result.reward, result.steps, result.gold, result.error) == ("68315", 1.0, 2, "68315",
                                                                                        None)
     assert env.finish_tool == "submit_answer"
@@ -268,7 +267,7 @@ async def test_calculator_episode_in_process(tmp_path: Path) -> None:
     assert "Calculate a mathematical expression." in client.requests_seen[0]["messages"][0]["content"]
     recs = records(log)
     assert [r.kind.value for r in recs] == ["run_start", "reason", "tool_call", "observation", "reason",
-                                            "tool_call", "observation", "final", "run_end"]
+                                            "tool_call", "observation", "final", "barrier", "aggregate", "run_end"]
     calc_obs = recs[3]
     assert calc_obs.text == "68315" and calc_obs.tool is not None and calc_obs.tool.name == "calculator"
     final = recs[7]
@@ -277,13 +276,13 @@ async def test_calculator_episode_in_process(tmp_path: Path) -> None:
 
 async def test_wrong_answer_gets_aviary_reward(tmp_path: Path) -> None:
     client = ScriptedClient([text_call("submit_answer", answer="400")])
-    result = await run_episode(aviary_calculator().make(0), client, log=StepLog.create(directory=tmp_path))
+    result = await arun(aviary_calculator().make(0), client, log=StepLog.create(directory=tmp_path))
     assert result.answer == "400" and result.reward == 0.0
 
 
 async def test_reply_without_a_tool_call_gets_a_hint(tmp_path: Path) -> None:
     client = ScriptedClient(["Let me think: 24 crates of 17.", text_call("submit_answer", answer="408")])
-    result = await run_episode(aviary_calculator().make(0), client, log=StepLog.create(directory=tmp_path))
+    result = await arun(aviary_calculator().make(0), client, log=StepLog.create(directory=tmp_path))
     assert result.reward == 1.0 and result.steps == 2
     hint = client.requests_seen[1]["messages"][-1]
     assert hint["role"] == "user" and "No tool call found" in hint["content"]
@@ -296,7 +295,7 @@ async def test_reply_without_a_tool_call_under_aviary_policy(tmp_path: Path) -> 
                             no_tool_calls="aviary")
     client = ScriptedClient(["Let me think."])
     log = StepLog.create(directory=tmp_path)
-    result = await run_episode(env, client, log=log)
+    result = await arun(env, client, log=log)
     assert result.reward == -1.0 and result.answer is None and result.steps == 1
     obs = next(r for r in records(log) if r.kind == StepKind.OBSERVATION)
     assert obs.text == "Must call one of the provided tools (calculator or submit_answer)."
@@ -307,7 +306,7 @@ async def test_forced_answer_names_the_aviary_answer_tool(tmp_path: Path) -> Non
     env = AviaryEnvironment(LedgerEnv())
     client = ScriptedClient([text_call("lookup", account="bob"), [native_call("complete", answer="7")]])
     config = AgentConfig(budget=Budget(max_steps=1))
-    result = await run_episode(env, client, config=config, log=StepLog.create(directory=tmp_path))
+    result = await arun(env, client, agent=config, log=StepLog.create(directory=tmp_path))
     assert env.finish_tool == "complete"
     assert client.requests_seen[1]["tool_choice"] == {"type": "function", "function": {"name": "complete"}}
     assert result.answer == "7" and result.reward == 1.0 and result.gold == "7"
@@ -327,7 +326,7 @@ async def test_majority_on_calculator_in_process(tmp_path: Path) -> None:
         return built[-1]
 
     log = StepLog.create(directory=tmp_path)
-    result = await run_strategy("majority", factory, client, n=3, log=log)
+    result = await arun(factory, client, strategy="majority", n=3, log=log)
     assert result.answer == "408" and result.answers == {0: "408", 1: "398", 2: "408"}
     assert len({id(env.inner) for env in built}) == 3  # every trajectory had its own Aviary environment
     finals = {r.trajectory_id: r.reward for r in records(log) if r.kind == StepKind.FINAL}
@@ -355,7 +354,7 @@ async def test_hotpotqa_live_search_failure_is_an_observation(tmp_path: Path, re
     client = ScriptedClient([[native_call("search", entity="Milhouse Van Houten peerstep test")],
                              [native_call("submit_answer", answer="Richard Nixon")]])
     log = StepLog.create(directory=tmp_path)
-    result = await run_episode(env, client, log=log)
+    result = await arun(env, client, log=log)
     assert result.error is None and result.answer == "Richard Nixon" and result.reward == 1.0
     observations = [r for r in records(log) if r.kind == StepKind.OBSERVATION]
     failed = observations[0]
@@ -372,7 +371,7 @@ async def test_raising_tool_is_an_observation_and_the_episode_goes_on(tmp_path: 
     client = ScriptedClient([text_call("lookup", account="robert"), text_call("lookup", account="bob"),
                              text_call("complete", answer="7")])
     log = StepLog.create(directory=tmp_path)
-    result = await run_episode(env, client, log=log)
+    result = await arun(env, client, log=log)
     assert result.answer == "7" and result.reward == 1.0
     obs = [r for r in records(log) if r.kind == StepKind.OBSERVATION]
     assert obs[0].tool is not None and obs[0].tool.ok is False
@@ -387,7 +386,7 @@ async def test_repeated_failures_end_the_episode_as_truncated(tmp_path: Path) ->
     env = AviaryEnvironment(LedgerEnv(), max_errors=2)
     client = ScriptedClient([text_call("lookup", account="x"), text_call("lookup", account="y")])
     log = StepLog.create(directory=tmp_path)
-    result = await run_episode(env, client, log=log)
+    result = await arun(env, client, log=log)
     assert result.steps == 2 and result.answer is None and result.reward == 0.0
     final = next(r for r in records(log) if r.kind == StepKind.FINAL)
     assert final.data["truncated"] is True and final.reward == 0.0
@@ -398,8 +397,8 @@ async def test_failing_reset_is_reported_not_raised(tmp_path: Path) -> None:
     env = AviaryEnvironment(lambda: LedgerEnv(fail_reset=True))
     client = ScriptedClient(["I cannot do anything."])
     log = StepLog.create(directory=tmp_path)
-    result = await run_episode(env, client, log=log)
-    assert result.answer is None and result.error is None
+    result = await arun(env, client, log=log)
+    assert result.answer is None and result.error == "no trajectory produced an answer"
     opening = client.requests_seen[0]["messages"][-1]["content"]
     assert "could not start (ConnectionError: ledger service unreachable)" in opening
     recs = records(log)
@@ -417,7 +416,7 @@ class LeakyLedgerEnv(LedgerEnv):
 
 async def test_failing_close_does_not_fail_the_episode(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     client = ScriptedClient([text_call("complete", answer="7")])
-    result = await run_episode(AviaryEnvironment(LeakyLedgerEnv()), client, log=StepLog.create(directory=tmp_path))
+    result = await arun(AviaryEnvironment(LeakyLedgerEnv()), client, log=StepLog.create(directory=tmp_path))
     assert result.reward == 1.0
     assert "OSError: socket already gone" in caplog.text
 
@@ -435,14 +434,14 @@ async def test_calculator_over_http(tmp_path: Path) -> None:
         client = ScriptedClient([[native_call("calculator", expr="(17 + 26) * 19 / 4")],
                                  [native_call("submit_answer", answer="204.25")]])
         log = StepLog.create(directory=tmp_path)
-        result = await run_episode(remote.make(4), client, log=log)
+        result = await arun(remote.make(4), client, log=log)
         assert (result.answer, result.reward, result.gold) == ("204.25", 1.0, "204.25")
         assert client.requests_seen[1]["messages"][-1] == {"role": "tool", "tool_call_id": "call_calculator",
                                                            "name": "calculator", "content": "204.25"}
 
         scripts = {tid: [text_call("calculator", expr="12.5*8"), text_call("submit_answer", answer=answer)]
                    for tid, answer in enumerate(["100", "100", "96"])}
-        majority = await run_strategy("majority", remote.factory(5), PerTrajectoryClient(scripts), n=3,
+        majority = await arun(remote.factory(5), PerTrajectoryClient(scripts), strategy="majority", n=3,
                                       log=StepLog.create(directory=tmp_path))
         assert majority.answer == "100" and majority.errors == {}
         assert running_envs(server.url) == []  # every remote environment was closed by its episode
@@ -454,7 +453,7 @@ async def test_remote_environment_failure_is_an_observation(tmp_path: Path) -> N
         env = AviaryDataset.remote(server.url).make(0)
         client = ScriptedClient([text_call("lookup", account="carol"), text_call("complete", answer="7")])
         log = StepLog.create(directory=tmp_path)
-        result = await run_episode(env, client, log=log)
+        result = await arun(env, client, log=log)
         assert result.reward == 1.0
         failed = next(r for r in records(log) if r.kind == StepKind.OBSERVATION)
         assert failed.tool is not None and failed.tool.ok is False and failed.text is not None
@@ -468,7 +467,7 @@ async def test_unreachable_server_is_reported(tmp_path: Path) -> None:
     assert_stopped(server)
     env = AviaryEnvironment(lambda: remote.get_new_env_by_idx(0))
     client = ScriptedClient([text_call("lookup", account="bob")])
-    result = await run_episode(env, client, log=StepLog.create(directory=tmp_path))
+    result = await arun(env, client, log=StepLog.create(directory=tmp_path))
     assert result.answer is None
     assert "could not start" in client.requests_seen[0]["messages"][-1]["content"]
 
@@ -513,14 +512,14 @@ async def test_peerstep_agent_on_peerstep_environment_through_aviary_http(tmp_pa
         client = ScriptedClient([text_call("calculate", expression="2**10"), text_call("submit_answer",
                                                                                         answer="1024")])
         log = StepLog.create(directory=tmp_path)
-        result = await run_episode(remote.make(1), client, log=log)
+        result = await arun(remote.make(1), client, log=log)
         assert (result.answer, result.reward) == ("1024", 1.0)
         obs = next(r for r in records(log) if r.kind == StepKind.OBSERVATION)
         assert obs.text == "1024" and obs.tool is not None and obs.tool.ok is True  # info survived the trip
 
         scripts = {tid: [text_call("calculate", expression="6*7"), text_call("submit_answer", answer=answer)]
                    for tid, answer in enumerate(["42", "41", "42"])}
-        majority = await run_strategy("majority", remote.factory(0), PerTrajectoryClient(scripts), n=3,
+        majority = await arun(remote.factory(0), PerTrajectoryClient(scripts), strategy="majority", n=3,
                                       log=StepLog.create(directory=tmp_path))
         assert majority.answer == "42" and majority.answers == {0: "42", 1: "41", 2: "42"}
         assert running_envs(server.url) == []

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import scipy.constants as sc
 
-from peerstep._api import run_episode
+from peerstep import arun
 from peerstep._errors import InputError
 from peerstep.environments import Environment, QuestionEnvironment, dataset_names, load_dataset
 from peerstep.environments.builtin import (
@@ -49,7 +49,7 @@ def submit(answer: str) -> str:
 async def episode_reward(env: Environment, answer: str, runs: Path) -> float | None:
     """Run one scripted episode that submits ``answer``; return the reward the FINAL step recorded."""
     log = StepLog.create(directory=runs)
-    result = await run_episode(env, ScriptedClient([submit(answer)]), log=log)
+    result = await arun(env, ScriptedClient([submit(answer)]), log=log)
     finals = list(log.records(kind=StepKind.FINAL))
     log.close()
     assert len(finals) == 1 and finals[0].text == answer
@@ -103,7 +103,7 @@ async def test_a_wiki_episode_can_search_and_open_the_source_article(wiki: Fts5I
                              json.dumps({"name": "open_page", "arguments": {"title_or_id": "Apollo 11"}}),
                              submit("Michael Collins")])
     log = StepLog.create(directory=tmp_path)
-    result = await run_episode(ds.make(i), client, log=log)
+    result = await arun(ds.make(i), client, log=log)
     outputs = [r.tool.output or "" for r in log.records(kind=StepKind.OBSERVATION) if r.tool is not None]
     log.close()
     assert result.reward == 1.0

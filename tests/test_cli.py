@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from peerstep._api import run_episode
+from peerstep import arun
 from peerstep.cli import app
 from peerstep.environments import QuestionEnvironment
 from peerstep.steplog import StepLog
@@ -44,7 +44,7 @@ async def recorded_run(tmp_path: Path) -> Path:
     client = ScriptedClient(['{"name": "calculate", "arguments": {"expression": "6*7"}}',
                              '{"name": "submit_answer", "arguments": {"answer": "42"}}'])
     log = StepLog.create(directory=tmp_path, meta={"question": "What is six times seven?"})
-    await run_episode(QuestionEnvironment("What is six times seven?", gold="42"), client, log=log)
+    await arun(QuestionEnvironment("What is six times seven?", gold="42"), client, log=log)
     log.close()
     return tmp_path
 
@@ -59,7 +59,7 @@ def test_runs_and_show(recorded_run: Path) -> None:
     assert "→ calculate(" in shown.output and "Final answer: 42" in shown.output
     as_json = runner.invoke(app, ["show", run_id, "--dir", str(recorded_run), "--json"])
     lines = [line for line in as_json.output.splitlines() if line.startswith("{")]
-    assert len(lines) == 9 and '"kind":"final"' in lines[-2]
+    assert len(lines) == 11 and '"kind":"final"' in lines[-4] and '"kind":"aggregate"' in lines[-2]
 
 
 def test_show_unknown_run(tmp_path: Path) -> None:

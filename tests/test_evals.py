@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from peerstep._errors import ModelServerError
+from peerstep._errors import InputError, ModelServerError
 from peerstep.agent import Completion, SamplingParams
 from peerstep.environments import Environment, EnvironmentDataset, QuestionEnvironment, TaskInfo
 from peerstep.evals import EvalAborted, EvalReport, run_eval, summarize, wilson_interval
@@ -162,7 +162,7 @@ async def test_a_dead_server_aborts_the_eval_and_keeps_finished_episodes(tmp_pat
 
 
 async def test_unknown_strategy() -> None:
-    with pytest.raises(ValueError, match="unknown strategy 'best'"):
+    with pytest.raises(InputError, match="unknown strategy 'best'"):
         await run_eval(TinyDataset(), Answerer, ["best"])
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from peerstep._api import run_episode
+from peerstep import arun
 from peerstep._errors import ModelServerError
 from peerstep.agent import AgentConfig, Budget
 from peerstep.environments import Environment, QuestionEnvironment
@@ -28,12 +28,12 @@ async def test_text_tool_call_then_answer(tmp_path: Path) -> None:
     ])
     log = StepLog.create(directory=tmp_path)
     env = QuestionEnvironment("What is 48123 * 9177 minus 12% of 5,000?", gold="441624171")
-    result = await run_episode(env, client, log=log)
+    result = await arun(env, client, log=log)
     assert result.answer == "441624171"
     assert result.reward == 1.0
     assert result.steps == 2
     assert kinds(log.path) == ["run_start", "reason", "tool_call", "observation", "reason", "tool_call",
-                               "observation", "final", "run_end"]
+                               "observation", "final", "barrier", "aggregate", "run_end"]
     # the calculator's exact result reached the model as a user turn (the call was written as text)
     second = client.requests_seen[1]["messages"]
     assert second[-1]["role"] == "user"
@@ -48,7 +48,7 @@ async def test_native_tool_calls_keep_tool_role(tmp_path: Path) -> None:
     client = ScriptedClient([[native_call("calculate", expression="2**10")], [native_call("submit_answer",
                                                                                           answer="1024")]])
     log = StepLog.create(directory=tmp_path)
-    result = await run_episode(QuestionEnvironment("2 to the 10th?", gold="1024"), client, log=log)
+    result = await arun(QuestionEnvironment("2 to the 10th?", gold="1024"), client, log=log)
     assert result.reward == 1.0
     sent = client.requests_seen[1]["messages"]
     assert sent[-2]["role"] == "assistant" and sent[-2]["tool_calls"][0]["function"]["name"] == "calculate"
@@ -61,7 +61,7 @@ async def test_only_first_text_call_runs(tmp_path: Path) -> None:
         '{"name": "submit_answer", "arguments": {"answer": "5"}}',
         '{"name": "submit_answer", "arguments": {"answer": "4"}}',
     ])
-    result = await run_episode(QuestionEnvironment("2+2?", gold="4"), client, log=StepLog.create(directory=tmp_path))
+    result = await arun(QuestionEnvironment("2+2?", gold="4"), client, log=StepLog.create(directory=tmp_path))
     assert result.answer == "4" and result.reward == 1.0
     assert "Only your first tool call was run" in client.requests_seen[1]["messages"][-1]["content"]
 
@@ -72,7 +72,7 @@ async def test_unparseable_call_gets_format_hint(tmp_path: Path) -> None:
         '{"name": "submit_answer", "arguments": {"answer": "2"}}',
     ])
     log = StepLog.create(directory=tmp_path)
-    result = await run_episode(QuestionEnvironment("1+1?"), client, log=log)
+    result = await arun(QuestionEnvironment("1+1?"), client, log=log)
     assert result.answer == "2"
     hint = client.requests_seen[1]["messages"][-1]["content"]
     assert "not understood" in hint and '"name"' in hint
@@ -81,9 +81,10 @@ async def test_unparseable_call_gets_format_hint(tmp_path: Path) -> None:
 
 async def test_no_tool_call_is_an_observation(tmp_path: Path) -> None:
     client = ScriptedClient(["I think it is 4.", '{"name": "submit_answer", "arguments": {"answer": "4"}}'])
-    result = await run_episode(QuestionEnvironment("2+2?"), client, log=StepLog.create(directory=tmp_path))
+    result = await arun(QuestionEnvironment("2+2?"), client, log=StepLog.create(directory=tmp_path))
     assert result.answer == "4"
-    assert "No tool call found" in client.requests_seen[1]["messages"][-1]["content"]
+    hint = client.requests_seen[1]["messages"][-1]["content"]
+    assert hint.startswith("Your reply had no tool call, so nothing was run.") and "Tools: calculate." in hint
 
 
 async def test_budget_forces_named_submit(tmp_path: Path) -> None:
@@ -93,7 +94,7 @@ async def test_budget_forces_named_submit(tmp_path: Path) -> None:
     ])
     config = AgentConfig(budget=Budget(max_steps=1))
     log = StepLog.create(directory=tmp_path)
-    result = await run_episode(QuestionEnvironment("1+1?"), client, config=config, log=log)
+    result = await arun(QuestionEnvironment("1+1?"), client, agent=config, log=log)
     assert result.answer == "2"
     forced = client.requests_seen[1]
     assert forced["tool_choice"] == {"type": "function", "function": {"name": "submit_answer"}}
@@ -108,7 +109,7 @@ async def test_forced_answer_falls_back_to_text(tmp_path: Path) -> None:
     """A server that ignores the named tool_choice: the reply text becomes the answer."""
     client = ScriptedClient(["Thinking.", "42"])
     config = AgentConfig(budget=Budget(max_steps=1))
-    result = await run_episode(QuestionEnvironment("6*7?"), client, config=config,
+    result = await arun(QuestionEnvironment("6*7?"), client, agent=config,
                                log=StepLog.create(directory=tmp_path))
     assert result.answer == "42"
 
@@ -117,7 +118,7 @@ async def test_token_budget(tmp_path: Path) -> None:
     client = ScriptedClient(["word " * 50, "43"])
     config = AgentConfig(budget=Budget(max_tokens=10))
     log = StepLog.create(directory=tmp_path)
-    await run_episode(QuestionEnvironment("q?"), client, config=config, log=log)
+    await arun(QuestionEnvironment("q?"), client, agent=config, log=log)
     with StepLog(log.path, log.run_id) as reader:
         budget = list(reader.records(kind=StepKind.BUDGET))
     assert budget and "max_tokens" in (budget[0].text or "")
@@ -129,7 +130,7 @@ async def test_dead_server_mid_run_keeps_earlier_steps(tmp_path: Path) -> None:
         ModelServerError("model server unreachable at http://127.0.0.1:9/v1 after 5 attempts"),
     ])
     log = StepLog.create(directory=tmp_path)
-    result = await run_episode(QuestionEnvironment("3*3?"), client, log=log)
+    result = await arun(QuestionEnvironment("3*3?"), client, log=log)
     assert result.error is not None and "unreachable" in result.error
     assert result.answer is None
     ks = kinds(log.path)
@@ -152,7 +153,7 @@ async def test_tool_exception_is_observation(tmp_path: Path) -> None:
                              '{"name": "explode", "arguments": {"x": "not a number"}}',
                              '{"name": "submit_answer", "arguments": {"answer": "none"}}'])
     env = QuestionEnvironment("q?", tools=[Tool(explode)])
-    result = await run_episode(env, client, log=StepLog.create(directory=tmp_path))
+    result = await arun(env, client, log=StepLog.create(directory=tmp_path))
     assert result.answer == "none"
     assert "RuntimeError: kaboom" in client.requests_seen[1]["messages"][-1]["content"]
     assert "invalid arguments for explode" in client.requests_seen[2]["messages"][-1]["content"]
@@ -169,18 +170,19 @@ class RaisingEnv(Environment):
 async def test_environment_exception_ends_run_cleanly(tmp_path: Path) -> None:
     client = ScriptedClient(['{"name": "anything", "arguments": {}}'])
     log = StepLog.create(directory=tmp_path)
-    result = await run_episode(RaisingEnv(), client, log=log)
+    result = await arun(RaisingEnv(), client, log=log)
     assert result.error is not None and "environment backend went away" in result.error
-    assert kinds(log.path)[-2:] == ["error", "run_end"]
+    ks = kinds(log.path)
+    assert ks[-4:] == ["error", "barrier", "aggregate", "run_end"]
 
 
 async def test_step_records_chain_parents(tmp_path: Path) -> None:
     client = ScriptedClient(['{"name": "calculate", "arguments": {"expression": "1+2"}}',
                              '{"name": "submit_answer", "arguments": {"answer": "3"}}'])
     log = StepLog.create(directory=tmp_path)
-    await run_episode(QuestionEnvironment("1+2?"), client, log=log)
+    await arun(QuestionEnvironment("1+2?"), client, log=log)
     with StepLog(log.path, log.run_id) as reader:
-        recs = [r for r in reader.records() if r.kind != StepKind.RUN_END]
+        recs = [r for r in reader.records() if r.trajectory_id >= 0]  # run-level records have no parent
     ids = {r.step_id for r in recs}
     assert recs[0].parent_id is None
     assert all(r.parent_id in ids for r in recs[1:])
@@ -205,7 +207,7 @@ async def test_text_after_first_call_is_cut_from_context(tmp_path: Path) -> None
         '{"name": "submit_answer", "arguments": {"answer": "441624771"}}',
     ])
     log = StepLog.create(directory=tmp_path)
-    await run_episode(QuestionEnvironment("48123*9177?"), client, log=log)
+    await arun(QuestionEnvironment("48123*9177?"), client, log=log)
     context = client.requests_seen[1]["messages"]
     assert context[-2] == {"role": "assistant", "content": 'Step 1:\n```json\n{"name": "calculate", "arguments": '
                            '{"expression": "48123 * 9177"}}\n```'}
@@ -217,7 +219,7 @@ async def test_text_after_first_call_is_cut_from_context(tmp_path: Path) -> None
 async def test_repeated_call_is_flagged(tmp_path: Path) -> None:
     call = '{"name": "calculate", "arguments": {"expression": "6*7"}}'
     client = ScriptedClient([call, call, '{"name": "submit_answer", "arguments": {"answer": "42"}}'])
-    await run_episode(QuestionEnvironment("6*7?"), client, log=StepLog.create(directory=tmp_path))
+    await arun(QuestionEnvironment("6*7?"), client, log=StepLog.create(directory=tmp_path))
     assert "already made this exact call" not in client.requests_seen[1]["messages"][-1]["content"]
     assert "already made this exact call" in client.requests_seen[2]["messages"][-1]["content"]
 
@@ -226,7 +228,7 @@ async def test_a_call_repeated_three_times_forces_the_answer(tmp_path: Path) -> 
     call = '{"name": "calculate", "arguments": {"expression": "6*7"}}'
     client = ScriptedClient([call, call, call, [native_call("submit_answer", answer="42")]])
     log = StepLog.create(directory=tmp_path)
-    result = await run_episode(QuestionEnvironment("6*7?", gold="42"), client, log=log)
+    result = await arun(QuestionEnvironment("6*7?", gold="42"), client, log=log)
     assert result.answer == "42" and result.steps == 4
     assert client.requests_seen[3]["tool_choice"] == {"type": "function", "function": {"name": "submit_answer"}}
     with StepLog(log.path, log.run_id) as reader:

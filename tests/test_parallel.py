@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
+from peerstep import arun
 from peerstep.environments import QuestionEnvironment
 from peerstep.graphs.parallel import ParallelConfig
 from peerstep.peers import NO_PEERS, ROUTERS, SharingConfig, comment_block, similarity
 from peerstep.steplog import StepKind, StepLog
-from peerstep.strategies import run_strategy
 from peerstep.verify import TrajectoryView, Verifier, VerifierScore
 from tests.scripted import PerTrajectoryClient
 
@@ -55,8 +55,8 @@ async def test_leap_round_shares_and_votes(tmp_path: Path) -> None:
         summaries=SUMMARIES)
     log = StepLog.create(directory=tmp_path)
     config = ParallelConfig(n=3, max_rounds=4, round_steps=2, sharing=SharingConfig())
-    result = await run_strategy("leap", lambda: QuestionEnvironment("What is 6*7?", gold="42"), client,
-                                config=config, log=log)
+    result = await arun(lambda: QuestionEnvironment("What is 6*7?", gold="42"), client, strategy="leap",
+                                parallel=config, log=log)
     assert result.answer == "42"
     assert result.answers == {0: "42", 1: "48", 2: "42"}
     assert result.decision.groups == [("42", [0, 2], 2.0), ("48", [1], 1.0)]
@@ -80,7 +80,7 @@ async def test_leap_round_shares_and_votes(tmp_path: Path) -> None:
 async def test_continue_mode_extends_a_partial_assistant_message(tmp_path: Path) -> None:
     client = PerTrajectoryClient({0: [calc("1+1"), submit("2")], 1: [calc("1+1"), submit("2")]})
     config = ParallelConfig(n=2, max_rounds=3, round_steps=1, sharing=SharingConfig(mode="continue"))
-    await run_strategy("leap", lambda: QuestionEnvironment("1+1?"), client, config=config,
+    await arun(lambda: QuestionEnvironment("1+1?"), client, strategy="leap", parallel=config,
                        log=StepLog.create(directory=tmp_path))
     summary_requests = [r for r in client.requests_seen
                         if r["messages"][-1]["role"] == "assistant"]
@@ -107,7 +107,7 @@ async def test_pruning_keeps_the_best(tmp_path: Path) -> None:
                                   2: [calc("3"), submit("3")]})
     config = ParallelConfig(n=3, max_rounds=3, round_steps=1, prune_keep=1, aggregate="weighted")
     log = StepLog.create(directory=tmp_path)
-    result = await run_strategy("leap+verify", lambda: QuestionEnvironment("q?"), client, config=config,
+    result = await arun(lambda: QuestionEnvironment("q?"), client, strategy="leap+verify", parallel=config,
                                 verifiers=[FixedScores({0: 0.1, 1: 0.9, 2: 0.5})], log=log)
     assert result.answer == "2"
     assert result.errors == {0: "pruned", 2: "pruned"}
@@ -122,7 +122,7 @@ async def test_pruning_keeps_the_best(tmp_path: Path) -> None:
 async def test_early_stop_when_enough_agree(tmp_path: Path) -> None:
     client = PerTrajectoryClient({0: [submit("7")], 1: [submit("7.0")], 2: [calc("1"), calc("2"), calc("3")]})
     config = ParallelConfig(n=3, max_rounds=5, round_steps=1, early_stop=2)
-    result = await run_strategy("majority", lambda: QuestionEnvironment("q?"), client, config=config,
+    result = await arun(lambda: QuestionEnvironment("q?"), client, strategy="majority", parallel=config,
                                 log=StepLog.create(directory=tmp_path))
     assert result.stop_reason.startswith("early stop") and result.answer == "7"
     assert result.rounds == 1
@@ -134,7 +134,7 @@ async def test_a_crashing_trajectory_does_not_fail_its_siblings(tmp_path: Path) 
     client = PerTrajectoryClient({0: [calc("6*7"), submit("42")], 1: [RuntimeError("GPU fell over")],
                                   2: [calc("6*7"), submit("42")]})
     log = StepLog.create(directory=tmp_path)
-    result = await run_strategy("majority", lambda: QuestionEnvironment("6*7?"), client, n=3, log=log)
+    result = await arun(lambda: QuestionEnvironment("6*7?"), client, strategy="majority", n=3, log=log)
     assert result.answer == "42"
     assert "GPU fell over" in result.errors[1]
     assert result.answers == {0: "42", 1: None, 2: "42"}
@@ -147,7 +147,7 @@ async def test_unfinished_trajectories_are_forced_at_the_end(tmp_path: Path) -> 
     client = PerTrajectoryClient({0: [calc("1"), calc("2"), submit("5")], 1: [calc("1"), calc("2"), submit("5")]})
     config = ParallelConfig(n=2, max_rounds=2, round_steps=1)
     log = StepLog.create(directory=tmp_path)
-    result = await run_strategy("majority", lambda: QuestionEnvironment("q?"), client, config=config, log=log)
+    result = await arun(lambda: QuestionEnvironment("q?"), client, strategy="majority", parallel=config, log=log)
     assert result.answer == "5" and result.stop_reason.startswith("max_rounds")
     forced = [r for r in client.requests_seen if r["tool_choice"]]
     assert len(forced) == 2
@@ -156,7 +156,7 @@ async def test_unfinished_trajectories_are_forced_at_the_end(tmp_path: Path) -> 
 
 async def test_single_strategy_is_one_greedy_trajectory(tmp_path: Path) -> None:
     client = PerTrajectoryClient({0: [calc("2**10"), submit("1024")]})
-    result = await run_strategy("single", lambda: QuestionEnvironment("2**10?", gold="1024"), client,
+    result = await arun(lambda: QuestionEnvironment("2**10?", gold="1024"), client, strategy="single",
                                 log=StepLog.create(directory=tmp_path))
     assert result.answer == "1024" and list(result.answers) == [0]
     assert all(r["sampling"].temperature == 0.0 for r in client.requests_seen)
@@ -166,7 +166,7 @@ async def test_a_lone_active_trajectory_writes_no_summary(tmp_path: Path) -> Non
     client = PerTrajectoryClient({0: [submit("4")], 1: [calc("2+2"), calc("2*2"), submit("4")]})
     config = ParallelConfig(n=2, max_rounds=4, round_steps=1, sharing=SharingConfig())
     log = StepLog.create(directory=tmp_path)
-    await run_strategy("leap", lambda: QuestionEnvironment("2+2?"), client, config=config, log=log)
+    await arun(lambda: QuestionEnvironment("2+2?"), client, strategy="leap", parallel=config, log=log)
     with StepLog(log.path, log.run_id) as reader:
         assert list(reader.records(kind=StepKind.SUMMARY)) == []
         injections = list(reader.records(kind=StepKind.PEER_INJECT))

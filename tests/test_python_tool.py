@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from peerstep._api import run_episode
+from peerstep import arun
 from peerstep.environments import QuestionEnvironment
 from peerstep.steplog import StepKind, StepLog
 from tests.scripted import ScriptedClient
@@ -18,11 +19,12 @@ async def test_code_blocks_run_in_the_sandbox_and_keep_state(tmp_path: Path) -> 
     ])
     env = QuestionEnvironment("Revenue?", gold="25725", python=True)
     log = StepLog.create(directory=tmp_path)
-    result = await run_episode(env, client, log=log)
+    result = await arun(env, client, log=log)
     assert result.reward == 1.0
     assert client.requests_seen[1]["messages"][-1]["content"] == "```output\n6860\n```"
-    # state persisted (loaves) and the code ran as the sandbox's unprivileged uid
-    assert "25725.0 65534" in client.requests_seen[2]["messages"][-1]["content"]
+    # state persisted (loaves) and the code ran as an unprivileged uid of its own (one per sandbox)
+    value, uid = client.requests_seen[2]["messages"][-1]["content"].removeprefix("```output\n").split()[:2]
+    assert value == "25725.0" and int(uid) not in (0, os.getuid())
     with StepLog(log.path, log.run_id) as reader:
         calls = [r.tool for r in reader.records(kind=StepKind.TOOL_CALL) if r.tool]
     assert [(c.name, c.source) for c in calls[:2]] == [("python", "code_block"), ("python", "code_block")]
@@ -37,7 +39,7 @@ async def test_python_errors_are_observations(tmp_path: Path) -> None:
     ])
     env = QuestionEnvironment("q?", python=True)
     env.python.timeout_s = 2  # type: ignore[union-attr]
-    await run_episode(env, client, log=StepLog.create(directory=tmp_path))
+    await arun(env, client, log=StepLog.create(directory=tmp_path))
     assert "ZeroDivisionError" in client.requests_seen[1]["messages"][-1]["content"]
     assert "Timed out after 2 s" in client.requests_seen[2]["messages"][-1]["content"]
 

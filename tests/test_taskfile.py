@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from peerstep._api import run_episode
+from peerstep import arun
 from peerstep._errors import InputError
 from peerstep.environments import QuestionEnvironment
 from peerstep.environments.taskfile import DeferredPythonChecker, TaskFileDataset, load_task_file
@@ -71,7 +71,7 @@ async def test_task_file_episodes_reward_right_and_wrong_answers(tmp_path: Path)
     ds = TaskFileDataset(EXAMPLE)
     for answer, reward in (("309.9", 1.0), ("250", 0.0)):
         log = StepLog.create(directory=tmp_path)
-        result = await run_episode(ds.make(0), ScriptedClient([submit(answer)]), log=log)
+        result = await arun(ds.make(0), ScriptedClient([submit(answer)]), log=log)
         finals = list(log.records(kind=StepKind.FINAL))
         log.close()
         assert result.reward == reward and [f.reward for f in finals] == [reward]
@@ -114,9 +114,9 @@ async def test_a_python_checker_scores_a_task_without_gold(tmp_path: Path) -> No
     ds = TaskFileDataset(path)
     env = ds.make(0)
     assert isinstance(env, QuestionEnvironment) and set(env.tools) == {"submit_answer"}
-    result = await run_episode(env, ScriptedClient([submit("yes")]), log=StepLog.create(directory=tmp_path))
+    result = await arun(env, ScriptedClient([submit("yes")]), log=StepLog.create(directory=tmp_path))
     assert result.reward == 1.0
-    result = await run_episode(ds.make(0), ScriptedClient([submit("no")]), log=StepLog.create(directory=tmp_path))
+    result = await arun(ds.make(0), ScriptedClient([submit("no")]), log=StepLog.create(directory=tmp_path))
     assert result.reward == 0.0
 
 

@@ -33,3 +33,9 @@ class AgentConfig(BaseModel):
     )
     native_tools: bool = Field(default=True, description="Send the tools' schemas in the request's `tools` field.")
     system_prompt: str | None = Field(default=None, description="Replaces the built-in system prompt.")
+    answer_policy: Literal["accept", "confirm", "check"] = Field(
+        default="accept",
+        description="What a reply that states a final answer without calling the finishing tool does: 'accept' "
+        "submits it, 'confirm' asks once quoting it, 'check' asks once for a tool check when no tool was used "
+        "(see peerstep.agent._policy).",
+    )

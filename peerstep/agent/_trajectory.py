@@ -1,7 +1,7 @@
-"""One trajectory's reason and act steps: the logic the graph nodes run.
+"""One trajectory's reason and act steps: the logic the reason/act loop's nodes run.
 
-Kept apart from the graph wiring so the same two steps serve the single-agent graph and
-the parallel (peer-sharing) graph. Every step is written to the step log before the node
+The loop itself (``peerstep.graphs.react``) is the only place that sequences these steps; every
+strategy runs it, between barriers. Every step is written to the step log before the node
 returns, so a crash or SIGKILL loses at most the step in flight.
 """
 
@@ -16,9 +16,11 @@ from peerstep._errors import PeerstepError
 from peerstep.agent._client import Completion, ModelClient
 from peerstep.agent._config import AgentConfig
 from peerstep.agent._parsing import ParsedCall, cut_after, parse_tool_calls
+from peerstep.agent._policy import decide
 from peerstep.agent._prompts import FORCE_FINAL, ONE_CALL_NOTE, REPEAT_NOTE, system_prompt, tool_result_message
+from peerstep.agent._state import TrajectoryState
 from peerstep.environments._base import Environment
-from peerstep.graphs.state import TrajectoryState
+from peerstep.grading import stated_answer
 from peerstep.steplog import StepKind, StepLog, StepRecord, ToolInfo, Usage
 from peerstep.tools._base import Tool
 
@@ -82,7 +84,22 @@ class Trajectory:
                             data={"error": str(info["error"]).split(":", 1)[0], "stage": info.get("stage", "reset")})
         return TrajectoryState(trajectory_id=self.trajectory_id, messages=opening, action=None, native_calls=False,
                                steps=0, tokens=0, started_at=time.time(), forced=False, last_step_id=rec.step_id,
-                               done=False, answer=None, reward=None, error=None)
+                               done=False, answer=None, reward=None, error=None, seen_calls=[], stated_answer=None,
+                               last_result=None, tools_used=0, nudged=[], idle=0, forced_calls=0)
+
+    @property
+    def finish_tool(self) -> str | None:
+        """The environment's finishing tool, when it offers one."""
+        name = getattr(self.env, "finish_tool", "submit_answer")
+        return name if any(t.name == name for t in self.tools) else None
+
+    def finish_call(self, answer: str, source: str) -> ParsedCall:
+        """A call of the finishing tool with ``answer`` as its answer argument (``answer`` or its only one)."""
+        name = self.finish_tool or "submit_answer"
+        tool = next((t for t in self.tools if t.name == name), None)
+        params = list(tool.schema()["function"]["parameters"].get("properties", {})) if tool else []
+        arg = "answer" if "answer" in params or not params else params[0]
+        return ParsedCall(name=name, arguments={arg: answer}, source=source)
 
     def _budget_reason(self, state: TrajectoryState) -> str | None:
         b = self.config.budget
@@ -101,36 +118,8 @@ class Trajectory:
         return {**state, "forced": True, "last_step_id": rec.step_id,
                 "messages": [*state["messages"], {"role": "user", "content": FORCE_FINAL}]}
 
-    async def advance(self, state: TrajectoryState, max_steps: int, max_tokens: int) -> TrajectoryState:
-        """Reason/act until done, or ``max_steps`` model calls / ``max_tokens`` tokens more (one round).
-
-        Used by the parallel graph between barriers. Never raises: a failure is logged and retires
-        this trajectory only.
-        """
-        steps0, tokens0 = state["steps"], state["tokens"]
-        grace = self.config.budget.max_steps + 2
-        try:
-            while not state.get("done"):
-                if state["steps"] - steps0 >= max_steps or state["tokens"] - tokens0 >= max_tokens:
-                    break
-                state = {**state, **await self.reason(state)}
-                if state.get("done"):
-                    break
-                state = {**state, **await self.act(state)}
-                if not state.get("done") and state.get("forced") and state["steps"] > grace:
-                    text = "the budget ran out and the forced answer was not given"
-                    self.record(StepKind.ERROR, state["last_step_id"], text=text, data={"error": "no_answer"})
-                    state = {**state, "done": True, "error": text}
-        except Exception as exc:  # one trajectory's failure must never fail its siblings
-            text = f"trajectory {self.trajectory_id} failed: {type(exc).__name__}: {exc}"
-            self.record(StepKind.ERROR, state.get("last_step_id"), text=text,
-                        data={"error": type(exc).__name__, "stage": "advance"})
-            state = {**state, "done": True, "error": text}
-        return state
-
     async def reason(self, state: TrajectoryState) -> TrajectoryState:
-        """One model call; the reply becomes the pending action."""
-        update: TrajectoryState = {}
+        """One model call; the reply becomes the pending action (tool calls, or what the answer policy says)."""
         parent = state["last_step_id"]
         messages = list(state["messages"])
         forced = state["forced"]
@@ -138,8 +127,7 @@ class Trajectory:
             forced_state = self.force(state, why)
             forced, parent, messages = True, forced_state["last_step_id"], list(forced_state["messages"])
         tool_names = [t.name for t in self.tools]
-        finish_name = getattr(self.env, "finish_tool", "submit_answer")
-        finish = finish_name if finish_name in tool_names else None
+        finish = self.finish_tool
         tool_choice: Any = None
         if forced and finish:
             tool_choice = {"type": "function", "function": {"name": finish}}
@@ -157,22 +145,41 @@ class Trajectory:
                 on_token=on_token))[0]
         except PeerstepError as exc:
             self.record(StepKind.ERROR, parent, text=str(exc), data={"error": type(exc).__name__, "stage": "model"})
-            return {**update, "messages": messages, "forced": forced, "done": True, "error": str(exc)}
+            return {"messages": messages, "forced": forced, "done": True, "error": str(exc)}
 
+        parsed = parse_tool_calls(completion.text, completion.tool_calls, tool_names)
+        calls = parsed.calls
+        stated = stated_answer(completion.text) if completion.text else None
+        data: dict[str, Any] = {"native_tool_calls": completion.tool_calls} if completion.tool_calls else {}
+        if stated:
+            data["stated_answer"] = stated
         rec = self.record(
             StepKind.REASON, parent, text=completion.text, finish_reason=completion.finish_reason,
             usage=Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens),
             mean_logprob=completion.mean_logprob, token_logprobs=completion.token_logprobs,
             latency_s=completion.latency_s, model=completion.model or self.client.model,
-            sampling=sampling.model_dump(exclude_defaults=False),
-            data={"native_tool_calls": completion.tool_calls} if completion.tool_calls else {},
+            sampling=sampling.model_dump(exclude_defaults=False), data=data,
         )
-        parsed = parse_tool_calls(completion.text, completion.tool_calls, tool_names)
-        calls = parsed.calls
+        update: TrajectoryState = {
+            "forced": forced, "steps": state["steps"] + 1, "tokens": state["tokens"] + completion.completion_tokens,
+            "stated_answer": stated or state.get("stated_answer"),
+            "forced_calls": state.get("forced_calls", 0) + (1 if forced else 0)}
+        policy: dict[str, Any] = {}
         if forced and finish and not any(c.name == finish for c in calls):
-            # the server ignored the named tool_choice: take the reply itself as the answer
-            calls = [ParsedCall(name=finish, arguments={"answer": completion.text.strip()[:500]},
-                                source="forced_text")]
+            # The server ignored the named tool_choice. Fall back to an answer the model has stated (now or
+            # before), then to the last computed result, and only then to the reply's text: never a fresh guess.
+            fallback = stated or state.get("stated_answer") or state.get("last_result") or completion.text.strip()
+            calls = [self.finish_call(fallback[:500], "forced_fallback")]
+        elif not calls and not parsed.error and finish:
+            decision = decide(completion.text, policy=self.config.answer_policy, finish_tool=finish,
+                              tool_names=tool_names, tools_used=state.get("tools_used", 0),
+                              last_result=state.get("last_result"), nudged=list(state.get("nudged") or []),
+                              idle=state.get("idle", 0))
+            if decision.submit is not None:
+                calls = [self.finish_call(decision.submit, "stated_answer")]
+            else:
+                policy = {"message": decision.message, "key": decision.key, "force": decision.force}
+        update["idle"] = 0 if calls or policy.get("message") else state.get("idle", 0) + 1
         native = bool(completion.tool_calls)
         dropped = 0
         if not native and len(calls) > 1:
@@ -180,7 +187,7 @@ class Trajectory:
             # guess the intermediate numbers): run only the first, as the prompt asks.
             dropped, calls = len(calls) - 1, calls[:1]
         content = completion.text
-        if not native and calls and calls[0].source != "forced_text":
+        if not native and calls and calls[0].source in ("json_text", "code_block"):
             content = cut_after(completion.text, calls[0])
         assistant: dict[str, Any] = {"role": "assistant", "content": content}
         if native:
@@ -194,10 +201,8 @@ class Trajectory:
             self.record(StepKind.ERROR, rec.step_id, text=parsed.error, data={"error": "unparseable_tool_call"})
         action = {"role": "assistant", "content": content, "tool_calls": [c.openai() for c in calls],
                   "sources": {c.id: c.source for c in calls},
-                  "parse_error": parsed.error, "dropped_calls": dropped}
-        return {**update, "messages": messages, "action": action, "native_calls": native, "forced": forced,
-                "steps": state["steps"] + 1, "tokens": state["tokens"] + completion.completion_tokens,
-                "last_step_id": last}
+                  "parse_error": parsed.error, "dropped_calls": dropped, "policy": policy}
+        return {**update, "messages": messages, "action": action, "native_calls": native, "last_step_id": last}
 
     async def act(self, state: TrajectoryState) -> TrajectoryState:
         """Send the pending action to the environment and fold the observations into the conversation."""
@@ -205,10 +210,21 @@ class Trajectory:
         parent = state["last_step_id"]
         messages = list(state["messages"])
         calls = action.get("tool_calls") or []
+        policy = action.get("policy") or {}
         if action.get("parse_error") and not calls:
             messages.append({"role": "user", "content": action["parse_error"]})
             rec = self.record(StepKind.OBSERVATION, parent, text=action["parse_error"], data={"format_error": True})
             return {"messages": messages, "action": None, "last_step_id": rec.step_id}
+        if policy.get("message"):
+            messages.append({"role": "user", "content": policy["message"]})
+            rec = self.record(StepKind.OBSERVATION, parent, text=policy["message"], data={"policy": policy["key"]})
+            return {"messages": messages, "action": None, "last_step_id": rec.step_id,
+                    "nudged": [*(state.get("nudged") or []), policy["key"]]}
+        if policy.get("force"):
+            forced = self.force({**state, "messages": messages},
+                                f"{state.get('idle', 0)} replies in a row without a tool call or an answer")
+            return {"messages": forced["messages"], "action": None, "forced": True,
+                    "last_step_id": forced["last_step_id"]}
         try:
             observations, reward, done, truncated = await self.env.step(
                 {k: action[k] for k in ("role", "content", "tool_calls")})
@@ -216,9 +232,12 @@ class Trajectory:
             text = f"the environment failed: {type(exc).__name__}: {exc}"
             self.record(StepKind.ERROR, parent, text=text, data={"error": type(exc).__name__, "stage": "environment"})
             return {"messages": messages, "action": None, "done": True, "error": text}
+        finish = getattr(self.env, "finish_tool", "submit_answer")
         by_id = {c["id"]: c for c in calls}
         sources = action.get("sources") or {}
         seen = list(state.get("seen_calls") or [])
+        last_result = state.get("last_result")
+        tools_used = state.get("tools_used", 0)
         looping = False
         for obs in observations:
             info = obs.get("info") or {}
@@ -228,6 +247,10 @@ class Trajectory:
                 tool = ToolInfo(name=obs.get("name", ""), call_id=call["id"], output=obs.get("content"),
                                 ok=info.get("ok"), latency_s=info.get("latency_s"),
                                 timed_out=bool(info.get("timed_out")))
+                if call["function"]["name"] != finish:
+                    tools_used += 1
+                    if info.get("ok") is not False and (obs.get("content") or "").strip():
+                        last_result = str(obs["content"]).strip()[:500]
             if call is not None:
                 signature = json.dumps([call["function"]["name"], call["function"]["arguments"]], sort_keys=True)
                 if signature in seen and obs.get("role") == "tool":
@@ -250,12 +273,15 @@ class Trajectory:
                 messages.append({"role": obs.get("role", "user"), "content": obs.get("content", "")})
         if action.get("dropped_calls") and not done and messages and messages[-1]["role"] == "user":
             messages[-1] = {**messages[-1], "content": messages[-1]["content"] + ONE_CALL_NOTE}
-        update: TrajectoryState = {"messages": messages, "action": None, "last_step_id": parent, "seen_calls": seen}
+        update: TrajectoryState = {"messages": messages, "action": None, "last_step_id": parent, "seen_calls": seen,
+                                   "last_result": last_result, "tools_used": tools_used}
         if done or truncated:
-            answer = _submitted_answer(calls, getattr(self.env, "finish_tool", "submit_answer"))
-            rec = self.record(StepKind.FINAL, parent, text=answer, reward=reward, done=done,
-                              data={"truncated": truncated, "gold": self.env.gold, "forced": state.get("forced")})
-            update.update({"done": True, "answer": answer, "reward": reward, "last_step_id": rec.step_id})
+            answer = getattr(self.env, "submitted", None) or _submitted_answer(calls, finish)
+            final_reward = reward if self.env.scored else None
+            rec = self.record(StepKind.FINAL, parent, text=answer, reward=final_reward, done=done,
+                              data={"truncated": truncated, "gold": self.env.gold, "forced": state.get("forced"),
+                                    "source": next(iter(sources.values()), None)})
+            update.update({"done": True, "answer": answer, "reward": final_reward, "last_step_id": rec.step_id})
         elif looping and not state.get("forced"):
             # the same call a third time: the model is stuck, and more budget will not unstick it
             forced = self.force({**state, **update}, f"the same tool call was made {MAX_REPEATS} times")

@@ -7,9 +7,10 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
@@ -78,17 +79,11 @@ def solve(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the final answer.")] = False,
 ) -> None:
     """Answer a question with tool-using agents, showing each step as it happens."""
-    from peerstep._api import Endpoint, EpisodeResult, run_episode
-    from peerstep.agent import AgentConfig, Budget, SamplingParams
-    from peerstep.agent._config import DEFAULT_STOP
-    from peerstep.agent._trajectory import Listener
-    from peerstep.environments import QuestionEnvironment
-    from peerstep.strategies import STRATEGIES, run_strategy
-    from peerstep.tools.python import PythonSession
-    from peerstep.tools.sandbox import SandboxPool, make_sandbox
+    from peerstep import STRATEGIES, AgentConfig, Budget, Endpoint, arun
+    from peerstep._runner import question_factory
 
     if question == "-":
-        question = sys.stdin.read()
+        question = _read_stdin()
     if tool_choice is None:
         tool_choice = "required" if engine == "vllm" and not base_url else "auto"
     if tool_choice not in ("auto", "required"):
@@ -97,34 +92,22 @@ def solve(
         _fail(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}", 2)
     if n < 1:
         _fail("-n must be at least 1", 2)
-
-    pool: SandboxPool | None = None  # pre-started sandboxes for the parallel strategies' trajectories
-
-    def make_env() -> QuestionEnvironment:
-        tools = None
-        if search:
-            from peerstep.tools import default_tools
-            from peerstep.tools.search import open_index, search_tools
-
-            tools = [*default_tools(), *search_tools(open_index(search))]
-        session: PythonSession | bool = PythonSession(pool=pool) if (python and pool is not None) else python
-        return QuestionEnvironment(question, gold=gold, max_chars=max_question_chars, python=session, tools=tools)
-
     try:
-        make_env()  # validates the question and the index before any engine starts
+        # validates the question, the index and the budgets before any engine starts
+        question_factory(question, gold=gold, python=False, search=search, max_question_chars=max_question_chars)()
+        config = AgentConfig(budget=Budget(max_steps=max_steps, max_tokens=max_tokens, wall_time_s=wall_time),
+                             tool_choice=tool_choice)  # type: ignore[arg-type]
+        config.sampling.temperature = temperature
     except InputError as exc:
         _fail(str(exc), 2)
+    except ValidationError as exc:
+        _fail(_validation_message(exc), 2)
     except PeerstepError as exc:
         _fail(str(exc))
-    config = AgentConfig(sampling=SamplingParams(temperature=temperature, max_tokens=512, stop=list(DEFAULT_STOP)),
-                         budget=Budget(max_steps=max_steps, max_tokens=max_tokens, wall_time_s=wall_time),
-                         tool_choice=tool_choice)  # type: ignore[arg-type]
     parallel = strategy != "single"
     view = LiveView(console, parallel=parallel)
-    listeners: list[Listener] = [] if quiet else [view.on_record]
     endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine,
                         engine_config=None if base_url else _engine_config(model, port))  # type: ignore[arg-type]
-    meta = {"question": question[:2000], "engine": engine, "strategy": strategy}
     try:
         if not base_url:
             from peerstep.models import DEFAULT_MODEL, MODELS
@@ -133,47 +116,55 @@ def solve(
                 fetch_with_progress(model or DEFAULT_MODEL)
             if not quiet:
                 err.print(f"[dim]starting the {engine} engine…[/dim]")
-        with endpoint as client:
-            async def main() -> object:
+
+        async def main() -> Any:
+            async with endpoint as client:
                 try:
                     await client.check()
-                    if parallel:
-                        nonlocal pool
-                        if python:
-                            pool = SandboxPool(make_sandbox, size=n)
-                            await pool.start()
-                        try:
-                            return await run_strategy(strategy, make_env, client, n=n, agent=config,
-                                                      listeners=listeners, meta=meta)
-                        finally:
-                            if pool is not None:
-                                await pool.close()
-                    return await run_episode(make_env(), client, config=config, meta=meta, listeners=listeners,
-                                             on_token=None if quiet else view.on_token)
+                    return await arun(question, client, strategy=strategy, n=n, agent=config, gold=gold,
+                                      python=python, search=search, max_question_chars=max_question_chars,
+                                      listeners=[] if quiet else [view.on_record],
+                                      on_token=None if quiet else view.on_token,
+                                      meta={"engine": engine})
                 finally:
                     await client.close()
 
-            result = asyncio.run(main())
+        result = asyncio.run(main())
     except KeyboardInterrupt:
         _fail("interrupted; every step finished so far is in the step log (`peerstep runs`)", 130)
     except PeerstepError as exc:
         _fail(str(exc))
-    answer = getattr(result, "answer", None)
     if json_out:
-        console.print_json(result.model_dump_json())  # type: ignore[attr-defined]
+        console.print_json(result.model_dump_json())
     elif quiet:
-        console.print(answer if answer is not None else "")
-    elif isinstance(result, EpisodeResult):
-        console.print(f"[dim]run {result.run_id}: {result.steps} model calls, {result.tokens} tokens; "
-                      f"log {result.log_path}[/dim]")
+        console.print(result.answer if result.answer is not None else "")
     else:
-        console.print(f"[dim]run {result.run_id}: {strategy} with {n} trajectories, "  # type: ignore[attr-defined]
-                      f"{result.rounds} rounds, {result.tokens} tokens; "  # type: ignore[attr-defined]
-                      f"{result.stop_reason}[/dim]")  # type: ignore[attr-defined]
-    if isinstance(result, EpisodeResult) and result.error:
-        _fail(result.error)
-    if not isinstance(result, EpisodeResult) and answer is None:
-        _fail("no trajectory produced an answer")
+        shape = "" if result.n == 1 else f"{strategy} with {result.n} trajectories, {result.rounds} rounds, "
+        console.print(f"[dim]run {result.run_id}: {shape}{result.steps} model calls, {result.tokens} tokens; "
+                      f"log {result.log_path}[/dim]")
+    if result.answer is None:
+        _fail(result.error or "no trajectory produced an answer")
+
+
+def _read_stdin() -> str:
+    """The question from standard input; bytes that are not UTF-8 are an input error, not a traceback."""
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        _fail(f"the question on standard input is not valid UTF-8 (byte {exc.start}: {data[exc.start:exc.start + 1]!r})"
+              "; save it as UTF-8 and try again", 2)
+    raise AssertionError("unreachable")
+
+
+def _validation_message(exc: ValidationError) -> str:
+    """One line per bad option, in the user's words (``max_steps`` is ``--max-steps``)."""
+    parts = []
+    for e in exc.errors():
+        name = str(e["loc"][-1]) if e["loc"] else "input"
+        field = "--" + {"wall_time_s": "wall-time"}.get(name, name.replace("_", "-"))
+        parts.append(f"{field}: {e['msg'].lower()}")
+    return "; ".join(parts)
 
 
 @app.command()

@@ -84,22 +84,42 @@ def render_record(console: Console, rec: StepRecord, *, streamed: bool = False, 
 
 
 class LiveView:
-    """Listener + token sink for a run in progress."""
+    """Listener + token sink for a run in progress.
+
+    One trajectory streams token by token. Several trajectories stream line by line, each line
+    prefixed with its trajectory (their tokens arrive interleaved; whole lines stay readable).
+    """
 
     def __init__(self, console: Console, stream_tokens: bool = True, parallel: bool = False) -> None:
         self.console = console
         self.parallel = parallel
         self.stream_tokens = stream_tokens
         self._streaming = False
+        self._lines: dict[int, str] = {}
+        self._streamed: set[int] = set()
 
     def on_token(self, trajectory_id: int, delta: str) -> None:
-        if not self._streaming:
+        if not self.parallel:
             self._streaming = True
-        self.console.print(escape(delta), end="", style="white", highlight=False)
+            self.console.print(escape(delta), end="", style="white", highlight=False)
+            return
+        self._streamed.add(trajectory_id)
+        buffer = self._lines.get(trajectory_id, "") + delta
+        *done, rest = buffer.split("\n")
+        for line in done:
+            self.console.print(f"[dim]t{trajectory_id}[/dim] {escape(line)}", highlight=False)
+        self._lines[trajectory_id] = rest
 
     def on_record(self, rec: StepRecord) -> None:
-        streamed = self._streaming and rec.kind == StepKind.REASON
-        self._streaming = False
+        if self.parallel:
+            rest = self._lines.pop(rec.trajectory_id, "")
+            if rest and rec.kind == StepKind.REASON:
+                self.console.print(f"[dim]t{rec.trajectory_id}[/dim] {escape(rest)}", highlight=False)
+            streamed = rec.kind == StepKind.REASON and rec.trajectory_id in self._streamed
+            self._streamed.discard(rec.trajectory_id)
+        else:
+            streamed = self._streaming and rec.kind == StepKind.REASON
+            self._streaming = False
         render_record(self.console, rec, streamed=streamed, parallel=self.parallel)
 
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import importlib
-import inspect
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,33 +16,16 @@ from peerstep._errors import InputError, PeerstepError
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-# modules whose import registers datasets; optional ones may be missing their extra
-_DATASET_MODULES = ("peerstep.environments.builtin", "peerstep.environments.aviary")
-
-
-def _register_datasets() -> None:
-    for name in _DATASET_MODULES:
-        with contextlib.suppress(ImportError):
-            importlib.import_module(name)
-
-
 def _build_dataset(name: str, seed: int, python: bool) -> Any:
-    from peerstep.environments import dataset_names, load_dataset
+    from peerstep.environments import load_dataset
 
-    _register_datasets()
-    if name not in dataset_names():
-        raise InputError(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}")
-    from peerstep.environments._dataset import _DATASETS
-
-    accepted = inspect.signature(_DATASETS[name]).parameters
-    kwargs = {k: v for k, v in {"seed": seed, "python": python}.items() if k in accepted}
-    return load_dataset(name, **kwargs)
+    return load_dataset(name, seed=seed, python=python)
 
 
 def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | None, concurrency: int, seed: int,
                    engine: str, model: str | None, base_url: str | None, api_key: str | None, out: Path | None,
                    price_per_mtok: float | None, max_steps: int) -> None:
-    from peerstep._api import Endpoint
+    from peerstep import Endpoint
     from peerstep.agent import AgentConfig, Budget
     from peerstep.evals import EpisodeOutcome, EvalAborted, EvalReport, run_eval, summarize
 
@@ -66,8 +46,10 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
     with endpoint as probe, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                      TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
                                      console=err) as progress:
-        bars: dict[str, TaskID] = {s: progress.add_task(s if s == "single" else f"{s}@{n}", total=count,
-                                                        stats="") for s in strategies}
+        def label(s: str) -> str:
+            return s if s == "single" or s.startswith("bare-") else f"{s}@{n}"
+
+        bars: dict[str, TaskID] = {s: progress.add_task(label(s), total=count, stats="") for s in strategies}
 
         def on_outcome(o: EpisodeOutcome) -> None:
             mine = [x for x in outcomes if x.strategy == o.strategy]
@@ -106,7 +88,8 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
 
 
 Strategies = Annotated[str, typer.Option("--strategy", help="Comma-separated: single,majority,best-of-n,leap,"
-                                                            "leap+verify.")]
+                                                            "leap+verify, and the bare-model baselines "
+                                                            "bare-cot,bare-program (one request, no framework).")]
 
 
 def register(app: typer.Typer) -> None:

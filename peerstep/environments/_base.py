@@ -15,27 +15,23 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from peerstep.grading import DEFAULT_CHECKER, Checker
+from peerstep.grading import DEFAULT_CHECKER, Checker, normalise_answer
 from peerstep.tools._base import Tool, ToolResult
 
 Message = dict[str, Any]
 StepOutput = tuple[list[Message], float, bool, bool]
 
-_REGISTRY: dict[str, Callable[..., Environment]] = {}
-
-
 def register_environment(name: str) -> Callable[[Callable[..., Environment]], Callable[..., Environment]]:
     """Class decorator: make an environment constructible with ``Environment.from_name(name, **kwargs)``."""
+    from peerstep.registry import ENVIRONMENTS
 
-    def add(factory: Callable[..., Environment]) -> Callable[..., Environment]:
-        _REGISTRY[name] = factory
-        return factory
-
-    return add
+    return ENVIRONMENTS.register(name)
 
 
 def environment_names() -> list[str]:
-    return sorted(_REGISTRY)
+    from peerstep.registry import ENVIRONMENTS
+
+    return ENVIRONMENTS.names()
 
 
 class Environment(ABC):
@@ -74,12 +70,24 @@ class Environment(ABC):
     def checker(self, checker: Checker) -> None:
         self._checker = checker
 
+    @property
+    def scored(self) -> bool:
+        """Whether this environment's reward means something: it has a gold answer, or it scores by itself
+        (a game, a user checker that needs no gold). An unscored episode's reward is None, not 0.0."""
+        return self.gold is not None
+
+    def grade(self, answer: str | None) -> bool | None:
+        """Is ``answer`` right? None when nothing can tell (no gold). The verdict of a whole run: the vote's
+        answer is graded here, with the same checker the reward uses."""
+        if self.gold is None:
+            return None
+        return answer is not None and bool(self.checker(answer, self.gold))
+
     @classmethod
     def from_name(cls, name: str, **kwargs: Any) -> Environment:
-        try:
-            factory = _REGISTRY[name]
-        except KeyError:
-            raise KeyError(f"unknown environment {name!r}; known: {', '.join(environment_names())}") from None
+        from peerstep.registry import ENVIRONMENTS
+
+        factory: Callable[..., Environment] = ENVIRONMENTS.get(name)
         return factory(**kwargs)
 
 
@@ -114,6 +122,8 @@ class ToolEnvironment(Environment):
     def __init__(self, tools: list[Tool]) -> None:
         self.tools: dict[str, Tool] = {t.name: t for t in tools}
         self.done = False
+        self.submitted: str | None = None  # the submitted answer in the task's canonical form
+        self._asked_for_form = False
 
     async def run_tool(self, call: dict[str, Any]) -> Message:
         name = call.get("function", {}).get("name", "")
@@ -131,16 +141,22 @@ class ToolEnvironment(Environment):
         if self.done:
             return [], 0.0, True, False
         if not calls:
-            others = [n for n in self.tools if n != self.finish_tool]
-            hint = ("No tool call found in your reply, so nothing was run. Reply with one JSON object such as "
-                    '{"name": "<tool>", "arguments": {...}}' + f". Tools: {', '.join(others)}. "
-                    f"Use them to check your work; call {self.finish_tool} only with a result you have computed.")
-            return [{"role": "user", "content": hint}], 0.0, False, False
+            return [{"role": "user", "content": no_call_hint(list(self.tools), self.finish_tool)}], 0.0, False, False
         messages: list[Message] = []
         reward = 0.0
         for call in calls:
             if call.get("function", {}).get("name") == self.finish_tool:
+                answer = _answer_argument(call)
+                canonical = normalise_answer(self.checker, answer) if answer.strip() else None
+                if canonical is None and not self._asked_for_form:
+                    # the answer does not have the form the task grades (e.g. several numbers for a numeric
+                    # task): ask once, instead of grading a sentence as wrong
+                    self._asked_for_form = True
+                    messages.append(observation(call.get("id") or "call", self.finish_tool, _form_hint(
+                        answer, self.finish_tool)))
+                    break
                 self.done = True  # ``submit`` may reopen the episode (e.g. a wrong guess in a game)
+                self.submitted = canonical or answer.strip()
                 msg, reward = await self.submit(call)
                 messages.append(msg)
                 break  # calls after the finishing call are not run
@@ -150,3 +166,28 @@ class ToolEnvironment(Environment):
     @abstractmethod
     async def submit(self, call: dict[str, Any]) -> tuple[Message, float]:
         """Handle the finishing call: the observation and the reward. Set ``self.done = False`` to go on."""
+
+
+def no_call_hint(tool_names: list[str], finish_tool: str) -> str:
+    """What a reply without a tool call is told: how to call a tool, schematically, with the tools on offer.
+
+    Neutral on purpose: the old hint ("call submit_answer only with a result you have computed") read to small
+    models as "your answer is wrong", and its concrete example expression was copied into answers.
+    """
+    others = [n for n in tool_names if n != finish_tool]
+    return ("Your reply had no tool call, so nothing was run. To use a tool, reply with one JSON object: "
+            '{"name": "<tool name>", "arguments": {"<argument name>": <value>}}. '
+            f"Tools: {', '.join(others) or 'none'}. When you have the final answer, call {finish_tool} with it.")
+
+
+def _answer_argument(call: dict[str, Any]) -> str:
+    args = call_arguments(call)
+    if isinstance(args, dict):
+        value = args["answer"] if "answer" in args else next(iter(args.values()), "")
+        return str(value)
+    return str(args)
+
+
+def _form_hint(answer: str, finish_tool: str) -> str:
+    return (f"Your answer {answer.strip()[:200]!r} is not in the form this task is graded in (for a number: one "
+            f"number, not several). Call {finish_tool} again with just the final answer.")

@@ -8,6 +8,7 @@ Datasets are found by name through a registry, like environments.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any
@@ -16,8 +17,6 @@ from pydantic import BaseModel, Field
 
 from peerstep.environments._base import Environment
 from peerstep.grading import Checker, grade
-
-_DATASETS: dict[str, Callable[..., EnvironmentDataset]] = {}
 
 
 class TaskInfo(BaseModel):
@@ -62,22 +61,24 @@ class EnvironmentDataset(ABC):
 
 
 def register_dataset(name: str) -> Callable[[Callable[..., EnvironmentDataset]], Callable[..., EnvironmentDataset]]:
-    """Decorator: make a dataset constructible with ``load_dataset(name, **kwargs)``."""
+    """Decorator: make a dataset constructible with ``load_dataset(name, **kwargs)`` (``peerstep.registry``)."""
+    from peerstep.registry import DATASETS
 
-    def add(factory: Callable[..., EnvironmentDataset]) -> Callable[..., EnvironmentDataset]:
-        _DATASETS[name] = factory
-        return factory
-
-    return add
+    return DATASETS.register(name)
 
 
 def dataset_names() -> list[str]:
-    return sorted(_DATASETS)
+    from peerstep.registry import DATASETS
+
+    return DATASETS.names()
 
 
 def load_dataset(name: str, **kwargs: Any) -> EnvironmentDataset:
-    try:
-        factory = _DATASETS[name]
-    except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(dataset_names()) or 'none'}") from None
-    return factory(**kwargs)
+    """The dataset called ``name``, built with those of ``kwargs`` its factory accepts (``seed``, ``limit``,
+    ``python``...): the CLI passes the same options to every dataset, and not every dataset has a seed."""
+    from peerstep.registry import DATASETS
+
+    factory = DATASETS.get(name)
+    accepted = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    return factory(**{k: v for k, v in kwargs.items() if takes_any or k in accepted})

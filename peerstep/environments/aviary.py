@@ -321,6 +321,10 @@ class AviaryEnvironment(Environment):
             return self._gold
         return aviary_gold(self._inner) if self._inner is not None else None
 
+    @property
+    def scored(self) -> bool:
+        return True  # an Aviary environment computes its own reward
+
     def _failure(self, calls: list[dict[str, Any]], error: str, stage: str, content: str) -> list[Message]:
         info = {"ok": False, "error": error, "stage": stage}
         if not calls:

@@ -113,6 +113,15 @@ class _TaskEnvironment(QuestionEnvironment):
         super().__init__(question, **kwargs)
         self.check_without_gold = check_without_gold
 
+    @property
+    def scored(self) -> bool:
+        return self.gold is not None or self.check_without_gold
+
+    def grade(self, answer: str | None) -> bool | None:
+        if self.gold is None and self.check_without_gold:
+            return answer is not None and grade(answer, "", self.checker)
+        return super().grade(answer)
+
     async def submit(self, call: dict[str, Any]) -> tuple[dict[str, Any], float]:
         msg, reward = await super().submit(call)
         if self.gold is None and self.check_without_gold:

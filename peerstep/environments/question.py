@@ -65,6 +65,8 @@ class QuestionEnvironment(ToolEnvironment):
     async def reset(self) -> tuple[list[Message], list[Tool]]:
         self.done = False
         self.answer = None
+        self.submitted = None
+        self._asked_for_form = False
         return [{"role": "user", "content": self.question}], list(self.tools.values())
 
     async def close(self) -> None:

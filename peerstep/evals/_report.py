@@ -26,6 +26,7 @@ class EpisodeOutcome(BaseModel):
     seconds: float
     run_id: str
     error: str | None = None
+    steps: int = Field(default=0, description="model calls, all trajectories")
 
 
 def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:

@@ -1,8 +1,9 @@
 """Run a dataset's episodes under one or more strategies, concurrently, and collect outcomes.
 
-Each episode gets its own step log (one run file) and its own client, so tokens are counted per
-episode exactly. Outcomes are appended to ``outcomes`` as episodes finish, and optionally to a
-JSONL file, so that an interrupted eval (Ctrl-C) still reports every finished episode.
+Each episode is one call of the runner (``peerstep.arun``): its own step log (one run file) and its
+own client, so tokens are counted per episode exactly, and it is graded by the task's own checker.
+Outcomes are appended to ``outcomes`` as episodes finish, and optionally to a JSONL file, so that an
+interrupted eval (Ctrl-C) still reports every finished episode.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from peerstep._errors import ModelServerError
+from peerstep._errors import InputError, ModelServerError
+from peerstep._runner import arun
 from peerstep.agent import AgentConfig, ModelClient
 from peerstep.environments import EnvironmentDataset
+from peerstep.evals._baselines import BASELINES, run_baseline
 from peerstep.evals._report import EpisodeOutcome
-from peerstep.steplog import StepKind, StepLog, StepRecord
-from peerstep.strategies import STRATEGIES, run_strategy
+from peerstep.registry import STRATEGIES
 
 OutcomeCallback = Callable[[EpisodeOutcome], None]
 
@@ -33,36 +35,23 @@ async def run_episode_outcome(
     agent: AgentConfig | None = None,
     runs_dir: Path | None = None,
 ) -> EpisodeOutcome:
-    """One task under one strategy; failures become an outcome with ``error`` set, never an exception."""
+    """One task under one strategy through the one runner; failures become an outcome with ``error`` set."""
     info = dataset.info(index)
-    tool_calls = 0
-
-    def count(rec: StepRecord) -> None:
-        nonlocal tool_calls
-        if rec.kind == StepKind.TOOL_CALL and rec.tool is not None and rec.tool.name != "submit_answer":
-            tool_calls += 1
-
     width = 1 if strategy == "single" else n
-    log = StepLog.create(directory=runs_dir, meta={"dataset": dataset.name, "task_id": info.task_id,
-                                                   "question": info.question[:2000], "strategy": strategy,
-                                                   "n": width, "model": client.model})
     started = time.perf_counter()
-    answer, error = None, None
+    meta = {"dataset": dataset.name, "task_id": info.task_id, "question": info.question[:2000]}
     try:
-        result = await run_strategy(strategy, dataset.factory(index), client, n=width, agent=agent, log=log,
-                                    listeners=[count])
-        answer = result.answer
-        if answer is None:
-            error = "; ".join(result.errors.values()) or "no answer"
-    except Exception as exc:  # one broken episode is recorded; the eval goes on
-        error = f"{type(exc).__name__}: {exc}"
-        log.log(StepKind.ERROR, trajectory_id=-1, text=error, data={"error": type(exc).__name__, "stage": "eval"})
-    finally:
-        log.close()
-    correct = dataset.grade(index, answer) if answer is not None else False
-    return EpisodeOutcome(task_id=info.task_id, index=index, strategy=strategy, n=width, answer=answer,
-                          gold=info.gold, correct=correct, tokens=client.completion_tokens, tool_calls=tool_calls,
-                          seconds=round(time.perf_counter() - started, 2), run_id=log.run_id, error=error)
+        result = await arun(dataset.factory(index), client, strategy=strategy, n=width, agent=agent,
+                            runs_dir=runs_dir, meta=meta)
+    except Exception as exc:  # one broken episode is recorded (the runner logged it); the eval goes on
+        return EpisodeOutcome(task_id=info.task_id, index=index, strategy=strategy, n=width, answer=None,
+                              gold=info.gold, correct=False, tokens=client.completion_tokens, tool_calls=0,
+                              seconds=round(time.perf_counter() - started, 2), run_id="",
+                              error=f"{type(exc).__name__}: {exc}")
+    return EpisodeOutcome(task_id=info.task_id, index=index, strategy=strategy, n=width, answer=result.answer,
+                          gold=info.gold, correct=bool(result.correct), tokens=result.tokens,
+                          tool_calls=result.tool_calls, seconds=round(time.perf_counter() - started, 2),
+                          run_id=result.run_id, error=result.error, steps=result.steps)
 
 
 async def run_eval(
@@ -81,9 +70,9 @@ async def run_eval(
     wall: dict[str, float] | None = None,
 ) -> list[EpisodeOutcome]:
     """Every (strategy, task) pair, strategy by strategy, ``concurrency`` episodes at a time."""
-    unknown = [s for s in strategies if s not in STRATEGIES]
+    unknown = [s for s in strategies if s not in STRATEGIES and s not in BASELINES]
     if unknown:
-        raise ValueError(f"unknown strategy {unknown[0]!r}; choose from: {', '.join(STRATEGIES)}")
+        raise InputError(f"unknown strategy {unknown[0]!r}; choose from: {', '.join([*STRATEGIES, *BASELINES])}")
     count = len(dataset) if limit is None else min(limit, len(dataset))
     outcomes = outcomes if outcomes is not None else []
     wall = wall if wall is not None else {}
@@ -93,8 +82,11 @@ async def run_eval(
         async with sem:
             client = client_factory()
             try:
-                outcome = await run_episode_outcome(dataset, index, strategy, client, n=n, agent=agent,
-                                                    runs_dir=runs_dir)
+                if strategy in BASELINES:
+                    outcome = await run_baseline(dataset, index, strategy, client, runs_dir=runs_dir)
+                else:
+                    outcome = await run_episode_outcome(dataset, index, strategy, client, n=n, agent=agent,
+                                                        runs_dir=runs_dir)
             finally:
                 await client.close()
             if outcome.error is not None:

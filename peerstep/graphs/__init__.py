@@ -1,6 +1,6 @@
-"""LangGraph state machines: the reason/act loop (and, later, parallel peer-sharing rounds)."""
+"""The LangGraph state machines: the reason/act loop and the parallel graph that runs it per trajectory."""
 
-from peerstep.graphs.react import build_react_graph, run_trajectory
-from peerstep.graphs.state import TrajectoryState
+from peerstep.graphs.parallel import ParallelConfig, ParallelResult, ParallelRun
+from peerstep.graphs.react import Loop, build_react_graph
 
-__all__ = ["TrajectoryState", "build_react_graph", "run_trajectory"]
+__all__ = ["Loop", "ParallelConfig", "ParallelResult", "ParallelRun", "build_react_graph"]

@@ -3,10 +3,10 @@
     START → start ─→ [Send advance × active] ─→ barrier ─┬─ [Send advance × active]  (next round)
                                                         └─ finalize → END
 
-``advance`` runs one trajectory for one round (up to ``round_steps`` model calls or
-``round_tokens`` tokens, or until it finishes). All active trajectories advance concurrently, so
-the model server sees their requests together and can batch them (vLLM does; llama.cpp serves
-them one at a time). The edge into ``barrier`` is the synchronisation point: there the
+``advance`` runs one trajectory's reason/act loop (``peerstep.graphs.react``, the only loop) for one
+round: up to ``round_steps`` model calls or ``round_tokens`` tokens, or until it finishes. All active
+trajectories advance concurrently, so the model server sees their requests together and can batch them
+(vLLM does; llama.cpp serves them one at a time). The edge into ``barrier`` is the synchronisation point: there the
 trajectories share summaries (LeaP), verifiers may score and prune them, and the run stops
 early when enough finished trajectories agree. ``finalize`` forces an answer from every
 unfinished trajectory, scores the answers and aggregates them into one decision.
@@ -26,8 +26,10 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Send
 from pydantic import BaseModel, Field
 
-from peerstep.agent._trajectory import Trajectory
-from peerstep.graphs.state import TrajectoryState
+from peerstep.agent import Trajectory
+from peerstep.agent._state import TrajectoryState
+from peerstep.grading import Checker
+from peerstep.graphs.react import Loop
 from peerstep.peers._share import SharingConfig, share
 from peerstep.steplog import StepKind, StepLog, StepRecord
 from peerstep.verify import (
@@ -66,6 +68,7 @@ class ParallelState(TypedDict, total=False):
     pruned: Annotated[list[int], operator.add]
     scores: dict[int, dict[str, float]]
     decision: dict[str, Any] | None
+    correct: bool | None
 
 
 class ParallelResult(BaseModel):
@@ -77,7 +80,10 @@ class ParallelResult(BaseModel):
     rounds: int
     stop_reason: str
     tokens: int
+    steps: int = Field(description="model calls over all trajectories")
     errors: dict[int, str]
+    correct: bool | None = Field(default=None, description="the decision graded by the task's checker (with gold)")
+    reward: float | None = Field(default=None, description="a single trajectory's reward; None for several")
 
 
 def view_of(state: TrajectoryState, question: str, gold: str | None = None,
@@ -101,6 +107,10 @@ class ParallelRun:
                  verifiers: list[Verifier] | None = None,
                  listeners: list[Callable[[StepRecord], None]] | None = None) -> None:
         self.trajectories = {t.trajectory_id: t for t in trajectories}
+        self.loops = {t.trajectory_id: Loop(t) for t in trajectories}
+        self.envs = [t.env for t in trajectories]
+        # the task's own checker decides reward, vote grouping and the verdict alike
+        self.checker: Checker = self.envs[0].checker
         self.config = config
         self.log = log
         self.verifiers = list(verifiers or [])
@@ -133,8 +143,7 @@ class ParallelRun:
 
     async def advance(self, payload: dict[str, Any]) -> ParallelState:
         tid = payload["tid"]
-        new = await self.trajectories[tid].advance(payload["state"], self.config.round_steps,
-                                                   self.config.round_tokens)
+        new = await self.loops[tid].run_round(payload["state"], self.config.round_steps, self.config.round_tokens)
         return {"trajectories": {tid: new}}
 
     async def barrier(self, state: ParallelState) -> ParallelState:
@@ -144,7 +153,8 @@ class ParallelRun:
         finished = [Candidate(trajectory_id=tid, answer=st.get("answer")) for tid, st in states.items()
                     if st.get("done") and not st.get("error")]
         stop: str | None = None
-        if self.config.early_stop and (agreed := agreement_reached(finished, self.config.early_stop)):
+        if self.config.early_stop and (agreed := agreement_reached(finished, self.config.early_stop,
+                                                                   equivalent=self.checker)):
             stop = f"early stop: {self.config.early_stop} trajectories agree on {agreed!r}"
         elif not active:
             stop = "all trajectories finished"
@@ -180,7 +190,7 @@ class ParallelRun:
             async def force(tid: int) -> tuple[int, TrajectoryState]:
                 traj = self.trajectories[tid]
                 forced = traj.force(states[tid], "the run's last round ended")
-                return tid, await traj.advance(forced, max_steps=3, max_tokens=10**9)
+                return tid, await self.loops[tid].run_round(forced, max_steps=1, max_tokens=10**9)
 
             states.update(dict(await asyncio.gather(*(force(t) for t in unfinished))))
         answered = {tid: st for tid, st in states.items() if st.get("done") and not st.get("error")}
@@ -190,11 +200,12 @@ class ParallelRun:
         candidates = [Candidate(trajectory_id=tid, answer=st.get("answer"), score=_mean(scores.get(tid), None))
                       for tid, st in sorted(answered.items())]
         decide = {"majority": majority_vote, "weighted": weighted_vote, "best-of-n": best_of_n}[self.config.aggregate]
-        decision = decide(candidates)
+        decision = decide(candidates, equivalent=self.checker)
+        correct = self.envs[0].grade(decision.answer)  # the task's own verdict, as for the reward
         self.run_record(StepKind.AGGREGATE, text=decision.answer, data={
             "decision": decision.model_dump(), "stop_reason": state.get("stop_reason"), "gold": self.gold,
-            "correct": None if self.gold is None else _correct(decision.answer, self.gold)})
-        return {"trajectories": states, "scores": scores, "decision": decision.model_dump()}
+            "correct": correct})
+        return {"trajectories": states, "scores": scores, "decision": decision.model_dump(), "correct": correct}
 
     async def _score(self, states: dict[int, TrajectoryState], partial: bool) -> dict[int, dict[str, float]]:
         verifiers = [v for v in self.verifiers if v.partial_ok or not partial]
@@ -248,7 +259,10 @@ class ParallelRun:
             answers={tid: st.get("answer") for tid, st in sorted(states.items())},
             scores=final.get("scores") or {}, rounds=final.get("round", 0),
             stop_reason=final.get("stop_reason") or "", tokens=sum(st.get("tokens", 0) for st in states.values()),
-            errors={tid: str(st.get("error")) for tid, st in states.items() if st.get("error")})
+            steps=sum(st.get("steps", 0) for st in states.values()),
+            errors={tid: str(st.get("error")) for tid, st in states.items() if st.get("error")},
+            correct=final.get("correct"),
+            reward=next(iter(states.values())).get("reward") if len(states) == 1 else None)
 
 
 def _mean(scores: dict[str, float] | None, default: float | None = 0.5) -> Any:
@@ -256,8 +270,3 @@ def _mean(scores: dict[str, float] | None, default: float | None = 0.5) -> Any:
         return default
     return sum(scores.values()) / len(scores)
 
-
-def _correct(answer: str | None, gold: str) -> bool:
-    from peerstep.verify import answers_equivalent
-
-    return answers_equivalent(answer, gold)

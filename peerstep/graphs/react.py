@@ -1,31 +1,44 @@
-"""The single-trajectory reason/act graph.
+"""The reason/act loop: the one place where a trajectory's steps are sequenced.
 
-    START → reason ─┬─(action)──→ act ─┬─(not done)─→ reason
-                    └─(done)──→ END     └─(done)────→ END
+    START ─┬─(done)──→ END
+           └─→ reason ─┬─(done)────→ END
+                       └─(action)──→ act ─┬─(done or round over)─→ END
+                                          ├─(forced, no answer)──→ give_up → END
+                                          └─(otherwise)──────────→ reason
 
-``reason`` is one model call; ``act`` runs the requested tool calls through the
-environment. Budgets are checked in ``reason``: when one runs out, the next call is forced
-to answer (a named ``tool_choice`` on ``submit_answer``, which llama.cpp and vLLM both
-enforce with constrained decoding).
+``reason`` is one model call; ``act`` runs the requested tool calls through the environment
+(or applies the answer policy to a reply without a call). A caller runs the loop for one
+*round*: up to ``round_steps`` model calls or ``round_tokens`` generated tokens, or until the
+trajectory finishes. Every strategy runs trajectories this way, between barriers of the parallel
+graph; ``single`` is that graph with one trajectory and one long round.
+
+Budgets are checked in ``reason``: when one runs out, the next call is forced to answer (a named
+``tool_choice`` on the finishing tool, which llama.cpp and vLLM enforce with constrained decoding).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from langgraph.graph import END, START, StateGraph
 
-from peerstep.graphs.state import TrajectoryState
+from peerstep.agent import Trajectory
+from peerstep.agent._state import TrajectoryState
+from peerstep.steplog import StepKind
 
-if TYPE_CHECKING:
-    from peerstep.agent._trajectory import Trajectory
-
-# a forced answer gets this many extra model calls before the trajectory is given up
-_FORCED_GRACE = 2
+# a forced answer gets this many model calls before the trajectory is given up
+FORCED_GRACE = 3
 
 
 def build_react_graph(trajectory: Trajectory) -> Any:
-    """Compile the reason/act graph for one trajectory runtime."""
+    """Compile the reason/act loop for one trajectory runtime (resources live in ``trajectory``, not state)."""
+
+    def round_over(state: TrajectoryState) -> bool:
+        return (state["steps"] >= state.get("round_end_steps", 10**9)
+                or state["tokens"] >= state.get("round_end_tokens", 10**12))
+
+    def entry(state: TrajectoryState) -> str:
+        return END if state.get("done") else "reason"
 
     def after_reason(state: TrajectoryState) -> str:
         return END if state.get("done") else "act"
@@ -33,14 +46,14 @@ def build_react_graph(trajectory: Trajectory) -> Any:
     def after_act(state: TrajectoryState) -> str:
         if state.get("done"):
             return END
-        if state.get("forced") and state["steps"] > trajectory.config.budget.max_steps + _FORCED_GRACE:
+        if state.get("forced") and state.get("forced_calls", 0) >= FORCED_GRACE:
             return "give_up"
+        if round_over(state) and not state.get("forced"):
+            return END  # yield to the barrier; a forced answer is finished within the round
         return "reason"
 
     async def give_up(state: TrajectoryState) -> TrajectoryState:
-        from peerstep.steplog import StepKind
-
-        text = "the budget ran out and the forced answer was not given"
+        text = "the answer was forced and not given"
         trajectory.record(StepKind.ERROR, state["last_step_id"], text=text, data={"error": "no_answer"})
         return {"done": True, "error": text}
 
@@ -48,21 +61,33 @@ def build_react_graph(trajectory: Trajectory) -> Any:
     graph.add_node("reason", trajectory.reason)
     graph.add_node("act", trajectory.act)
     graph.add_node("give_up", give_up)
-    graph.add_edge(START, "reason")
+    graph.add_conditional_edges(START, entry, ["reason", END])
     graph.add_conditional_edges("reason", after_reason, ["act", END])
     graph.add_conditional_edges("act", after_act, ["reason", "give_up", END])
     graph.add_edge("give_up", END)
     return graph.compile()
 
 
-def recursion_limit(trajectory: Trajectory) -> int:
-    """Enough supersteps for the budget plus the forced answer; set explicitly (defaults vary by version)."""
-    return 2 * (trajectory.config.budget.max_steps + _FORCED_GRACE + 2) + 4
+class Loop:
+    """A trajectory's compiled loop, run one round at a time. Never raises: a failure retires the trajectory."""
 
+    def __init__(self, trajectory: Trajectory) -> None:
+        self.trajectory = trajectory
+        self.graph = build_react_graph(trajectory)
 
-async def run_trajectory(trajectory: Trajectory) -> TrajectoryState:
-    """Run one trajectory to its end and return the final state."""
-    state = await trajectory.start()
-    graph = build_react_graph(trajectory)
-    final: TrajectoryState = await graph.ainvoke(state, {"recursion_limit": recursion_limit(trajectory)})
-    return final
+    async def run_round(self, state: TrajectoryState, max_steps: int, max_tokens: int) -> TrajectoryState:
+        budget = self.trajectory.config.budget.max_steps
+        calls = min(max_steps, budget + 2) + FORCED_GRACE + 2  # the round, a forced answer and its grace
+        state = {**state, "round_end_steps": state["steps"] + max_steps,
+                 "round_end_tokens": state["tokens"] + max_tokens}
+        last: TrajectoryState = state
+        try:
+            # streamed so that a failure mid-round keeps the steps (and token counts) the round already made
+            async for values in self.graph.astream(state, {"recursion_limit": 2 * calls + 6}, stream_mode="values"):
+                last = values
+        except Exception as exc:  # one trajectory's failure must never fail its siblings
+            text = f"trajectory {self.trajectory.trajectory_id} failed: {type(exc).__name__}: {exc}"
+            self.trajectory.record(StepKind.ERROR, last.get("last_step_id"), text=text,
+                                   data={"error": type(exc).__name__, "stage": "loop"})
+            return {**last, "done": True, "error": text}
+        return last

@@ -16,8 +16,8 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from peerstep._errors import PeerstepError
+from peerstep.agent._state import TrajectoryState
 from peerstep.agent._trajectory import Trajectory, wire_messages
-from peerstep.graphs.state import TrajectoryState
 from peerstep.peers._messages import SUMMARY_OPENER, SUMMARY_TRIGGER, clean_summary, comment_block
 from peerstep.peers._routing import Router, get_router
 from peerstep.steplog import StepKind, Usage

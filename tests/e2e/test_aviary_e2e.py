@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from peerstep._api import run_episode
+from peerstep import arun
 from peerstep.agent import AgentConfig, Budget
 from peerstep.engines import ManagedEngine
 from peerstep.environments.aviary import aviary_calculator
@@ -25,7 +25,7 @@ async def test_real_model_on_aviary_calculator(llamacpp_engine: ManagedEngine, r
     client = llamacpp_engine.client()
     log = StepLog.create(directory=runs_dir, meta={"dataset": dataset.name, "task_id": info.task_id})
     try:
-        result = await run_episode(dataset.make(0), client, config=AgentConfig(budget=Budget(max_steps=4)), log=log)
+        result = await arun(dataset.make(0), client, agent=AgentConfig(budget=Budget(max_steps=4)), log=log)
     finally:
         await client.close()
     assert result.error is None

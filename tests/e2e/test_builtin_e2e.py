@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from peerstep._api import run_episode
+from peerstep import arun
 from peerstep.agent import AgentConfig, Budget
 from peerstep.engines import ManagedEngine
 from peerstep.environments.builtin import MathDataset, ScienceDataset, TaskListDataset, WikiQADataset
@@ -25,7 +25,7 @@ async def _scored_episode(engine: ManagedEngine, ds: TaskListDataset, runs: Path
     client = engine.client()
     log = StepLog.create(directory=runs)
     try:
-        result = await run_episode(ds.make(0), client, log=log, config=AgentConfig(budget=Budget(max_steps=6)))
+        result = await arun(ds.make(0), client, log=log, agent=AgentConfig(budget=Budget(max_steps=6)))
     finally:
         await client.close()
     finals = list(log.records(kind=StepKind.FINAL))

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import pytest
 
+from peerstep import arun
 from peerstep.engines import ManagedEngine
 from peerstep.environments import QuestionEnvironment
 from peerstep.graphs.parallel import ParallelConfig
 from peerstep.peers import SharingConfig
 from peerstep.steplog import StepKind, StepLog
-from peerstep.strategies import run_strategy, strategy_verifiers
+from peerstep.strategies import strategy_verifiers
 from peerstep.verify import answers_equivalent
 
 pytestmark = pytest.mark.slow
@@ -24,9 +25,9 @@ async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: P
                             barrier_verify=True, aggregate="weighted")
     log = StepLog.create(directory=runs_dir)
     try:
-        result = await run_strategy(
-            "leap+verify", lambda: QuestionEnvironment("What is 37 * 43 + 19?", gold="1610", python=False),
-            client, config=config, verifiers=strategy_verifiers("leap+verify", client), log=log)
+        result = await arun(lambda: QuestionEnvironment("What is 37 * 43 + 19?", gold="1610", python=False),
+                            client, strategy="leap+verify", parallel=config,
+                            verifiers=strategy_verifiers("leap+verify", client), log=log)
     finally:
         await client.close()
     # the small model's accuracy is measured in bench/; here: an answer was decided and graded consistently

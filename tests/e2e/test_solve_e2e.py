@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from peerstep._api import asolve
+from peerstep import asolve
 from peerstep.engines import ManagedEngine
 from peerstep.steplog import StepKind, StepLog
 

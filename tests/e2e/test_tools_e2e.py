@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from peerstep._api import run_episode
+from peerstep import arun
 from peerstep.engines import ManagedEngine
 from peerstep.environments import QuestionEnvironment
 from peerstep.steplog import StepKind, StepLog
@@ -20,7 +20,7 @@ async def _run(engine: ManagedEngine, env: QuestionEnvironment, runs: Path) -> t
     client = engine.client()
     log = StepLog.create(directory=runs)
     try:
-        result = await run_episode(env, client, log=log)
+        result = await arun(env, client, log=log)
     finally:
         await client.close()
     with StepLog.open(log.run_id, runs) as reader:

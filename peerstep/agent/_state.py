@@ -1,7 +1,7 @@
-"""Graph state: plain data only, so that it checkpoints cheaply and serialises anywhere.
+"""One trajectory's state: plain data only, so that it checkpoints cheaply and serialises anywhere.
 
 Resources (model client, environment, step log) are not state; they live in the
-``Trajectory`` runtime the nodes close over. The step log is not state either: it is
+``Trajectory`` runtime the loop's nodes close over. The step log is not state either: it is
 written to disk as steps happen.
 """
 
@@ -21,6 +21,14 @@ class TrajectoryState(TypedDict, total=False):
     forced: bool  # the budget ran out; the next call must answer
     last_step_id: str | None  # parent for the next step record
     seen_calls: list[str]  # signatures of calls already run, to flag exact repeats
+    round_end_steps: int  # the loop yields to its caller (a barrier) when ``steps`` reaches this
+    round_end_tokens: int  # ... or when ``tokens`` reaches this
+    stated_answer: str | None  # the last final answer the model stated in plain text
+    last_result: str | None  # the output of the last tool call that succeeded
+    tools_used: int  # tool calls run (the finishing call excluded)
+    nudged: list[str]  # one-time hints already sent (by key), so none is sent twice
+    idle: int  # replies in a row with neither a tool call nor an answer
+    forced_calls: int  # model calls made since the answer was forced
     done: bool
     answer: str | None
     reward: float | None

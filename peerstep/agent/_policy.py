@@ -1,0 +1,77 @@
+"""The answer policy: what the loop does with a reply that calls no tool.
+
+Measured on held-out word problems, the old loop refused every reply without a tool call
+with "No tool call found … call submit_answer only with a result you have computed". A 1.5B
+model that had just computed the right number and written "\\boxed{4727}" read that as "your
+answer is wrong", computed something else and submitted it. An answer the model has stated is
+never thrown away now. The policies (chosen by ``AgentConfig.answer_policy``):
+
+``accept``
+    A clearly stated final answer (``\\boxed{…}``, "final answer: …", "the answer is …") is
+    submitted as if the model had called the finishing tool.
+``confirm``
+    Ask once, quoting the stated answer ("You wrote 4727. If that is your final answer, call
+    submit_answer with it."); a second reply without a call has its stated answer submitted.
+``check``
+    Like ``accept`` once a tool has been used; an answer stated before any tool use gets one
+    request to check it with a tool (quoting it), then is accepted.
+
+A reply with no stated answer that repeats the last tool result is asked once, neutrally,
+whether that is the answer. No message here says or implies that a result was wrong.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Literal
+
+from peerstep.grading import stated_answer
+
+AnswerPolicy = Literal["accept", "confirm", "check"]
+ANSWER_POLICIES: tuple[str, ...] = ("accept", "confirm", "check")
+# tools that compute: an answer stated without any of them may deserve a check (policy "check")
+COMPUTE_TOOLS = ("calculate", "python")
+# replies in a row with no tool call and no answer before the answer is forced
+MAX_IDLE_REPLIES = 3
+
+
+@dataclass(frozen=True)
+class NoCall:
+    """The loop's decision for a reply without a tool call."""
+
+    submit: str | None = None  # submit this answer with the finishing tool
+    message: str | None = None  # or send this to the model (once; ``key`` remembers it was sent)
+    key: str | None = None
+    force: bool = False  # or force the final answer now
+    stated: str | None = None  # the answer the reply stated, if any (logged either way)
+
+
+def _numbers(text: str) -> list[str]:
+    return [n.replace(",", "") for n in re.findall(r"-?\d[\d,]*(?:\.\d+)?", text)]
+
+
+def decide(text: str, *, policy: AnswerPolicy, finish_tool: str, tool_names: list[str], tools_used: int,
+           last_result: str | None, nudged: list[str], idle: int) -> NoCall:
+    """Decide what to do with a reply that called no tool. Pure: the caller logs and applies it."""
+    stated = stated_answer(text)
+    if stated:
+        if policy == "confirm" and "confirm" not in nudged:
+            return NoCall(message=f"You wrote {stated}. If that is your final answer, call {finish_tool} with it.",
+                          key="confirm", stated=stated)
+        computes = [t for t in COMPUTE_TOOLS if t in tool_names]
+        if policy == "check" and tools_used == 0 and computes and "check" not in nudged:
+            return NoCall(message=(f"You wrote {stated} without running a tool. Check it with one {computes[0]} "
+                                   f"call; if it holds, call {finish_tool} with it."), key="check", stated=stated)
+        return NoCall(submit=stated, stated=stated)
+    if last_result is not None:
+        result_numbers = _numbers(last_result)
+        if len(result_numbers) == 1 and result_numbers[0] in _numbers(text):
+            key = f"restated:{result_numbers[0]}"
+            if key not in nudged:
+                value = last_result.strip()
+                return NoCall(message=(f"You wrote {value}. If that is your final answer, call {finish_tool} "
+                                       f"with it; otherwise make the next tool call."), key=key)
+    if idle + 1 >= MAX_IDLE_REPLIES:
+        return NoCall(force=True)
+    return NoCall()

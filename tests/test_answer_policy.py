@@ -1,0 +1,144 @@
+"""The answer policy of the reason/act loop, pinned with a scripted model: an answer is never lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peerstep import AgentConfig, Budget, arun
+from peerstep.environments import QuestionEnvironment
+from peerstep.steplog import StepKind, StepLog
+from tests.scripted import ScriptedClient
+
+CALC = '{"name": "calculate", "arguments": {"expression": "48123 * 9177 - 600"}}'
+
+
+def sent_texts(client: ScriptedClient) -> list[str]:
+    """Every user/tool message the loop sent to the model (not the question itself)."""
+    out: list[str] = []
+    for request in client.requests_seen:
+        for msg in request["messages"][2:]:
+            if msg["role"] in ("user", "tool") and msg["content"] not in out:
+                out.append(msg["content"])
+    return out
+
+
+def records(log: StepLog, kind: StepKind) -> list:  # type: ignore[type-arg]
+    with StepLog(log.path, log.run_id) as reader:
+        return list(reader.records(kind=kind))
+
+
+async def test_boxed_answer_after_a_tool_result_is_submitted(tmp_path: Path) -> None:
+    client = ScriptedClient([CALC, "So the result is \\boxed{441624171}."])
+    log = StepLog.create(directory=tmp_path)
+    result = await arun(QuestionEnvironment("What is 48123 * 9177 minus 12% of 5,000?", gold="441624171"), client,
+                        log=log)
+    assert result.answer == "441624171" and result.reward == 1.0 and result.correct is True
+    assert result.steps == 2  # no third call to "confirm" what the model already said
+    calls = [r.tool for r in records(log, StepKind.TOOL_CALL)]
+    assert [(c.name, c.source) for c in calls] == [("calculate", "json_text"), ("submit_answer", "stated_answer")]
+    reasons = records(log, StepKind.REASON)
+    assert reasons[-1].data["stated_answer"] == "441624171"
+
+
+async def test_stated_answer_without_tools_is_accepted_by_default(tmp_path: Path) -> None:
+    client = ScriptedClient(["6 times 7 is 42, so the answer is 42."])
+    result = await arun(QuestionEnvironment("What is 6*7?", gold="42"), client,
+                        log=StepLog.create(directory=tmp_path))
+    assert result.answer == "42" and result.reward == 1.0 and result.steps == 1
+
+
+async def test_check_policy_asks_once_for_a_tool_check_quoting_the_answer(tmp_path: Path) -> None:
+    client = ScriptedClient([
+        "The answer is 42.",
+        '{"name": "calculate", "arguments": {"expression": "6*7"}}',
+        "Checked: the answer is 42.",
+    ])
+    config = AgentConfig(answer_policy="check")
+    result = await arun(QuestionEnvironment("What is 6*7?", gold="42"), client, agent=config,
+                        log=StepLog.create(directory=tmp_path))
+    assert result.answer == "42" and result.steps == 3
+    ask = client.requests_seen[1]["messages"][-1]["content"]
+    assert "You wrote 42" in ask and "calculate" in ask
+
+
+async def test_confirm_policy_quotes_the_answer_then_accepts_it(tmp_path: Path) -> None:
+    client = ScriptedClient(["\\boxed{4727}", "\\boxed{4727}"])
+    config = AgentConfig(answer_policy="confirm")
+    result = await arun(QuestionEnvironment("How many boxes?", gold="4727"), client, agent=config,
+                        log=StepLog.create(directory=tmp_path))
+    assert result.answer == "4727" and result.steps == 2
+    assert client.requests_seen[1]["messages"][-1]["content"] == (
+        "You wrote 4727. If that is your final answer, call submit_answer with it.")
+
+
+async def test_forced_answer_falls_back_to_the_last_stated_answer(tmp_path: Path) -> None:
+    """A server that ignores the named tool_choice, and a forced reply with no answer in it: the answer the
+    model stated before is submitted, not the forced reply's text (a fresh guess)."""
+    client = ScriptedClient(["Final answer: 4727", "Let me think about this again from the start."])
+    config = AgentConfig(answer_policy="confirm", budget=Budget(max_steps=1))
+    log = StepLog.create(directory=tmp_path)
+    result = await arun(QuestionEnvironment("How many boxes?", gold="4727"), client, agent=config, log=log)
+    assert result.answer == "4727" and result.reward == 1.0
+    assert records(log, StepKind.TOOL_CALL)[-1].tool.source == "forced_fallback"
+
+
+async def test_forced_answer_falls_back_to_the_last_computed_result(tmp_path: Path) -> None:
+    client = ScriptedClient([CALC, "Hmm.", "I would need more time."])
+    config = AgentConfig(budget=Budget(max_steps=2))
+    result = await arun(QuestionEnvironment("What is 48123 * 9177 minus 12% of 5,000?", gold="441624171"),
+                        client, agent=config, log=StepLog.create(directory=tmp_path))
+    assert result.answer == "441624171"
+
+
+async def test_a_restated_result_gets_a_neutral_question(tmp_path: Path) -> None:
+    client = ScriptedClient([CALC, "48123 * 9177 - 600 = 441624171",
+                             '{"name": "submit_answer", "arguments": {"answer": "441624171"}}'])
+    result = await arun(QuestionEnvironment("What is 48123 * 9177 minus 12% of 5,000?", gold="441624171"),
+                        client, log=StepLog.create(directory=tmp_path))
+    assert result.answer == "441624171"
+    ask = client.requests_seen[2]["messages"][-1]["content"]
+    assert ask.startswith("You wrote 441624171. If that is your final answer, call submit_answer")
+
+
+async def test_no_message_suggests_a_result_was_wrong(tmp_path: Path) -> None:
+    client = ScriptedClient([CALC, "Let me see.", "Hmm, interesting.", "Still thinking.", "Done thinking."])
+    config = AgentConfig(budget=Budget(max_steps=8))
+    await arun(QuestionEnvironment("What is 48123 * 9177 minus 12% of 5,000?"), client, agent=config,
+               log=StepLog.create(directory=tmp_path))
+    for text in sent_texts(client):
+        lowered = text.lower()
+        assert "wrong" not in lowered and "only with a result you have computed" not in lowered
+        assert "2 * (3 + 4)" not in text  # hints carry no concrete expression a small model could copy
+
+
+async def test_idle_replies_force_the_answer(tmp_path: Path) -> None:
+    client = ScriptedClient(["Let me see.", "Hmm.", "Well.", "[submit] 7"])
+    log = StepLog.create(directory=tmp_path)
+    await arun(QuestionEnvironment("What is 3+4?"), client, log=log)
+    assert client.requests_seen[3]["tool_choice"] == {"type": "function", "function": {"name": "submit_answer"}}
+    assert any("without a tool call" in (r.text or "") for r in records(log, StepKind.BUDGET))
+
+
+async def test_unparseable_first_call_runs_nothing_after_it(tmp_path: Path) -> None:
+    """The held-out failure: a broken python call, an invented result, then a submit of that invention."""
+    reply = ('{"name": "python", "arguments": {"code": print(7482 - 263)}}\n'
+             "Output: 7219\n"
+             '{"name": "submit_answer", "arguments": {"answer": "7219"}}')
+    client = ScriptedClient([reply, '{"name": "submit_answer", "arguments": {"answer": "done"}}'])
+    log = StepLog.create(directory=tmp_path)
+    result = await arun(QuestionEnvironment("q?", python=False,
+                                            tools=[]), client, log=log)
+    assert result.steps == 2 and result.answer == "done"
+    assert "not understood" in client.requests_seen[1]["messages"][-1]["content"]
+    assert [r.tool.name for r in records(log, StepKind.TOOL_CALL)] == ["submit_answer"]
+
+
+async def test_a_triple_quoted_code_call_is_recovered(tmp_path: Path) -> None:
+    from peerstep.agent import parse_tool_calls
+
+    reply = ('{"name": "python", "arguments": {"code": """\nx = 7482 - 263\nprint(x)\n"""}}\n'
+             '{"name": "submit_answer", "arguments": {"answer": "7219"}}')
+    parsed = parse_tool_calls(reply, None, ["python", "submit_answer"])
+    assert parsed.error is None
+    assert [(c.name, c.arguments, c.source) for c in parsed.calls] == [
+        ("python", {"code": "x = 7482 - 263\nprint(x)"}, "json_text_recovered")]
