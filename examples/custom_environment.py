@@ -12,8 +12,7 @@ import asyncio
 from typing import Any
 
 from peerstep import Endpoint, StepLog, Tool, arun
-from peerstep.environments import ToolEnvironment, register_environment
-from peerstep.environments._base import Message, call_arguments, observation
+from peerstep.environments import Message, ToolEnvironment, call_arguments, observation, register_environment
 
 
 @register_environment("guess-number")

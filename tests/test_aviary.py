@@ -285,8 +285,8 @@ async def test_reply_without_a_tool_call_gets_a_hint(tmp_path: Path) -> None:
     result = await arun(aviary_calculator().make(0), client, log=StepLog.create(directory=tmp_path))
     assert result.reward == 1.0 and result.steps == 2
     hint = client.requests_seen[1]["messages"][-1]
-    assert hint["role"] == "user" and "No tool call found" in hint["content"]
-    assert "Tools: calculator." in hint["content"] and "Call submit_answer" in hint["content"]
+    assert hint["role"] == "user" and "Your reply had no tool call" in hint["content"]
+    assert "Tools: calculator." in hint["content"] and "call submit_answer with it" in hint["content"]
 
 
 async def test_reply_without_a_tool_call_under_aviary_policy(tmp_path: Path) -> None:

@@ -114,3 +114,22 @@ def test_openai_round_trip() -> None:
     wire = call.openai()
     assert wire["type"] == "function" and wire["function"] == {"name": "calculate",
                                                                "arguments": '{"expression": "2"}'}
+
+
+def test_consecutive_python_blocks_run_as_one_program() -> None:
+    """Small models write a program in steps, later blocks using earlier variables: they run together, and the
+    text between them (including invented outputs) is cut."""
+    text = ("Step 1:\n```python\na = 48123 * 9177\nprint(a)\n```\nStep 2:\n```python\nb = 0.12 * 5000\n```\n"
+            "Step 3:\n```python\nprint(a - b)\n```\nOutput:\n```\n39489761\n```\nSo \\boxed{39489761}")
+    result = parse_tool_calls(text, None, TOOLS)
+    assert [(c.name, c.arguments) for c in result.calls] == [
+        ("python", {"code": "a = 48123 * 9177\nprint(a)\n\nb = 0.12 * 5000\n\nprint(a - b)"})]
+    assert "39489761" not in text[: result.calls[0].end]
+
+
+def test_a_json_call_ends_the_program() -> None:
+    text = ('```python\nprint(1)\n```\n{"name": "submit_answer", "arguments": {"answer": "1"}}\n'
+            '```python\nprint(2)\n```')
+    calls = parse_tool_calls(text, None, TOOLS).calls
+    assert [(c.name, c.arguments) for c in calls][:2] == [("python", {"code": "print(1)"}),
+                                                         ("submit_answer", {"answer": "1"})]

@@ -197,9 +197,13 @@ def parse_tool_calls(
     if tagged and (broken is None or tagged[0].start() < broken):
         broken, unknown = tagged[0].start(), None
     if code_fences and "python" in known:
-        block = code_fences[0]
-        calls.append(ParsedCall(name="python", arguments={"code": block.group(2).strip()}, source="code_block",
-                                start=block.start(), end=block.end()))
+        # Consecutive python blocks are one program written in steps (step 3 uses step 1's variables): they run
+        # together, in order, as one cell. A JSON call between them ends the program.
+        first_json = min((c.start or 0 for c in calls), default=len(text))
+        blocks = [b for b in code_fences if b.start() < first_json] or code_fences[:1]
+        code = "\n\n".join(b.group(2).strip() for b in blocks)
+        calls.append(ParsedCall(name="python", arguments={"code": code}, source="code_block",
+                                start=blocks[0].start(), end=blocks[-1].end()))
     calls.sort(key=lambda c: c.start or 0)
     if broken is not None and (not calls or broken < (calls[0].start or 0)):
         recovered = _recover(text, broken, known) if unknown is None else None

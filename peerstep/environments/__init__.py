@@ -5,7 +5,9 @@ from peerstep.environments._base import (
     Message,
     StepOutput,
     ToolEnvironment,
+    call_arguments,
     environment_names,
+    observation,
     register_environment,
 )
 from peerstep.environments._dataset import (
@@ -18,5 +20,5 @@ from peerstep.environments._dataset import (
 from peerstep.environments.question import QuestionEnvironment, submit_answer
 
 __all__ = ["Environment", "EnvironmentDataset", "Message", "QuestionEnvironment", "StepOutput", "TaskInfo",
-           "ToolEnvironment", "dataset_names", "environment_names", "load_dataset",
+           "ToolEnvironment", "call_arguments", "dataset_names", "environment_names", "load_dataset", "observation",
            "register_dataset", "register_environment", "submit_answer"]

@@ -168,7 +168,7 @@ class ToolEnvironment(Environment):
         """Handle the finishing call: the observation and the reward. Set ``self.done = False`` to go on."""
 
 
-def no_call_hint(tool_names: list[str], finish_tool: str) -> str:
+def no_call_hint(tool_names: list[str], finish_tool: str | None) -> str:
     """What a reply without a tool call is told: how to call a tool, schematically, with the tools on offer.
 
     Neutral on purpose: the old hint ("call submit_answer only with a result you have computed") read to small
@@ -177,7 +177,8 @@ def no_call_hint(tool_names: list[str], finish_tool: str) -> str:
     others = [n for n in tool_names if n != finish_tool]
     return ("Your reply had no tool call, so nothing was run. To use a tool, reply with one JSON object: "
             '{"name": "<tool name>", "arguments": {"<argument name>": <value>}}. '
-            f"Tools: {', '.join(others) or 'none'}. When you have the final answer, call {finish_tool} with it.")
+            f"Tools: {', '.join(others) or 'none'}."
+            + (f" When you have the final answer, call {finish_tool} with it." if finish_tool else ""))
 
 
 def _answer_argument(call: dict[str, Any]) -> str:

@@ -67,7 +67,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 from peerstep._errors import PeerstepError
-from peerstep.environments._base import Environment, Message, StepOutput
+from peerstep.environments._base import Environment, Message, StepOutput, no_call_hint
 from peerstep.environments._dataset import EnvironmentDataset, TaskInfo, register_dataset
 from peerstep.grading import DEFAULT_CHECKER, Checker, NumericChecker
 from peerstep.tools._base import Tool, ToolResult
@@ -354,12 +354,7 @@ class AviaryEnvironment(Environment):
         return [to_openai_message(m) for m in messages], list(self.tools)
 
     def _hint(self) -> str:
-        others = [t.name for t in self.tools if t.name != self.finish_tool]
-        text = ("No tool call found in your reply, so nothing was run. Reply with one JSON object such as "
-                '{"name": "<tool>", "arguments": {...}}' + f". Tools: {', '.join(others) or 'none'}.")
-        if self.finish_tool:
-            text += f" Call {self.finish_tool} with your final answer when you have computed it."
-        return text
+        return no_call_hint([t.name for t in self.tools], self.finish_tool)
 
     async def step(self, action: Message) -> StepOutput:
         calls = list(action.get("tool_calls") or [])
@@ -382,8 +377,17 @@ class AviaryEnvironment(Environment):
                 0.0, False, give_up
         self.errors = 0
         out = []
+        names = {t.name for t in self.tools}
+        called = {c.get("id"): c.get("function", {}).get("name", "") for c in calls}
         for obs in observations:
             msg = to_openai_message(obs)
+            name = called.get(msg.get("tool_call_id"))
+            if msg.get("role") == "tool" and not str(msg.get("content") or "").strip() and name is not None \
+                    and name not in names:
+                # Aviary answers an unknown tool (or unparseable arguments, its "INVALID") with an empty message:
+                # say what went wrong, so the agent can recover
+                msg["content"] = (f"Error: there is no tool named {name!r} (or its arguments were not valid "
+                                  f"JSON). Available tools: {', '.join(sorted(names))}.")
             info = msg.get("info")
             if isinstance(info, dict) and isinstance(info.get("start_ts"), int | float) \
                     and isinstance(info.get("end_ts"), int | float):
@@ -517,9 +521,14 @@ def calculator_task_dataset(rows: Sequence[CalculatorRow] = CALCULATOR_ROWS,
 
 
 @register_dataset("aviary-calculator")
-def aviary_calculator() -> AviaryDataset:
-    """Aviary's calculator environment on ``CALCULATOR_ROWS``, for ``peerstep eval aviary-calculator``."""
-    task_dataset = calculator_task_dataset()
+def aviary_calculator(done_on_failure: bool = False) -> AviaryDataset:
+    """Aviary's calculator environment on ``CALCULATOR_ROWS``, for ``peerstep eval aviary-calculator``.
+
+    Aviary's default ends an episode at the first failed or unknown tool call; peerstep's environments never end
+    an episode for an agent's mistake (small models make malformed calls and recover), so that is off here unless
+    asked for.
+    """
+    task_dataset = calculator_task_dataset(config={"done_on_failure": done_on_failure})
     rel_tol = float(getattr(getattr(task_dataset, "config", None), "rel_tol", 1e-4))
     return AviaryDataset(task_dataset, name="aviary-calculator", checker=AviaryCalculatorChecker(rel_tol))
 

@@ -4,5 +4,10 @@
   limits: nested namespaces, multi-process memory, tmpfs/shared memory, total disk, process limits, starvation of
   other sandboxes, what a timeout leaves running).
 
+* ``peerstep.testing.model``: ``ScriptedClient``, a scripted model behind the ``ModelClient`` interface (the
+  public fake, as httpx's ``MockTransport``), and ``check_model_client``, which any client (real or fake) passes.
+* ``peerstep.testing.environment``: any ``Environment`` or registered dataset (the finishing tool is offered, an
+  unknown tool or bad arguments are observations and never exceptions, ``close`` is idempotent).
+
 Each module is imported on its own; none imports pytest unless a test runs.
 """
