@@ -23,6 +23,7 @@ from peerstep.agent import AgentConfig, ModelClient, Trajectory
 from peerstep.agent._trajectory import Listener, TokenSink
 from peerstep.environments import Environment, QuestionEnvironment
 from peerstep.graphs import ParallelConfig, ParallelRun
+from peerstep.registry import STRATEGIES
 from peerstep.steplog import StepKind, StepLog, StepRecord
 from peerstep.strategies import strategy_config, strategy_verifiers, trajectory_sampling
 from peerstep.tools import Tool
@@ -74,6 +75,24 @@ def question_factory(question: str, *, gold: str | None = None, tools: list[Tool
     return make
 
 
+def check_run(strategy: str, n: int, *, python: bool = True) -> int:
+    """Validate a run's shape before anything starts (an engine takes minutes); returns the trajectory count.
+
+    Unknown strategies and ``n < 1`` raise ``InputError``; more trajectories with Python than sandboxes may run at
+    once raise ``SandboxCapacityError`` (one sandbox per trajectory).
+    """
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    width = 1 if strategy == "single" else n
+    if width < 1:
+        raise InputError(f"n must be at least 1, got {n}")
+    if python:
+        from peerstep.tools.sandbox import check_pool_size
+
+        check_pool_size(width)
+    return width
+
+
 async def arun(
     task: Task,
     client: ModelClient,
@@ -102,9 +121,7 @@ async def arun(
     the model's tokens for every strategy.
     """
     agent = agent or AgentConfig()
-    width = 1 if strategy == "single" else n
-    if width < 1:
-        raise InputError(f"n must be at least 1, got {n}")
+    width = check_run(strategy, n, python=python and isinstance(task, str))
     config = parallel or strategy_config(strategy, width, agent)
     pool = None
     if isinstance(task, str):

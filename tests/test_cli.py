@@ -65,3 +65,30 @@ def test_runs_and_show(recorded_run: Path) -> None:
 def test_show_unknown_run(tmp_path: Path) -> None:
     result = runner.invoke(app, ["show", "nope", "--dir", str(tmp_path)])
     assert result.exit_code == 1 and "no run 'nope'" in result.output
+
+
+def test_invalid_utf8_on_stdin_is_one_clear_error_and_no_run(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PEERSTEP_RUNS", str(tmp_path))
+    result = runner.invoke(app, ["solve", "-", "--engine", "no-such-engine"], input=b"What is 2+2? \xff")
+    assert result.exit_code == 2
+    assert "not valid UTF-8" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.glob("*.sqlite")) == []  # nothing started, no orphaned run
+
+
+@pytest.mark.parametrize(("option", "value", "says"), [
+    ("--max-steps", "0", "--max-steps"), ("--max-tokens", "0", "--max-tokens"), ("--wall-time", "0", "--wall-time"),
+    ("--max-steps", "-3", "--max-steps"), ("--wall-time", "-1", "--wall-time"),
+])
+def test_bad_budgets_are_one_line_and_exit_2(option: str, value: str, says: str) -> None:
+    result = runner.invoke(app, ["solve", "What is 2+2?", option, value, "--engine", "no-such-engine"])
+    assert result.exit_code == 2
+    assert says in result.output and "Traceback" not in result.output and "pydantic" not in result.output
+
+
+def test_too_many_trajectories_for_the_sandbox_is_refused_before_starting() -> None:
+    result = runner.invoke(app, ["solve", "What is 2+2?", "--strategy", "majority", "-n", "1000",
+                                 "--engine", "no-such-engine"])
+    assert result.exit_code == 2 and "more than the limit" in result.output
+    result = runner.invoke(app, ["solve", "What is 2+2?", "--strategy", "majority", "-n", "0"])
+    assert result.exit_code == 2 and "at least 1" in result.output

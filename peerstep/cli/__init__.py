@@ -79,8 +79,9 @@ def solve(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the final answer.")] = False,
 ) -> None:
     """Answer a question with tool-using agents, showing each step as it happens."""
-    from peerstep import STRATEGIES, AgentConfig, Budget, Endpoint, arun
-    from peerstep._runner import question_factory
+    from peerstep import AgentConfig, Budget, Endpoint, arun
+    from peerstep._runner import check_run, question_factory
+    from peerstep.tools.sandbox import SandboxCapacityError
 
     if question == "-":
         question = _read_stdin()
@@ -88,17 +89,14 @@ def solve(
         tool_choice = "required" if engine == "vllm" and not base_url else "auto"
     if tool_choice not in ("auto", "required"):
         _fail("--tool-choice must be 'auto' or 'required'", 2)
-    if strategy not in STRATEGIES:
-        _fail(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}", 2)
-    if n < 1:
-        _fail("-n must be at least 1", 2)
     try:
-        # validates the question, the index and the budgets before any engine starts
+        # validates the strategy, -n, the question, the index and the budgets before any engine starts
+        check_run(strategy, n, python=python)
         question_factory(question, gold=gold, python=False, search=search, max_question_chars=max_question_chars)()
         config = AgentConfig(budget=Budget(max_steps=max_steps, max_tokens=max_tokens, wall_time_s=wall_time),
                              tool_choice=tool_choice)  # type: ignore[arg-type]
         config.sampling.temperature = temperature
-    except InputError as exc:
+    except (InputError, SandboxCapacityError) as exc:
         _fail(str(exc), 2)
     except ValidationError as exc:
         _fail(_validation_message(exc), 2)

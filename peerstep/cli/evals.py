@@ -12,9 +12,24 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from peerstep._errors import InputError, PeerstepError
+from peerstep.tools.sandbox import SandboxCapacityError
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+def _strategies(option: str, n: int, python: bool) -> list[str]:
+    """The comma-separated strategies, each checked (name, -n, sandboxes) before any engine starts."""
+    from peerstep._runner import check_run
+    from peerstep.evals._baselines import BASELINES
+
+    chosen = [s.strip() for s in option.split(",") if s.strip()]
+    if not chosen:
+        raise InputError("--strategy names no strategy")
+    for s in chosen:
+        if s not in BASELINES:
+            check_run(s, n, python=python)
+    return chosen
+
 
 def _build_dataset(name: str, seed: int, python: bool) -> Any:
     from peerstep.environments import load_dataset
@@ -114,12 +129,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate strategies on a dataset: accuracy with a 95% interval, tokens, tool calls, cost-of-pass."""
         try:
+            chosen = _strategies(strategy, n, python)
             ds = _build_dataset(dataset, seed, python)
-            run_and_report(ds, [s.strip() for s in strategy.split(",") if s.strip()], n, limit, concurrency, seed,
-                           engine, model, base_url, api_key, out, price_per_mtok, max_steps)
+            run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key, out,
+                           price_per_mtok, max_steps)
         except (PeerstepError, ValueError, KeyError) as exc:
             err.print(f"[bold red]error:[/bold red] {exc}")
-            raise typer.Exit(2 if isinstance(exc, InputError | ValueError | KeyError) else 1) from None
+            raise typer.Exit(2 if isinstance(exc, InputError | ValueError | KeyError | SandboxCapacityError)
+                             else 1) from None
 
     @app.command("run")
     def run_command(
@@ -138,9 +155,10 @@ def register(app: typer.Typer) -> None:
         try:
             from peerstep.environments.taskfile import TaskFileDataset
 
+            chosen = _strategies(strategy, n, True)
             ds = TaskFileDataset(tasks)
-            run_and_report(ds, [s.strip() for s in strategy.split(",") if s.strip()], n, None, concurrency, 0,
-                           engine, model, base_url, api_key, out, None, max_steps)
+            run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, out, None,
+                           max_steps)
         except (PeerstepError, ValueError) as exc:
             err.print(f"[bold red]error:[/bold red] {exc}")
-            raise typer.Exit(2 if isinstance(exc, InputError | ValueError) else 1) from None
+            raise typer.Exit(2 if isinstance(exc, InputError | ValueError | SandboxCapacityError) else 1) from None
