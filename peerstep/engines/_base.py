@@ -32,7 +32,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from peerstep._errors import EngineError
-from peerstep.models._registry import cache_dir
+from peerstep._paths import cache_dir
 
 if TYPE_CHECKING:
     from peerstep.agent import ModelClient

@@ -20,9 +20,10 @@ import sys
 from pathlib import Path
 
 from peerstep._errors import EngineError
+from peerstep._paths import cache_dir
 from peerstep.engines._base import ManagedEngine
 from peerstep.models._fetch import fetch_model
-from peerstep.models._registry import MODELS, cache_dir
+from peerstep.models._registry import MODELS
 
 
 def default_vllm_python() -> str | None:

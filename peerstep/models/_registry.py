@@ -8,10 +8,11 @@ mismatch means a corrupt or tampered download and is refused.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+
+from peerstep._paths import cache_dir
 
 
 class EmbeddedModel(BaseModel):
@@ -68,12 +69,6 @@ MODELS: dict[str, EmbeddedModel] = {
 
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct"
 SMALL_MODEL = "qwen2.5-coder-0.5b-instruct"
-
-
-def cache_dir() -> Path:
-    """Root of peerstep's cache: ``$PEERSTEP_HOME`` or ``~/.cache/peerstep``."""
-    root = os.environ.get("PEERSTEP_HOME")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "peerstep"
 
 
 def get_model(name: str) -> EmbeddedModel:

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from peerstep._errors import PeerstepError
-from peerstep.models._registry import cache_dir
+from peerstep._paths import cache_dir
 from peerstep.steplog._records import StepKind, StepRecord, new_id
 
 _SCHEMA = """

@@ -377,7 +377,7 @@ WIKIPEDIA_INDEX = "wikipedia"
 
 def default_index_dir() -> Path:
     """Where named indexes live: ``peerstep.models.cache_dir() / "search"`` (``$PEERSTEP_HOME/search``)."""
-    from peerstep.models import cache_dir
+    from peerstep._paths import cache_dir
 
     return cache_dir() / "search"
 
