@@ -97,7 +97,7 @@ DATASETS: Registry[Any] = Registry("dataset", {
     "wiki-qa": "peerstep.environments.builtin:WikiQADataset",
     "science": "peerstep.environments.builtin:ScienceDataset",
     "taskfile": "peerstep.environments.taskfile:TaskFileDataset",
-    "aviary-calculator": "peerstep.environments.aviary:aviary_calculator",
+    "aviary-calculator": "peerstep.environments.aviary._calculator:aviary_calculator",
     "word-problems": "peerstep.environments.wordproblems:WordProblemsDataset",
     "gsm-symbolic": "peerstep.environments.wordproblems:gsm_symbolic",
 })
