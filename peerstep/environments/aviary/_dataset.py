@@ -78,4 +78,3 @@ class AviaryDataset(EnvironmentDataset):
         return AviaryEnvironment(lambda: self.task_dataset.get_new_env_by_idx(index), finish_tool=self.finish_tool,
                                  gold=known.gold if known is not None else None, max_errors=self.max_errors,
                                  no_tool_calls=self.no_tool_calls, checker=self._checker)
-

@@ -202,4 +202,3 @@ class AviaryEnvironment(Environment):
                 await self._inner.close()
             except Exception as exc:  # the episode is over and logged; a failed cleanup must not undo that
                 logger.warning("closing the Aviary environment failed: %s", describe_exception(exc))
-

@@ -51,4 +51,3 @@ def describe_exception(exc: BaseException) -> str:
         last_line = str(detail).strip().splitlines()[-1:] or [""]
         text += f" (server: {last_line[0][:300]})"
     return text[:1000]
-
