@@ -89,3 +89,28 @@ def test_cli_unknown_model(llamacpp_engine: ManagedEngine, runs_dir: Path) -> No
                 timeout=120)
     assert proc.returncode == 1
     assert "no-such-model" in proc.stderr and llamacpp_engine.served_name in proc.stderr
+
+
+async def test_the_real_client_keeps_the_model_contract(engine: ManagedEngine) -> None:
+    """``peerstep.testing.model.check_model_client`` is the contract the scripted model is tested against; the real
+    client passes it against both real engines (so the scripted model is a faithful stand-in)."""
+    from peerstep.testing.model import check_model_client
+
+    client = engine.client()
+    try:
+        assert await check_model_client(client) == {}
+    finally:
+        await client.close()
+
+
+async def test_readme_demo_takes_at_most_three_model_calls(llamacpp_engine: ManagedEngine, runs_dir: Path) -> None:
+    """The README's demo question on the embedded default (what `make demo` runs): it used to take 10 calls, the
+    right result refused twice because it was stated in plain text instead of submitted."""
+    client = llamacpp_engine.client()
+    try:
+        result = await asolve(QUESTIONS[0][0], client, gold=QUESTIONS[0][1],
+                              log=StepLog.create(directory=runs_dir))
+    finally:
+        await client.close()
+    assert result.correct is True, result.answer
+    assert result.steps <= 3, f"{result.steps} model calls"

@@ -1,0 +1,116 @@
+"""Held-out evaluation: does the framework beat the bare model, and by how much per token?
+
+    .venv/bin/python bench/heldout.py run --split heldout --base-url URL --model NAME --limit 12 \\
+        --strategies bare-cot,bare-program,single,majority,leap
+    .venv/bin/python bench/heldout.py report bench/results/heldout-*.json
+    .venv/bin/python bench/heldout.py export --split heldout --out /tmp/heldout.jsonl   # a task file, e.g. for
+                                                                                        # an older peerstep
+
+Two sets, each generated from a seed: ``word-problems`` (computation-heavy multi-step word problems,
+peerstep's own generator) and ``gsm-symbolic`` (reasoning-gym's GSM-Symbolic variants). The ``dev``
+split's seeds are the ones used while developing; the ``heldout`` split's seeds were chosen once and
+their problems never read (this script prints only aggregate figures and task ids). Every strategy
+and both bare-model baselines run through the same eval runner on the same tasks, graded by each
+task's own checker, so every comparison is paired.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from peerstep.evals import EpisodeOutcome, EvalReport
+
+SPLITS = {
+    "dev": {"word-problems": 0, "gsm-symbolic": 0},
+    "heldout": {"word-problems": 90211, "gsm-symbolic": 90212},
+}
+BASELINES = ("bare-cot", "bare-program")
+
+
+def run(args: argparse.Namespace) -> None:
+    from peerstep.cli.evals import _build_dataset, run_and_report
+
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    for name, seed in SPLITS[args.split].items():
+        dataset = _build_dataset(name, seed, python=True)
+        out = args.out_dir / f"{args.split}-{name}.json"
+        run_and_report(dataset, strategies, args.n, args.limit, args.concurrency, seed, args.engine, args.model,
+                       args.base_url, None, out, None, args.max_steps)
+
+
+def export(args: argparse.Namespace) -> None:
+    """The split's tasks as a task file (question, gold, numeric checker, tools): for runs of other versions."""
+    from peerstep.environments import load_dataset
+
+    with args.out.open("w") as fh:
+        for name, seed in SPLITS[args.split].items():
+            dataset = load_dataset(name, seed=seed, limit=args.limit)
+            for i in range(len(dataset)):
+                info = dataset.info(i)
+                atol = 0.005 if info.gold and "." in info.gold else 0.0
+                fh.write(json.dumps({"id": info.task_id, "question": info.question, "gold": info.gold,
+                                     "tools": ["calculator", "python"],
+                                     "checker": {"type": "numeric", "rtol": 0.0 if atol else 1e-9, "atol": atol}})
+                         + "\n")
+    print(f"wrote {args.out}")
+
+
+def _label(o: EpisodeOutcome) -> str:
+    return o.strategy if o.n == 1 else f"{o.strategy}@{o.n}"
+
+
+def report(args: argparse.Namespace) -> None:
+    outcomes: list[EpisodeOutcome] = []
+    for path in args.reports:
+        rep = EvalReport.model_validate_json(Path(path).read_text())
+        outcomes.extend(o.model_copy(update={"task_id": f"{rep.dataset}:{o.task_id}"}) for o in rep.outcomes)
+    labels = list(dict.fromkeys(_label(o) for o in outcomes))
+    by = {(label, o.task_id): o for o in outcomes for label in [_label(o)]}
+    tasks = sorted({o.task_id for o in outcomes})
+    print("| strategy | solved | model calls / task | tokens / task | model calls per solved | tokens per solved |"
+          + "".join(f" vs {b}: won / lost |" for b in BASELINES))
+    print("|---|---|---|---|---|---|" + "---|" * len(BASELINES))
+    for label in labels:
+        mine = [by[(label, t)] for t in tasks if (label, t) in by]
+        solved = sum(o.correct for o in mine)
+        calls = sum(o.steps for o in mine)
+        tokens = sum(o.tokens for o in mine)
+        row = (f"| {label} | {solved}/{len(mine)} | {calls / max(len(mine), 1):.1f} | {tokens / max(len(mine), 1):,.0f}"
+               f" | {calls / solved if solved else float('nan'):.1f} | "
+               f"{tokens / solved if solved else float('nan'):,.0f} |")
+        for base in BASELINES:
+            pairs = [(by[(label, t)], by[(base, t)]) for t in tasks if (label, t) in by and (base, t) in by]
+            won = sum(a.correct and not b.correct for a, b in pairs)
+            lost = sum(b.correct and not a.correct for a, b in pairs)
+            row += f" {won} / {lost} |" if pairs and label != base else " — |"
+        print(row)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run")
+    p_run.add_argument("--split", choices=list(SPLITS), default="dev")
+    p_run.add_argument("--engine", default="llamacpp")
+    p_run.add_argument("--base-url", default=None)
+    p_run.add_argument("--model", default=None)
+    p_run.add_argument("--limit", type=int, default=12)
+    p_run.add_argument("--strategies", default="bare-cot,bare-program,single")
+    p_run.add_argument("-n", type=int, default=4)
+    p_run.add_argument("--concurrency", type=int, default=2)
+    p_run.add_argument("--max-steps", type=int, default=8)
+    p_run.add_argument("--out-dir", type=Path, default=Path("bench/results"))
+    p_exp = sub.add_parser("export")
+    p_exp.add_argument("--split", choices=list(SPLITS), default="dev")
+    p_exp.add_argument("--limit", type=int, default=12)
+    p_exp.add_argument("--out", type=Path, required=True)
+    p_rep = sub.add_parser("report")
+    p_rep.add_argument("reports", nargs="+", type=Path)
+    args = parser.parse_args()
+    {"run": run, "export": export, "report": report}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
