@@ -93,9 +93,9 @@ ENVIRONMENTS: Registry[Any] = Registry("environment", {
     "question": "peerstep.environments.question:QuestionEnvironment",
 })
 DATASETS: Registry[Any] = Registry("dataset", {
-    "math": "peerstep.environments.builtin:MathDataset",
-    "wiki-qa": "peerstep.environments.builtin:WikiQADataset",
-    "science": "peerstep.environments.builtin:ScienceDataset",
+    "math": "peerstep.environments.builtin._math:MathDataset",
+    "wiki-qa": "peerstep.environments.builtin._wikiqa:WikiQADataset",
+    "science": "peerstep.environments.builtin._science:ScienceDataset",
     "taskfile": "peerstep.environments.taskfile:TaskFileDataset",
     "aviary-calculator": "peerstep.environments.aviary._calculator:aviary_calculator",
     "word-problems": "peerstep.environments.wordproblems:WordProblemsDataset",

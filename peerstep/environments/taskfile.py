@@ -49,7 +49,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from peerstep._errors import InputError
 from peerstep.environments._dataset import register_dataset
-from peerstep.environments.builtin import StaticTask, TaskListDataset
+from peerstep.environments._tasklist import StaticTask, TaskListDataset
 from peerstep.grading import CHECKER_NAMES, Checker, get_checker, parse_number
 from peerstep.tools import Tool, calculator_tool
 

@@ -16,7 +16,7 @@ import math
 import random
 from collections.abc import Callable
 
-from peerstep.environments.builtin import StaticTask, TaskListDataset
+from peerstep.environments._tasklist import StaticTask, TaskListDataset
 from peerstep.grading import NumericChecker
 
 Template = Callable[[random.Random], tuple[str, float, bool]]  # (question, answer, money: to the cent)
@@ -152,7 +152,7 @@ class WordProblemsDataset(TaskListDataset):
 
 def gsm_symbolic(seed: int = 0, limit: int | None = None, python: bool = True) -> TaskListDataset:
     """GSM-Symbolic variants alone (reasoning-gym's ``gsm_symbolic`` via the ``math`` dataset's generator)."""
-    from peerstep.environments.builtin import MathDataset
+    from peerstep.environments.builtin._math import MathDataset
 
     dataset = MathDataset(seed=seed, limit=DEFAULT_SIZE if limit is None else limit, python=python,
                           generators=["gsm_symbolic"])
