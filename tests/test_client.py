@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from peerstep._errors import ModelNotFoundError, ModelServerError
-from peerstep.agent._client import STREAM_INTERRUPTED, ModelClient, SamplingParams
+from peerstep.client import STREAM_INTERRUPTED, ModelClient, SamplingParams
 
 MODEL = "tiny-model"
 OTHER_MODEL = "other-model"

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from peerstep.agent._client import SamplingParams
+from peerstep.client import SamplingParams
 
 DEFAULT_STOP = ("```output",)
 

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 from peerstep._errors import PeerstepError
-from peerstep.agent._client import Completion, ModelClient
 from peerstep.agent._config import AgentConfig
 from peerstep.agent._parsing import ParsedCall, cut_after, parse_tool_calls
 from peerstep.agent._policy import decide
 from peerstep.agent._prompts import FORCE_FINAL, ONE_CALL_NOTE, REPEAT_NOTE, system_prompt, tool_result_message
 from peerstep.agent._state import TrajectoryState
+from peerstep.client import Completion, ModelClient
 from peerstep.environments._base import Environment
 from peerstep.grading import stated_answer
 from peerstep.steplog import StepKind, StepLog, StepRecord, ToolInfo, Usage

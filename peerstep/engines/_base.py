@@ -35,7 +35,7 @@ from peerstep._errors import EngineError
 from peerstep._paths import cache_dir
 
 if TYPE_CHECKING:
-    from peerstep.agent import ModelClient
+    from peerstep.client import ModelClient
 
 _PR_SET_PDEATHSIG = 1
 
@@ -148,7 +148,7 @@ class ManagedEngine(ABC):
 
     def client(self, **options: Any) -> ModelClient:
         """A ModelClient for this running engine, told what the server accepts."""
-        from peerstep.agent import ModelClient
+        from peerstep.client import ModelClient
 
         return ModelClient(self.base_url, self.served_name, supports_continue=self.supports_continue,
                            supports_seed=self.supports_seed, **options)

@@ -23,7 +23,7 @@ import httpx
 from pydantic import BaseModel, Field
 
 from peerstep._errors import ModelServerError, PeerstepError
-from peerstep.agent._client import ModelClient, SamplingParams
+from peerstep.client import ModelClient, SamplingParams
 from peerstep.grading import DEFAULT_CHECKER, Checker, grade
 
 

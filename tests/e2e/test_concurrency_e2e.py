@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from peerstep.agent._client import ModelClient, SamplingParams
+from peerstep.client import ModelClient, SamplingParams
 from peerstep.engines import EngineConfig, LlamaCppEngine
 from peerstep.models import SMALL_MODEL
 

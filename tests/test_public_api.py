@@ -1,0 +1,106 @@
+"""The public API is small and pinned; packages import only downward; the sync API works where users call it."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+from pathlib import Path
+
+import pytest
+
+import peerstep
+
+ROOT = Path(peerstep.__file__).parent
+
+PUBLIC = [
+    "STRATEGIES", "AgentConfig", "Budget", "Endpoint", "EngineError", "Environment", "EpisodeResult", "InputError",
+    "ModelClient", "ModelFetchError", "ModelNotFoundError", "ModelServerError", "ParallelConfig", "PeerstepError",
+    "QuestionEnvironment", "SamplingParams", "SharingConfig", "StepKind", "StepLog", "StepRecord", "Tool",
+    "ToolEnvironment", "arun", "asolve", "register_environment", "run", "solve", "tool",
+]
+
+# Lower layers never import higher ones. A package may import any package in a lower layer.
+LAYERS: list[set[str]] = [
+    {"_errors", "_paths", "registry", "grading", "steplog", "models", "client"},
+    {"tools", "engines"},
+    {"environments"},
+    {"agent"},
+    {"peers", "verify"},
+    {"graphs"},
+    {"strategies"},
+    {"_endpoint", "_runner", "evals", "testing"},
+    {"cli", "__init__", "__main__"},
+]
+
+
+def test_public_api_is_pinned() -> None:
+    """Adding or removing a public name is a decision: change this list with it."""
+    assert sorted(peerstep.__all__) == sorted(PUBLIC)
+    for name in PUBLIC:
+        assert getattr(peerstep, name) is not None
+
+
+def _package_of(path: Path) -> str:
+    rel = path.relative_to(ROOT)
+    return rel.parts[0].removesuffix(".py")
+
+
+def _layer(package: str) -> int:
+    for i, layer in enumerate(LAYERS):
+        if package in layer:
+            return i
+    raise AssertionError(f"package {package!r} is in no layer: add it to LAYERS")
+
+
+def _module_imports(path: Path) -> list[tuple[str, int]]:
+    """(imported peerstep package, line) for every import at module level or inside functions."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("peerstep"):
+            parts = node.module.split(".")
+            if len(parts) > 1:
+                out.append((parts[1], node.lineno))
+            else:  # "from peerstep import x": the top-level package, i.e. the public API
+                out.append(("__init__", node.lineno))
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                parts = alias.name.split(".")
+                if parts[0] == "peerstep" and len(parts) > 1:
+                    out.append((parts[1], node.lineno))
+    return out
+
+
+def test_no_package_imports_upward() -> None:
+    offences = []
+    for path in sorted(ROOT.rglob("*.py")):
+        here = _package_of(path)
+        if here in ("__init__", "__main__"):
+            continue
+        for target, line in _module_imports(path):
+            if target != here and _layer(target) > _layer(here):
+                offences.append(f"{path.relative_to(ROOT.parent)}:{line} ({here}) imports peerstep.{target}")
+    assert offences == []
+
+
+def test_sync_run_inside_a_running_event_loop_reaches_the_server() -> None:
+    """As in Jupyter: ``run`` called while a loop runs must not fail with asyncio's bare message. It gets as far
+    as the (absent) server and fails with peerstep's own error."""
+    from peerstep import ModelServerError, run
+
+    async def notebook_cell() -> None:
+        run("What is 2+2?", base_url="http://127.0.0.1:9/v1", model="m", python=False)
+
+    with pytest.raises(ModelServerError):
+        asyncio.run(notebook_cell())
+
+
+def test_a_question_without_gold_has_no_reward(tmp_path: Path) -> None:
+    from peerstep import StepLog, arun
+    from tests.scripted import ScriptedClient
+
+    result = asyncio.run(arun("What is 2+2?", ScriptedClient(["The answer is 4."]), python=False,
+                              log=StepLog.create(directory=tmp_path)))
+    assert result.answer == "4" and result.reward is None and result.correct is None
+    scored = asyncio.run(arun("What is 2+2?", ScriptedClient(["The answer is 5."]), python=False, gold="4",
+                              log=StepLog.create(directory=tmp_path)))
+    assert scored.reward == 0.0 and scored.correct is False
