@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from peerstep._errors import ModelServerError
 from peerstep.agent import ModelClient
-from peerstep.engines import EngineConfig, ManagedEngine, has_gpu, make_engine
+from peerstep.engines import EngineConfig, ManagedEngine, make_engine
 from peerstep.models import DEFAULT_MODEL
 
 T = TypeVar("T")
@@ -76,11 +76,11 @@ class Endpoint:
         """A new client for this (opened) endpoint; every concurrent episode of an eval gets its own."""
         if self.base_url is None or not self.model:
             raise RuntimeError("open the endpoint before asking for a client")
-        if self.engine is not None:
-            supports_continue, supports_seed = self.engine.supports_continue, self.engine.supports_seed
-        else:  # a server given by URL: judged by its engine name, and for vLLM by this machine's GPU
-            supports_continue = self.engine_name == "vllm"
-            supports_seed = self.engine_name != "vllm" or has_gpu()
+        # what the server accepts is declared by its engine alone; a server given by URL is judged by an engine of
+        # the kind named (--engine), configured like this machine but never started
+        engine = self.engine or make_engine(self.engine_name, self.engine_config or EngineConfig(
+            model=self.model or DEFAULT_MODEL))
+        supports_continue, supports_seed = engine.supports_continue, engine.supports_seed
         return ModelClient(self.base_url, self.model, self.api_key, timeout=self.timeout,
                            max_retries=self.max_retries, supports_continue=supports_continue,
                            supports_seed=supports_seed)

@@ -590,9 +590,9 @@ def test_endpoint_turns_seeds_off_for_vllm_on_cpu(monkeypatch: pytest.MonkeyPatc
     llama = Endpoint(base_url="http://127.0.0.1:1/v1", model="m", engine="llamacpp")
     assert llama.client().supports_seed and not llama.client().supports_continue
     # a vLLM server reached by URL: judged by whether this machine has a GPU
-    monkeypatch.setattr("peerstep._endpoint.has_gpu", lambda: False)
+    monkeypatch.setattr("peerstep.engines._vllm.has_gpu", lambda: False)
     assert not Endpoint(base_url="http://127.0.0.1:1/v1", model="m", engine="vllm").client().supports_seed
-    monkeypatch.setattr("peerstep._endpoint.has_gpu", lambda: True)
+    monkeypatch.setattr("peerstep.engines._vllm.has_gpu", lambda: True)
     assert Endpoint(base_url="http://127.0.0.1:1/v1", model="m", engine="vllm").client().supports_seed
 
 
