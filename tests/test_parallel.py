@@ -30,13 +30,13 @@ def test_routers_pick_by_similarity() -> None:
     ranked = sorted((similarity(SUMMARIES[0], SUMMARIES[t]), t) for t in (1, 2))
     least, most = ranked[0][1], ranked[-1][1]
     assert least == 1 and most == 2
-    assert [p for p, _ in ROUTERS["dispersed"](0, SUMMARIES, 1, rng)] == [1]
-    assert [p for p, _ in ROUTERS["clustered"](0, SUMMARIES, 1, rng)] == [2]
-    assert [p for p, _ in ROUTERS["hybrid"](0, SUMMARIES, 2, rng)] == [1, 2]
-    assert [p for p, _ in ROUTERS["all"](0, SUMMARIES, 1, rng)] == [1, 2]
-    picked = ROUTERS["random"](0, SUMMARIES, 1, random.Random(3))
+    assert [p for p, _ in ROUTERS.get("dispersed")(0, SUMMARIES, 1, rng)] == [1]
+    assert [p for p, _ in ROUTERS.get("clustered")(0, SUMMARIES, 1, rng)] == [2]
+    assert [p for p, _ in ROUTERS.get("hybrid")(0, SUMMARIES, 2, rng)] == [1, 2]
+    assert [p for p, _ in ROUTERS.get("all")(0, SUMMARIES, 1, rng)] == [1, 2]
+    picked = ROUTERS.get("random")(0, SUMMARIES, 1, random.Random(3))
     assert len(picked) == 1 and picked[0][0] in (1, 2)
-    sims = dict(ROUTERS["all"](0, SUMMARIES, 2, rng))
+    sims = dict(ROUTERS.get("all")(0, SUMMARIES, 2, rng))
     assert 0 < sims[1] < sims[2] < 1
 
 
@@ -171,3 +171,24 @@ async def test_a_lone_active_trajectory_writes_no_summary(tmp_path: Path) -> Non
         assert list(reader.records(kind=StepKind.SUMMARY)) == []
         injections = list(reader.records(kind=StepKind.PEER_INJECT))
     assert injections and all(r.trajectory_id == 1 and r.text == NO_PEERS for r in injections)
+
+
+async def test_a_router_can_be_a_function(tmp_path: Path) -> None:
+    """Routers are pluggable without registering: a function (me, summaries, k, rng) -> [(peer, similarity)]."""
+    chosen: list[int] = []
+
+    def lowest_peer(me: int, summaries: dict[int, str], k: int, rng: random.Random) -> list[tuple[int, float]]:
+        peer = min(p for p in summaries if p != me)
+        chosen.append(me)
+        return [(peer, 0.5)]
+
+    client = PerTrajectoryClient({t: ['{"name": "calculate", "arguments": {"expression": "1+1"}}',
+                                      '{"name": "submit_answer", "arguments": {"answer": "2"}}'] for t in range(3)})
+    config = ParallelConfig(n=3, max_rounds=2, round_steps=1, sharing=SharingConfig(router=lowest_peer))
+    log = StepLog.create(directory=tmp_path)
+    await arun(lambda: QuestionEnvironment("1+1?"), client, strategy="leap", parallel=config, log=log)
+    with StepLog(log.path, log.run_id) as reader:
+        injects = list(reader.records(kind=StepKind.PEER_INJECT))
+    assert sorted(chosen) == [0, 1, 2]
+    assert [r.data["sources"] for r in injects] == [[1], [0], [0]]
+    assert all(r.data["router"].endswith("lowest_peer") for r in injects)

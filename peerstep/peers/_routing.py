@@ -58,12 +58,15 @@ def all_peers(me: int, summaries: Mapping[int, str], k: int, rng: random.Random)
     return sorted(_ranked(me, summaries), key=lambda p: p[0])
 
 
-ROUTERS: dict[str, Router] = {"dispersed": dispersed, "clustered": clustered, "hybrid": hybrid,
-                              "random": random_peers, "all": all_peers}
+def get_router(router: str | Router) -> Router:
+    """A router by name (``peerstep.registry.ROUTERS``), or the function itself."""
+    if callable(router):
+        return router
+    from peerstep.registry import ROUTERS
+
+    found: Router = ROUTERS.get(router)
+    return found
 
 
-def get_router(name: str) -> Router:
-    try:
-        return ROUTERS[name]
-    except KeyError:
-        raise ValueError(f"unknown router {name!r}; choose one of: {', '.join(ROUTERS)}") from None
+def router_name(router: str | Router) -> str:
+    return router if isinstance(router, str) else f"{router.__module__}:{getattr(router, '__qualname__', router)}"

@@ -13,18 +13,19 @@ import asyncio
 import random
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_serializer
 
 from peerstep._errors import PeerstepError
 from peerstep.agent._state import TrajectoryState
 from peerstep.agent._trajectory import Trajectory, wire_messages
 from peerstep.peers._messages import SUMMARY_OPENER, SUMMARY_TRIGGER, clean_summary, comment_block
-from peerstep.peers._routing import Router, get_router
+from peerstep.peers._routing import Router, get_router, router_name
 from peerstep.steplog import StepKind, Usage
 
 
 class SharingConfig(BaseModel):
-    router: str = Field(default="dispersed", description="dispersed | clustered | hybrid | random | all")
+    router: str | Router = Field(default="dispersed", description="a name in peerstep.registry.ROUTERS (dispersed, "
+                                 "clustered, hybrid, random, all) or a function (me, summaries, k, rng) -> route")
     top_k: int = Field(default=2, ge=1, description="peer summaries each trajectory receives")
     summary_tokens: int = Field(default=256, ge=16)
     mode: Literal["auto", "continue", "turn"] = Field(
@@ -33,6 +34,10 @@ class SharingConfig(BaseModel):
         "in a new user turn (any OpenAI-compatible server); 'auto' picks 'continue' when the server supports it.",
     )
     seed: int = 0
+
+    @field_serializer("router")
+    def _router_name(self, router: str | Router) -> str:  # a function is logged (and checkpointed) by name
+        return router_name(router)
 
 
 async def summarize(traj: Trajectory, state: TrajectoryState, config: SharingConfig) -> tuple[str, str]:
@@ -93,7 +98,7 @@ async def share(
         parent = summary_step.get(tid, states[tid]["last_step_id"])
         rec = trajectories[tid].record(
             StepKind.PEER_INJECT, parent, text=block,
-            data={"router": config.router, "round": round_index, "top_k": config.top_k,
+            data={"router": router_name(config.router), "round": round_index, "top_k": config.top_k,
                   "sources": [p for p, _ in route], "similarities": [round(s, 4) for _, s in route]})
         st = states[tid]
         updated[tid] = {**st, "messages": [*st["messages"], {"role": "user", "content": block}],
