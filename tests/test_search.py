@@ -377,4 +377,4 @@ def test_open_page_accepts_a_pasted_result_line(tmp_path: Path) -> None:
 
     index = Fts5Index.build([Document(id="d1", title="Alpha", text="alpha text " * 10)], tmp_path / "x.sqlite")
     open_page = search_tools(index)[1]
-    assert open_page.fn(title_or_id="Alpha (id: d1)").startswith("Alpha (id: d1)")
+    assert str(open_page.fn(title_or_id="Alpha (id: d1)")).startswith("Alpha (id: d1)")

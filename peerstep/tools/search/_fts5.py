@@ -3,10 +3,20 @@
 Why FTS5: it ships inside Python's ``sqlite3`` (no dependency), persists to a single file that many processes can
 read at once, and measured fastest to build and query here (see ``bench/search.py``).
 
-Layout: ``docs`` holds the documents (rowid, id, title, text); ``fts`` is an external-content FTS5 table over
-``docs`` (title and text, Porter stemming, diacritics folded), so the text is stored once; ``meta`` records what
-was indexed (source, fingerprint, count). Titles weigh ``TITLE_WEIGHT`` times more than body text in bm25, which
-is what puts "Albert Einstein" first for the query "Albert Einstein".
+Layout: ``docs`` holds the documents (rowid, id, title) and ``chunks`` their text, cut into passages of at most
+``CHUNK_CHARS`` characters (at whitespace where there is some); ``fts`` is an external-content FTS5 table over
+``chunks`` (title and text, Porter stemming, diacritics folded), so the text is stored once; ``meta`` records what
+was indexed (source, fingerprint, count). A document's title sits in its first chunk only. Titles weigh
+``TITLE_WEIGHT`` times more than body text in bm25, which is what puts "Albert Einstein" first for the query
+"Albert Einstein". A search ranks chunks and returns each document once, with the snippet of its best chunk.
+
+Why chunks: FTS5's ``snippet()`` re-tokenises its row's whole text and its cost grows faster than linearly with it
+(over 120 s for one 1 MB document; a 50 MB one never finished), so the work per hit is bounded by bounding the row.
+Most documents (every Wikipedia summary) are a single chunk, ranked exactly as before.
+
+Every statement also runs under a deadline (``timeout``), enforced by a watchdog thread that calls
+``Connection.interrupt()``; ``interrupt()`` stops a search from any thread, and a search called from the main thread
+runs its statements in a helper thread so that a signal (Ctrl-C, SIGTERM) is handled at once and stops it.
 
 User text never reaches FTS5's query language: ``query_terms`` keeps only words made of letters and digits, and
 each is passed as a double-quoted FTS5 string joined with OR, so no input can be a syntax error or change the query.
@@ -16,14 +26,18 @@ or interrupted build leaves the previous index (or nothing) behind, never half a
 
 from __future__ import annotations
 
+import bisect
+import concurrent.futures
 import contextlib
+import heapq
+import itertools
 import os
 import re
 import sqlite3
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +50,7 @@ from peerstep.tools.search._base import (
     SearchHit,
     SearchIndex,
     check_k,
+    page_bounds,
     paginate,
     query_terms,
 )
@@ -44,6 +59,7 @@ from peerstep.tools.search._corpus import Corpus, Document
 __all__ = [
     "BuildStats",
     "Fts5Index",
+    "SearchTimeoutError",
     "build_fts5_index",
     "default_index_dir",
     "index_is_current",
@@ -54,10 +70,13 @@ __all__ = [
 ]
 
 FORMAT = "peerstep-search-fts5"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2: text in bounded chunks
 TITLE_WEIGHT = 5.0
 SNIPPET_TOKENS = 32
 BATCH = 5000
+BATCH_CHARS = 16_000_000  # flush a batch early when its text is this long (a few huge documents)
+CHUNK_CHARS = 4000  # the longest row FTS5 ranks and builds a snippet from; cut at whitespace, so 2000 to 4000
+DEFAULT_TIMEOUT = 10.0  # seconds a search may take before it is stopped; normal searches take milliseconds
 
 Progress = Callable[[int, float], None]  # (documents indexed so far, fraction of the source read)
 
@@ -67,8 +86,10 @@ RANK_BUDGET = 5_000  # documents a query may rank (about 1 µs each), unless its
 
 _SCHEMA = f"""
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE docs(rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, title TEXT NOT NULL, text TEXT NOT NULL);
-CREATE VIRTUAL TABLE fts USING fts5(title, text, content='docs', content_rowid='rowid', tokenize='{TOKENIZE}');
+CREATE TABLE docs(rowid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, title TEXT NOT NULL);
+CREATE TABLE chunks(rowid INTEGER PRIMARY KEY, doc INTEGER NOT NULL, title TEXT NOT NULL, text TEXT NOT NULL);
+CREATE TABLE long_docs(doc INTEGER PRIMARY KEY, first INTEGER NOT NULL, chunks INTEGER NOT NULL);
+CREATE VIRTUAL TABLE fts USING fts5(title, text, content='chunks', content_rowid='rowid', tokenize='{TOKENIZE}');
 CREATE TABLE terms(term TEXT PRIMARY KEY, docs INTEGER NOT NULL) WITHOUT ROWID;
 """
 
@@ -137,18 +158,29 @@ def _fill(tmp: Path, documents: Corpus | Iterable[Document], name: str, progress
         con.executescript(_SCHEMA)
         con.execute("BEGIN")
         count = 0
-        batch: list[tuple[int, str, str, str]] = []
+        chunk_id = 0
+        batch: list[tuple[int, str, str]] = []
+        chunks: list[tuple[int, int, str, str]] = []
         wheres: list[str] = []
+        chars = 0
         for doc in documents:
             count += 1
-            batch.append((count, doc.id, doc.title, doc.text))
+            batch.append((count, doc.id, doc.title))
             wheres.append(doc.where)
-            if len(batch) >= BATCH:
-                _insert(con, batch, wheres)
-                batch, wheres = [], []
+            first = chunk_id + 1
+            for k, piece in enumerate(_chunks(doc.text)):
+                chunk_id += 1
+                chunks.append((chunk_id, count, doc.title if k == 0 else "", piece))
+            if chunk_id > first:
+                con.execute("INSERT INTO long_docs(doc, first, chunks) VALUES (?, ?, ?)",
+                            (count, first, chunk_id - first + 1))
+            chars += len(doc.text)
+            if len(batch) >= BATCH or chars >= BATCH_CHARS:
+                _insert(con, batch, chunks, wheres)
+                batch, chunks, wheres, chars = [], [], [], 0
                 if progress:
                     progress(count, documents.progress if isinstance(documents, Corpus) else 0.0)
-        _insert(con, batch, wheres)
+        _insert(con, batch, chunks, wheres)
         # FTS5 writes many small b-tree segments while inserting; merging them makes every later query faster
         con.execute("INSERT INTO fts(fts) VALUES('optimize')")
         con.execute("CREATE INDEX docs_title ON docs(title COLLATE NOCASE)")
@@ -172,21 +204,32 @@ def _fill(tmp: Path, documents: Corpus | Iterable[Document], name: str, progress
         con.close()
 
 
-def _insert(con: sqlite3.Connection, batch: list[tuple[int, str, str, str]], wheres: list[str]) -> None:
+def _chunks(text: str) -> Iterator[str]:
+    """``text`` in consecutive pieces of at most ``CHUNK_CHARS`` characters that join back into it exactly."""
+    if len(text) <= CHUNK_CHARS:
+        yield text
+        return
+    for start, end in page_bounds(text, CHUNK_CHARS):
+        yield text[start:end]
+
+
+def _insert(con: sqlite3.Connection, batch: list[tuple[int, str, str]], chunks: list[tuple[int, int, str, str]],
+            wheres: list[str]) -> None:
     if not batch:
         return
     try:
-        con.executemany("INSERT INTO docs(rowid, id, title, text) VALUES (?, ?, ?, ?)", batch)
+        con.executemany("INSERT INTO docs(rowid, id, title) VALUES (?, ?, ?)", batch)
     except sqlite3.IntegrityError:
         first_rowid = batch[0][0]
         seen: set[str] = set()
-        for (_rowid, doc_id, _title, _text), where in zip(batch, wheres, strict=True):
+        for (_rowid, doc_id, _title), where in zip(batch, wheres, strict=True):
             earlier = con.execute("SELECT rowid FROM docs WHERE id = ? AND rowid < ?", (doc_id, first_rowid))
             if doc_id in seen or earlier.fetchone():
                 raise InputError(f"{where or 'document'}: duplicate id {doc_id!r}; ids must be unique") from None
             seen.add(doc_id)
         raise
-    con.executemany("INSERT INTO fts(rowid, title, text) VALUES (?, ?, ?)", [(r, t, x) for r, _i, t, x in batch])
+    con.executemany("INSERT INTO chunks(rowid, doc, title, text) VALUES (?, ?, ?, ?)", chunks)
+    con.executemany("INSERT INTO fts(rowid, title, text) VALUES (?, ?, ?)", [(r, t, x) for r, _d, t, x in chunks])
 
 
 def _read_meta(path: Path) -> dict[str, str] | None:
@@ -212,14 +255,76 @@ def index_is_current(path: str | Path, corpus: Corpus) -> bool:
     return meta.get("fingerprint") == corpus.fingerprint()
 
 
+class SearchTimeoutError(SearchError):
+    """A search ran past its deadline, or was stopped with ``interrupt()``; nothing of it keeps running."""
+
+
+class _Watchdog:
+    """Interrupts the statement running on one connection once its deadline passes.
+
+    ``Connection.interrupt()`` is the one sqlite3 call that is safe from another thread, and another thread is
+    the only way to stop a statement whose work is all inside SQLite: a Python progress handler would also run the
+    process's signal handlers inside SQLite's callback, which swallows the KeyboardInterrupt they raise. The thread
+    sleeps until the earliest deadline and is woken only when it was idle, so a search costs no thread switch.
+    """
+
+    def __init__(self, con: sqlite3.Connection) -> None:
+        self._con = con
+        self._cond = threading.Condition()
+        self._deadline: float | None = None
+        self._waiting_until: float | None = None  # what the thread sleeps towards; None: until woken
+        self._fired = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    def arm(self, deadline: float) -> None:
+        with self._cond:
+            self._deadline, self._fired = deadline, False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="peerstep-search-watchdog", daemon=True)
+                self._thread.start()
+            elif self._waiting_until is None or deadline < self._waiting_until:
+                self._cond.notify()
+
+    def disarm(self) -> bool:
+        """Clear the deadline; True if it had passed and the statement was interrupted."""
+        with self._cond:
+            self._deadline = None
+            return self._fired
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        with self._cond:
+            while not self._closed:
+                if self._deadline is None:
+                    self._waiting_until = None
+                    self._cond.wait()
+                    continue
+                remaining = self._deadline - time.monotonic()
+                if remaining > 0:
+                    self._waiting_until = self._deadline
+                    self._cond.wait(remaining)
+                    continue
+                self._fired, self._deadline = True, None
+                self._con.interrupt()
+
+
 class Fts5Index(SearchIndex):
     """A built FTS5 index file, opened read-only (safe to share between processes and threads).
 
     Open one with ``Fts5Index(path)``; build one with ``build_fts5_index`` or ``Fts5Index.build``.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        """``timeout``: seconds any one search may take before it is stopped with ``SearchTimeoutError``."""
         self.path = Path(path).expanduser()
+        self.timeout = timeout
         if not self.path.is_file():
             raise InputError(f"no search index at {self.path}; build one with `peerstep index build PATH`")
         try:
@@ -236,6 +341,17 @@ class Fts5Index(SearchIndex):
             self._con.close()
             raise InputError(f"{self.path} was built by another peerstep version (index format "
                              f"{self.meta.get('version')}, this one reads {FORMAT_VERSION}); rebuild it")
+        try:
+            # documents of more than one chunk (usually few): with them, a chunk's document and a document's chunks
+            # are found by bisection, since both are numbered in the same order
+            long_docs = self._con.execute("SELECT doc, first, chunks FROM long_docs ORDER BY doc").fetchall()
+        except sqlite3.Error as exc:
+            self._con.close()
+            raise InputError(f"{self.path} is not a complete peerstep search index ({exc}); rebuild it") from None
+        self._long_docs = [int(d) for d, _f, _n in long_docs]
+        self._long_firsts = [int(f) for _d, f, _n in long_docs]
+        self._long_sizes = [int(n) for _d, _f, n in long_docs]
+        self._extra_after = list(itertools.accumulate(n - 1 for n in self._long_sizes))  # extra chunks so far
         self.name = self.meta.get("name", self.path.stem)
         self._count = int(self.meta.get("docs", "0"))
         # a scratch FTS5 table with the index's tokenizer: the only exact way to learn what a word is indexed as
@@ -244,6 +360,9 @@ class Fts5Index(SearchIndex):
         self._tok.execute(f"CREATE VIRTUAL TABLE words USING fts5(w, tokenize='{TOKENIZE}')")
         self._tok.execute("CREATE VIRTUAL TABLE tokens USING fts5vocab(words, 'instance')")
         self._lock = threading.Lock()
+        self._watchdog = _Watchdog(self._con)
+        self._cancelled = False
+        self._helper: concurrent.futures.ThreadPoolExecutor | None = None
 
     @classmethod
     def build(
@@ -264,42 +383,116 @@ class Fts5Index(SearchIndex):
         return f"Fts5Index({str(self.path)!r}, docs={self._count})"
 
     def close(self) -> None:
+        self._watchdog.close()
+        if self._helper is not None:
+            self._helper.shutdown(wait=True)
         self._con.close()
         self._tok.close()
 
-    def _query(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
-        try:
-            with self._lock:
-                return self._con.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise SearchError(f"search index {self.path} could not be read: {exc}") from None
+    def interrupt(self) -> None:
+        """Stop the search in progress, from any thread: it raises ``SearchTimeoutError`` at once."""
+        self._cancelled = True
+        self._con.interrupt()
 
-    def search(self, query: str, k: int = 5) -> list[SearchHit]:
+    def _query(self, sql: str, params: tuple[object, ...], deadline: float | None = None) -> list[tuple[object, ...]]:
+        with self._lock:
+            # checked here too: an interrupt() or a deadline that falls between two statements must not be lost
+            if self._cancelled:
+                self._cancelled = False
+                raise SearchTimeoutError(f"search in {self.path} stopped: it was interrupted")
+            if deadline is not None and time.monotonic() >= deadline:
+                raise SearchTimeoutError(f"search in {self.path} stopped: it ran past its time limit")
+            self._watchdog.arm(deadline if deadline is not None else time.monotonic() + self.timeout)
+            try:
+                return self._con.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                fired = self._watchdog.disarm()
+                if isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted":
+                    cancelled, self._cancelled = self._cancelled, False
+                    why = "it was interrupted" if cancelled and not fired else "it ran past its time limit"
+                    raise SearchTimeoutError(f"search in {self.path} stopped: {why}") from None
+                raise SearchError(f"search index {self.path} could not be read: {exc}") from None
+            finally:
+                self._watchdog.disarm()
+
+    def search(self, query: str, k: int = 5, *, timeout: float | None = None) -> list[SearchHit]:
         """Best ``k`` documents for ``query``; a document needs any one of the query's words to match.
 
         OR rather than AND because agents write questions, not keyword lists: bm25 still ranks documents that
         contain more (and rarer) query words first, and a single unmatched word does not empty the result.
+        ``timeout`` (default: the index's) bounds the whole search; past it, ``SearchTimeoutError``.
         """
         k = check_k(k)
-        match, cutoff = self._match(query_terms(query))
-        sql = f"SELECT rowid, bm25(fts, {TITLE_WEIGHT}, 1.0) AS score FROM fts WHERE fts MATCH ?"
-        params: tuple[object, ...] = (match,)
-        if cutoff is not None:
-            sql, params = sql + " AND rowid <= ?", (match, cutoff)
-        ranked = self._query(sql + " ORDER BY score LIMIT ?", (*params, k))
+        words = query_terms(query)
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        self._cancelled = False
+        if threading.current_thread() is not threading.main_thread():
+            return self._search(words, k, deadline)
+        # the main thread handles signals only between Python instructions, never inside a statement: it waits
+        # for a helper thread instead, so Ctrl-C or SIGTERM is handled at once and stops the statement too
+        if self._helper is None:
+            self._helper = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="peerstep-search")
+        future = self._helper.submit(self._search, words, k, deadline)
+        try:
+            return future.result()
+        except BaseException:
+            if not future.done():
+                self.interrupt()
+                with contextlib.suppress(SearchError):
+                    future.result()  # the statement stops at once: nothing is left running
+            raise
+
+    def _search(self, words: list[str], k: int, deadline: float) -> list[SearchHit]:
+        match, cutoff = self._match(words, deadline)
+        where = "fts MATCH ?" + (" AND rowid <= ?" if cutoff is not None else "")
+        params: tuple[object, ...] = (match,) if cutoff is None else (match, cutoff)
+        ranked = self._rank(where, params, k, deadline)
         hits = []
-        for rowid, score in ranked:
-            # snippets only for the k winners: computing them in the ranking query would do it for every match
+        for doc, rowid, score in ranked:
+            # snippets only for the k winners, each from one chunk: the work per hit is bounded by CHUNK_CHARS
             row = self._query(
-                "SELECT d.id, d.title, snippet(fts, 1, '', '', ' … ', ?) FROM fts JOIN docs d ON d.rowid = fts.rowid"
-                " WHERE fts MATCH ? AND fts.rowid = ?", (SNIPPET_TOKENS, match, rowid))
+                "SELECT d.id, d.title, snippet(fts, 1, '', '', ' … ', ?) FROM fts, docs d"
+                " WHERE fts MATCH ? AND fts.rowid = ? AND d.rowid = ?", (SNIPPET_TOKENS, match, rowid, doc), deadline)
             if row:
                 doc_id, title, snippet = row[0]
                 hits.append(SearchHit(id=str(doc_id), title=str(title), snippet=_clean(str(snippet)),
                                       score=-float(str(score))))
         return hits
 
-    def _match(self, words: list[str]) -> tuple[str, int | None]:
+    def _rank(self, where: str, params: tuple[object, ...], k: int, deadline: float) -> list[tuple[int, int, float]]:
+        """The best ``k`` documents as ``(doc, best chunk, score)``: chunks are ranked, each document counts once."""
+        rank = f"SELECT rowid, bm25(fts, {TITLE_WEIGHT}, 1.0) AS score FROM fts WHERE {where}"
+        if not self._long_docs:  # one chunk per document: a chunk is its document
+            return [(int(str(r)), int(str(r)), float(str(sc)))
+                    for r, sc in self._query(rank + " ORDER BY score LIMIT ?", (*params, k), deadline)]
+        # every candidate chunk (at most about RANK_BUDGET, see _match), grouped by document here: cheaper than a
+        # join in SQL, and the ranking runs once
+        best: dict[int, tuple[int, int, float]] = {}
+        for rowid, score in self._query(rank, params, deadline):
+            chunk, value = int(str(rowid)), float(str(score))
+            doc = self._doc_of(chunk)
+            if doc not in best or value < best[doc][2]:
+                best[doc] = (doc, chunk, value)
+        return heapq.nsmallest(k, best.values(), key=lambda hit: hit[2])
+
+    def _doc_of(self, chunk: int) -> int:
+        """The document that chunk ``chunk`` belongs to."""
+        j = bisect.bisect_right(self._long_firsts, chunk) - 1
+        if j < 0:
+            return chunk
+        if chunk < self._long_firsts[j] + self._long_sizes[j]:
+            return self._long_docs[j]
+        return chunk - self._extra_after[j]
+
+    def _chunk_range(self, doc: int) -> tuple[int, int]:
+        """The first and last chunk of document ``doc``."""
+        j = bisect.bisect_right(self._long_docs, doc) - 1
+        if j >= 0 and self._long_docs[j] == doc:
+            return self._long_firsts[j], self._long_firsts[j] + self._long_sizes[j] - 1
+        chunk = doc + (self._extra_after[j] if j >= 0 else 0)
+        return chunk, chunk
+
+    def _match(self, words: list[str], deadline: float | None = None) -> tuple[str, int | None]:
         """The FTS5 MATCH expression for ``words``, and a rowid cutoff when even the rarest word is everywhere.
 
         Ranking costs about 1 µs per matching document, so on a large index one common word ("also", "first")
@@ -309,7 +502,7 @@ class Fts5Index(SearchIndex):
         ``R`` matches, while bm25 also counts ``C``). When the rarest word alone matches more than the budget,
         only its first ``RANK_BUDGET`` documents (in index order) are ranked: such a query says almost nothing.
         """
-        counts = self._doc_counts(words)
+        counts = self._doc_counts(words, deadline)
         known = [w for w in words if counts[w] >= 0]
         if not known:
             raise QueryError(f"the query has no searchable words: {' '.join(words)[:60]!r} reduce to nothing "
@@ -326,11 +519,11 @@ class Fts5Index(SearchIndex):
         match = f"({r}) OR (({r}) AND ({' OR '.join(_fts_string(w) for w in common)}))" if common else r
         cutoff = None
         if total > RANK_BUDGET:
-            row = self._query("SELECT rowid FROM fts WHERE fts MATCH ? LIMIT 1 OFFSET ?", (r, RANK_BUDGET))
+            row = self._query("SELECT rowid FROM fts WHERE fts MATCH ? LIMIT 1 OFFSET ?", (r, RANK_BUDGET), deadline)
             cutoff = int(str(row[0][0])) if row else None
         return match, cutoff
 
-    def _doc_counts(self, words: list[str]) -> dict[str, int]:
+    def _doc_counts(self, words: list[str], deadline: float | None = None) -> dict[str, int]:
         """An upper bound on the documents holding each word (``DF_TRACKED`` for uncommon ones); -1 for a word
         the tokenizer reduces to nothing."""
         with self._lock:
@@ -340,7 +533,7 @@ class Fts5Index(SearchIndex):
         terms = sorted({str(term) for _doc, term in tokens})
         marks = ",".join("?" * len(terms))
         df = {str(t): int(str(d)) for t, d in self._query(f"SELECT term, docs FROM terms WHERE term IN ({marks})",
-                                                          tuple(terms))} if terms else {}
+                                                          tuple(terms), deadline)} if terms else {}
         counts = dict.fromkeys(words, -1)
         for i, term in tokens:
             word = words[int(i)]
@@ -350,13 +543,16 @@ class Fts5Index(SearchIndex):
     def open(self, title_or_id: str, page: int = 0, page_chars: int = 4000) -> DocumentPage:
         """A page of the document whose id, exact title, or title ignoring case is ``title_or_id``."""
         key = str(title_or_id).strip()
-        row = (self._query("SELECT id, title, text FROM docs WHERE id = ?", (key,))
-               or self._query("SELECT id, title, text FROM docs WHERE title = ? COLLATE NOCASE "
+        row = (self._query("SELECT rowid, id, title FROM docs WHERE id = ?", (key,))
+               or self._query("SELECT rowid, id, title FROM docs WHERE title = ? COLLATE NOCASE "
                               "ORDER BY title = ? DESC, rowid LIMIT 1", (key, key)))
         if not row:
             raise DocumentNotFoundError(self._not_found(key))
-        doc_id, title, text = (str(v) for v in row[0])
-        return paginate(doc_id, title, text, page, page_chars)
+        rowid, doc_id, title = row[0]
+        first, last = self._chunk_range(int(str(rowid)))
+        text = "".join(str(t) for (t,) in self._query("SELECT text FROM chunks WHERE rowid BETWEEN ? AND ? "
+                                                      "ORDER BY rowid", (first, last)))
+        return paginate(str(doc_id), str(title), text, page, page_chars)
 
     def _not_found(self, key: str) -> str:
         message = f"no document with id or title {key[:200]!r} in index {self.name!r}"

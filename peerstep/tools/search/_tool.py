@@ -12,6 +12,7 @@ import re
 
 from peerstep.tools._base import Tool
 from peerstep.tools.search._base import SearchIndex
+from peerstep.tools.search._fts5 import Fts5Index
 
 __all__ = ["MAX_TOOL_K", "PAGE_CHARS", "search_tools"]
 
@@ -40,7 +41,10 @@ def search_tools(index: SearchIndex, *, timeout: float = 30.0) -> list[Tool]:
             k: How many results to return, 3 to 10.
         """
         # small models ask for k=1 and then trust a poor top hit: always show a few
-        hits = index.search(query, max(MIN_TOOL_K, min(k, MAX_TOOL_K)))
+        k = max(MIN_TOOL_K, min(k, MAX_TOOL_K))
+        # the tool gives up on a call after `timeout` and abandons its thread: the search itself must stop by then
+        # too, or that thread would go on using a core and keep the process from exiting
+        hits = index.search(query, k, timeout=timeout) if isinstance(index, Fts5Index) else index.search(query, k)
         if not hits:
             return f"No results for {query[:200]!r}. Try different or fewer words."
         lines = []
