@@ -38,6 +38,9 @@ async def test_boxed_answer_after_a_tool_result_is_submitted(tmp_path: Path) -> 
     assert [(c.name, c.source) for c in calls] == [("calculate", "json_text"), ("submit_answer", "stated_answer")]
     reasons = records(log, StepKind.REASON)
     assert reasons[-1].data["stated_answer"] == "441624171"
+    final = records(log, StepKind.FINAL)[0]  # what the model stated and computed is kept with the outcome
+    assert final.data["stated_answer"] == "441624171" and final.data["last_result"] == "441624171"
+    assert final.data["source"] == "stated_answer"
 
 
 async def test_stated_answer_without_tools_is_accepted_by_default(tmp_path: Path) -> None:

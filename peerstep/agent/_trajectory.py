@@ -280,7 +280,8 @@ class Trajectory:
             final_reward = reward if self.env.scored else None
             rec = self.record(StepKind.FINAL, parent, text=answer, reward=final_reward, done=done,
                               data={"truncated": truncated, "gold": self.env.gold, "forced": state.get("forced"),
-                                    "source": next(iter(sources.values()), None)})
+                                    "source": next(iter(sources.values()), None),
+                                    "stated_answer": state.get("stated_answer"), "last_result": last_result})
             update.update({"done": True, "answer": answer, "reward": final_reward, "last_step_id": rec.step_id})
         elif looping and not state.get("forced"):
             # the same call a third time: the model is stuck, and more budget will not unstick it
