@@ -107,6 +107,20 @@ def test_long_and_short_documents_interleaved_map_chunks_to_the_right_document(t
             assert [h.id for h in index.search(last_word, 3)][:1] == [doc.id], (i, last_word)
 
 
+def test_long_documents_crowding_the_top_chunks_still_yield_the_best_k_documents(tmp_path: Path) -> None:
+    docs = [Document(f"long{j}", f"Long {j}", common_word_text(200_000 + 10_000 * j)) for j in range(3)]
+    docs += [Document(f"s{i}", f"Short {i}", "alpha " * (1 + i % 4) + f"filler words {i}") for i in range(30)]
+    with Fts5Index.build(docs, tmp_path / "crowd.sqlite") as index:
+        for k in (1, 3, 5, 10):
+            hits = index.search("alpha", k)
+            # the reference: every matching chunk ranked in SQL, each document's best chunk, best k documents
+            ref = index._query(
+                "WITH r AS MATERIALIZED (SELECT rowid, bm25(fts, 5.0, 1.0) AS score FROM fts WHERE fts MATCH 'alpha')"
+                " SELECT d.id, min(r.score) AS best FROM r JOIN chunks c ON c.rowid = r.rowid JOIN docs d"
+                " ON d.rowid = c.doc GROUP BY c.doc ORDER BY best LIMIT ?", (k,))
+            assert [(h.id, round(-h.score, 9)) for h in hits] == [(str(i), round(float(str(b)), 9)) for i, b in ref]
+
+
 def test_a_50_mb_single_line_jsonl_builds_and_searches(tmp_path: Path) -> None:
     source = tmp_path / "huge.jsonl"
     text = common_word_text(50_000_000)

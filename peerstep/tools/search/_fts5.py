@@ -29,7 +29,6 @@ from __future__ import annotations
 import bisect
 import concurrent.futures
 import contextlib
-import heapq
 import itertools
 import os
 import re
@@ -83,6 +82,7 @@ Progress = Callable[[int, float], None]  # (documents indexed so far, fraction o
 TOKENIZE = "porter unicode61 remove_diacritics 2"
 DF_TRACKED = 50  # terms in more documents than this get their document frequency stored in the `terms` table
 RANK_BUDGET = 5_000  # documents a query may rank (about 1 µs each), unless its rarest word alone matches more
+MAX_RANK_PASSES = 8  # cuts of the ranking taken while long documents crowd out others (see Fts5Index._rank)
 
 _SCHEMA = f"""
 CREATE TABLE meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -460,20 +460,34 @@ class Fts5Index(SearchIndex):
         return hits
 
     def _rank(self, where: str, params: tuple[object, ...], k: int, deadline: float) -> list[tuple[int, int, float]]:
-        """The best ``k`` documents as ``(doc, best chunk, score)``: chunks are ranked, each document counts once."""
+        """The best ``k`` documents as ``(doc, best chunk, score)``: chunks are ranked, each document counts once.
+
+        The ranking and the top-``4k`` cut run inside SQLite. When a few long documents crowd that cut (fewer than
+        ``k`` distinct documents in it), their best chunks are known already, so they are excluded by rowid range
+        and the cut is taken again: bm25 is then not computed for their chunks at all, and a 50 MB document costs a
+        second pass over the posting lists, not a second ranking.
+        """
         rank = f"SELECT rowid, bm25(fts, {TITLE_WEIGHT}, 1.0) AS score FROM fts WHERE {where}"
         if not self._long_docs:  # one chunk per document: a chunk is its document
             return [(int(str(r)), int(str(r)), float(str(sc)))
                     for r, sc in self._query(rank + " ORDER BY score LIMIT ?", (*params, k), deadline)]
-        # every candidate chunk (at most about RANK_BUDGET, see _match), grouped by document here: cheaper than a
-        # join in SQL, and the ranking runs once
+        limit = 4 * k
         best: dict[int, tuple[int, int, float]] = {}
-        for rowid, score in self._query(rank, params, deadline):
-            chunk, value = int(str(rowid)), float(str(score))
-            doc = self._doc_of(chunk)
-            if doc not in best or value < best[doc][2]:
-                best[doc] = (doc, chunk, value)
-        return heapq.nsmallest(k, best.values(), key=lambda hit: hit[2])
+        excluded: list[tuple[int, int]] = []
+        for _ in range(MAX_RANK_PASSES):
+            sql = rank + " AND rowid NOT BETWEEN ? AND ?" * len(excluded) + " ORDER BY score LIMIT ?"
+            top = self._query(sql, (*params, *itertools.chain.from_iterable(excluded), limit), deadline)
+            seen: dict[int, int] = {}
+            for rowid, score in top:
+                doc = self._doc_of(int(str(rowid)))
+                seen[doc] = seen.get(doc, 0) + 1
+                value = float(str(score))
+                if doc not in best or value < best[doc][2]:
+                    best[doc] = (doc, int(str(rowid)), value)
+            if len(seen) >= k or len(top) < limit:
+                break
+            excluded.extend(self._chunk_range(doc) for doc, count in seen.items() if count > 1)
+        return sorted(best.values(), key=lambda hit: hit[2])[:k]
 
     def _doc_of(self, chunk: int) -> int:
         """The document that chunk ``chunk`` belongs to."""
