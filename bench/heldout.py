@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/heldout.py run --split heldout --base-url URL --model NAME --limit 12 \\
         --strategies bare-cot,bare-program,single,majority,leap
-    .venv/bin/python bench/heldout.py report bench/results/heldout-*.json
+    .venv/bin/python bench/heldout.py report bench/results/heldout-*.json [old-run.json=before]
     .venv/bin/python bench/heldout.py export --split heldout --out /tmp/heldout.jsonl   # a task file, e.g. for
                                                                                         # an older peerstep
 
@@ -61,11 +61,29 @@ def _label(o: EpisodeOutcome) -> str:
     return o.strategy if o.n == 1 else f"{o.strategy}@{o.n}"
 
 
+def _regrade(outcomes: list[EpisodeOutcome], label: str | None) -> list[EpisodeOutcome]:
+    """Grade every answer again with its task's own checker (found by task id in the splits), so that runs of
+    another version (e.g. a task file run by an older peerstep) are graded exactly like this one's."""
+    from peerstep.environments import load_dataset
+
+    prefixes = {"words": "word-problems", "math": "gsm-symbolic"}
+    out = []
+    for o in outcomes:
+        kind, seed, index = o.task_id.rsplit("-", 2)
+        dataset = load_dataset(prefixes[kind], seed=int(seed), limit=int(index) + 1)
+        info = dataset.info(int(index))
+        assert info.task_id == o.task_id and info.gold == o.gold, f"{o.task_id} is not the task that was run"
+        correct = o.answer is not None and dataset.grade(int(index), o.answer)
+        out.append(o.model_copy(update={"correct": correct, "strategy": label or o.strategy}))
+    return out
+
+
 def report(args: argparse.Namespace) -> None:
     outcomes: list[EpisodeOutcome] = []
     for path in args.reports:
-        rep = EvalReport.model_validate_json(Path(path).read_text())
-        outcomes.extend(o.model_copy(update={"task_id": f"{rep.dataset}:{o.task_id}"}) for o in rep.outcomes)
+        name, _, label = str(path).partition("=")  # "file.json=label" renames the file's strategy (e.g. "before")
+        rep = EvalReport.model_validate_json(Path(name).read_text())
+        outcomes.extend(_regrade(rep.outcomes, label or None))
     labels = list(dict.fromkeys(_label(o) for o in outcomes))
     by = {(label, o.task_id): o for o in outcomes for label in [_label(o)]}
     tasks = sorted({o.task_id for o in outcomes})
@@ -107,7 +125,7 @@ def main() -> None:
     p_exp.add_argument("--limit", type=int, default=12)
     p_exp.add_argument("--out", type=Path, required=True)
     p_rep = sub.add_parser("report")
-    p_rep.add_argument("reports", nargs="+", type=Path)
+    p_rep.add_argument("reports", nargs="+", help="report JSON files; FILE=LABEL renames a file's strategy")
     args = parser.parse_args()
     {"run": run, "export": export, "report": report}[args.command](args)
 
