@@ -35,9 +35,10 @@ def run(args: argparse.Namespace) -> None:
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     for name, seed in SPLITS[args.split].items():
         dataset = _build_dataset(name, seed, python=True)
-        out = args.out_dir / f"{args.split}-{name}.json"
+        tag = "" if args.answer_policy == "accept" else f"-{args.answer_policy}"
+        out = args.out_dir / f"{args.split}-{name}{tag}.json"
         run_and_report(dataset, strategies, args.n, args.limit, args.concurrency, seed, args.engine, args.model,
-                       args.base_url, None, out, None, args.max_steps)
+                       args.base_url, None, out, None, args.max_steps, args.answer_policy)
 
 
 def export(args: argparse.Namespace) -> None:
@@ -120,6 +121,7 @@ def main() -> None:
     p_run.add_argument("--concurrency", type=int, default=2)
     p_run.add_argument("--max-steps", type=int, default=8)
     p_run.add_argument("--out-dir", type=Path, default=Path("bench/results"))
+    p_run.add_argument("--answer-policy", default="accept", choices=["accept", "confirm", "check"])
     p_exp = sub.add_parser("export")
     p_exp.add_argument("--split", choices=list(SPLITS), default="dev")
     p_exp.add_argument("--limit", type=int, default=12)

@@ -39,7 +39,7 @@ def _build_dataset(name: str, seed: int, python: bool) -> Any:
 
 def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | None, concurrency: int, seed: int,
                    engine: str, model: str | None, base_url: str | None, api_key: str | None, out: Path | None,
-                   price_per_mtok: float | None, max_steps: int) -> None:
+                   price_per_mtok: float | None, max_steps: int, answer_policy: str = "accept") -> None:
     from peerstep import Endpoint
     from peerstep.agent import AgentConfig, Budget
     from peerstep.evals import EpisodeOutcome, EvalAborted, EvalReport, run_eval, summarize
@@ -47,7 +47,7 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if count == 0:
         raise InputError(f"dataset {dataset.name!r} has no tasks")
-    agent = AgentConfig(budget=Budget(max_steps=max_steps))
+    agent = AgentConfig(budget=Budget(max_steps=max_steps), answer_policy=answer_policy)  # type: ignore[arg-type]
     outcomes: list[EpisodeOutcome] = []
     wall: dict[str, float] = {}
     jsonl = out.with_suffix(".jsonl") if out else None
@@ -102,6 +102,9 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
         raise typer.Exit(1)
 
 
+AnswerPolicyOpt = Annotated[str, typer.Option(
+    help="What a reply that states a final answer without calling submit_answer does: accept (submit it), confirm "
+         "(ask once, quoting it), check (ask once for a tool check when no tool was used).")]
 Strategies = Annotated[str, typer.Option("--strategy", help="Comma-separated: single,majority,best-of-n,leap,"
                                                             "leap+verify, and the bare-model baselines "
                                                             "bare-cot,bare-program (one request, no framework).")]
@@ -123,6 +126,7 @@ def register(app: typer.Typer) -> None:
         python: Annotated[bool, typer.Option(help="Offer the sandboxed Python tool where the dataset allows.")]
         = True,
         max_steps: Annotated[int, typer.Option(help="Model calls per trajectory before the answer is forced.")] = 8,
+        answer_policy: AnswerPolicyOpt = "accept",
         out: Annotated[Path | None, typer.Option(help="Write results as JSON here (and per episode as JSONL).")]
         = None,
         price_per_mtok: Annotated[float | None, typer.Option(help="Dollars per million generated tokens.")] = None,
@@ -132,7 +136,7 @@ def register(app: typer.Typer) -> None:
             chosen = _strategies(strategy, n, python)
             ds = _build_dataset(dataset, seed, python)
             run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key, out,
-                           price_per_mtok, max_steps)
+                           price_per_mtok, max_steps, answer_policy)
         except (PeerstepError, ValueError, KeyError) as exc:
             err.print(f"[bold red]error:[/bold red] {exc}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | KeyError | SandboxCapacityError)
@@ -149,6 +153,7 @@ def register(app: typer.Typer) -> None:
         base_url: Annotated[str | None, typer.Option(envvar="PEERSTEP_BASE_URL")] = None,
         api_key: Annotated[str | None, typer.Option(envvar="PEERSTEP_API_KEY")] = None,
         max_steps: Annotated[int, typer.Option()] = 8,
+        answer_policy: AnswerPolicyOpt = "accept",
         out: Annotated[Path | None, typer.Option()] = None,
     ) -> None:
         """Run a scripted task file (questions, allowed tools, answer checkers) and report the results."""
@@ -158,7 +163,7 @@ def register(app: typer.Typer) -> None:
             chosen = _strategies(strategy, n, True)
             ds = TaskFileDataset(tasks)
             run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, out, None,
-                           max_steps)
+                           max_steps, answer_policy)
         except (PeerstepError, ValueError) as exc:
             err.print(f"[bold red]error:[/bold red] {exc}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | SandboxCapacityError) else 1) from None
