@@ -94,7 +94,7 @@ async def throughput(engine_name: str, base_url: str, model: str, n: int, questi
     agent = AgentConfig(budget=Budget(max_steps=6, max_tokens=2000))
     started = time.perf_counter()
     await arun(lambda: QuestionEnvironment(question["question"], python=False), client, strategy="majority", n=n,
-                       agent=agent, log=StepLog.create(directory=_RUNS))
+               agent=agent, log=StepLog.create(directory=_RUNS))
     ps_wall = time.perf_counter() - started
     ps_tokens = client.completion_tokens
     await client.close()
@@ -115,7 +115,7 @@ async def overhead(engine: ManagedEngine, n: int, rows: list[dict[str, str]]) ->
             client = engine.client()
             agent = AgentConfig(budget=Budget(max_steps=8, max_tokens=3000))
             await arun(lambda row=row: QuestionEnvironment(row["question"], python=False),
-                               client, strategy=strategy, n=n, agent=agent, log=StepLog.create(directory=_RUNS))
+                       client, strategy=strategy, n=n, agent=agent, log=StepLog.create(directory=_RUNS))
             total += client.completion_tokens
             await client.close()
         totals[strategy] = total

@@ -9,5 +9,8 @@
 * ``peerstep.testing.environment``: any ``Environment`` or registered dataset (the finishing tool is offered, an
   unknown tool or bad arguments are observations and never exceptions, ``close`` is idempotent).
 
+* ``peerstep.testing.search``: any ``SearchIndex`` built over its ``DOCUMENTS`` (ranking, paging, errors, a very
+  long document); run here on the FTS5 index and on the web backend through an httpx mock transport.
+
 Each module is imported on its own; none imports pytest unless a test runs.
 """
