@@ -12,5 +12,8 @@
 * ``peerstep.testing.search``: any ``SearchIndex`` built over its ``DOCUMENTS`` (ranking, paging, errors, a very
   long document); run here on the FTS5 index and on the web backend through an httpx mock transport.
 
+* ``peerstep.testing.verifier``: any ``Verifier`` (scores in [0, 1] under its own name; ``VerifierError`` and
+  nothing else when it cannot score).
+
 Each module is imported on its own; none imports pytest unless a test runs.
 """
