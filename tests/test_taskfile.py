@@ -284,3 +284,17 @@ def test_what_a_checker_file_lacks_is_still_reported_at_load(tmp_path: Path) -> 
     assert len(found) == 2, found
     assert "broken.py:1: syntax error" in found[0]
     assert "has no function 'check' (it has: judge)" in found[1]
+
+
+def test_peerstep_run_announces_python_checkers_before_running_them(tmp_path: Path) -> None:
+    """The CLI says a task file is code before any of it runs (here it stops at the unknown engine)."""
+    from typer.testing import CliRunner
+
+    from peerstep.cli import app
+
+    (tmp_path / "checks.py").write_text(SIDE_EFFECT_CHECKER)
+    path = write(tmp_path, "t.yaml", "- question: The answer?\n  tools: []\n  gold: '42'\n"
+                                     "  checker: {type: python, function: checks.py:check}\n")
+    result = CliRunner().invoke(app, ["run", str(path), "--engine", "no-such-engine"])
+    assert "runs with your rights" in result.output and "checks.py:check" in result.output
+    assert not (tmp_path / "imported.marker").exists()

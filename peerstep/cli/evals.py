@@ -162,6 +162,10 @@ def register(app: typer.Typer) -> None:
 
             chosen = _strategies(strategy, n, True)
             ds = TaskFileDataset(tasks)
+            if ds.python_checkers:  # a task file is code: say so before any of it runs
+                err.print(f"[yellow]note:[/yellow] {tasks} grades answers with Python code that runs with your "
+                          f"rights, outside the sandbox: {', '.join(ds.python_checkers)} (a task file is code, like "
+                          "a conftest.py)")
             run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, out, None,
                            max_steps, answer_policy)
         except (PeerstepError, ValueError) as exc:
