@@ -61,7 +61,7 @@ async def test_check_policy_asks_once_for_a_tool_check_quoting_the_answer(tmp_pa
                         log=StepLog.create(directory=tmp_path))
     assert result.answer == "42" and result.steps == 3
     ask = client.requests_seen[1]["messages"][-1]["content"]
-    assert "You wrote 42" in ask and "calculate" in ask
+    assert "You wrote 42" in ask and "calculate call with the whole calculation" in ask
 
 
 async def test_confirm_policy_quotes_the_answer_then_accepts_it(tmp_path: Path) -> None:

@@ -61,8 +61,15 @@ def decide(text: str, *, policy: AnswerPolicy, finish_tool: str, tool_names: lis
                           key="confirm", stated=stated)
         computes = [t for t in COMPUTE_TOOLS if t in tool_names]
         if policy == "check" and tools_used == 0 and computes and "check" not in nudged:
-            return NoCall(message=(f"You wrote {stated} without running a tool. Check it with one {computes[0]} "
-                                   f"call; if it holds, call {finish_tool} with it."), key="check", stated=stated)
+            # Measured on the dev split: asked to "check it with one calculate call", the 1.5B model calculated
+            # its own answer ("94.71") three times. The request now says what to compute: the whole calculation
+            # from the question's numbers, as a program when Python is offered.
+            how = ("one ```python program that computes it from the numbers in the question and prints the result"
+                   if "python" in computes else
+                   "one calculate call with the whole calculation from the numbers in the question")
+            return NoCall(message=(f"You wrote {stated} without running a tool. Compute it again with {how}; if "
+                                   f"the result is the same, call {finish_tool} with it."), key="check",
+                          stated=stated)
         return NoCall(submit=stated, stated=stated)
     if last_result is not None:
         result_numbers = _numbers(last_result)
