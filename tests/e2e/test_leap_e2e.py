@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from peerstep import arun
+from peerstep import AgentConfig, arun
 from peerstep.engines import ManagedEngine
 from peerstep.environments import QuestionEnvironment
 from peerstep.graphs.parallel import ParallelConfig
@@ -20,13 +20,15 @@ pytestmark = pytest.mark.slow
 
 async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: Path) -> None:
     client = engine.client()
-    # one model call per round, so the first barrier finds every trajectory still active
+    # One model call per round, so the first barrier finds the trajectories still active. Under the default answer
+    # policy a trajectory that states "1640" in its first reply is done at once (seen on vLLM: two of three were),
+    # leaving nobody to share with; "confirm" asks once before accepting, so a first reply never ends one.
     config = ParallelConfig(n=3, max_rounds=3, round_steps=1, sharing=SharingConfig(summary_tokens=96),
                             barrier_verify=True, aggregate="weighted")
     log = StepLog.create(directory=runs_dir)
     try:
         result = await arun(lambda: QuestionEnvironment("What is 37 * 43 + 19?", gold="1610", python=False),
-                            client, strategy="leap+verify", parallel=config,
+                            client, strategy="leap+verify", parallel=config, agent=AgentConfig(answer_policy="confirm"),
                             verifiers=strategy_verifiers("leap+verify", client), log=log)
     finally:
         await client.close()
