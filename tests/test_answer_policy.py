@@ -145,3 +145,28 @@ async def test_a_triple_quoted_code_call_is_recovered(tmp_path: Path) -> None:
     assert parsed.error is None
     assert [(c.name, c.arguments, c.source) for c in parsed.calls] == [
         ("python", {"code": "x = 7482 - 263\nprint(x)"}, "json_text_recovered")]
+
+
+async def test_a_reply_that_recomputes_then_submits_the_computed_result_ends_now(tmp_path: Path) -> None:
+    """Seen on the README demo: after the right result, one reply held a calculate call, a python call and a
+    submit of that result; running them one per turn cost two more calls."""
+    client = ScriptedClient([
+        CALC,
+        '{"name": "calculate", "arguments": {"expression": "(48123 * 9177) - 600"}}\n'
+        '{"name": "python", "arguments": {"code": "print(48123 * 9177 - 600)"}}\n'
+        '{"name": "submit_answer", "arguments": {"answer": "441624171.0"}}',
+    ])
+    result = await arun(QuestionEnvironment("What is 48123 * 9177 minus 12% of 5,000?", gold="441624171"),
+                        client, log=StepLog.create(directory=tmp_path))
+    assert result.answer == "441624171.0" and result.correct is True and result.steps == 2
+
+
+async def test_a_submit_of_something_not_computed_still_waits_for_the_first_call(tmp_path: Path) -> None:
+    client = ScriptedClient([
+        CALC,
+        '{"name": "calculate", "arguments": {"expression": "441624171 + 1"}}\n'
+        '{"name": "submit_answer", "arguments": {"answer": "441624172"}}',
+        '{"name": "submit_answer", "arguments": {"answer": "441624172"}}',
+    ])
+    result = await arun(QuestionEnvironment("q?"), client, log=StepLog.create(directory=tmp_path))
+    assert result.steps == 3  # the guess was planned before its calculation ran: the calculation runs first

@@ -20,7 +20,7 @@ from peerstep.agent._prompts import FORCE_FINAL, ONE_CALL_NOTE, REPEAT_NOTE, sys
 from peerstep.agent._state import TrajectoryState
 from peerstep.client import Completion, ModelClient
 from peerstep.environments._base import Environment
-from peerstep.grading import stated_answer
+from peerstep.grading import parse_number, stated_answer
 from peerstep.steplog import StepKind, StepLog, StepRecord, ToolInfo, Usage
 from peerstep.tools._base import Tool
 
@@ -182,6 +182,10 @@ class Trajectory:
         update["idle"] = 0 if calls or policy.get("message") else state.get("idle", 0) + 1
         native = bool(completion.tool_calls)
         dropped = 0
+        if not native and len(calls) > 1 and finish and (early := _submits_computed(calls, finish, state)):
+            # The reply recomputes what a tool has already computed, then submits that result: the submission is
+            # of a computed number, so it is taken now instead of rerunning each call in its own turn.
+            dropped, calls = len(calls) - 1, [early]
         if not native and len(calls) > 1:
             # Calls written as text after the first were planned before seeing its result (small models
             # guess the intermediate numbers): run only the first, as the prompt asks.
@@ -300,4 +304,19 @@ def _submitted_answer(calls: list[dict[str, Any]], finish_tool: str) -> str | No
             if isinstance(args, dict):  # "answer", or the only argument of a custom finishing tool
                 return str(args["answer"] if "answer" in args else next(iter(args.values()), ""))
             return str(args)
+    return None
+
+
+def _submits_computed(calls: list[ParsedCall], finish: str, state: TrajectoryState) -> ParsedCall | None:
+    """The finishing call among ``calls`` whose answer is the last tool result already seen, if there is one."""
+    last = (state.get("last_result") or "").strip().splitlines()
+    if not last:
+        return None
+    computed = parse_number(last[-1])
+    for call in calls[1:]:
+        if call.name == finish and isinstance(call.arguments, dict):
+            answer = str(next(iter(call.arguments.values()), ""))
+            value = parse_number(answer)
+            if answer.strip() == last[-1].strip() or (value is not None and value == computed):
+                return call
     return None

@@ -77,7 +77,8 @@ def test_cli_solve_against_running_server(llamacpp_engine: ManagedEngine, runs_d
                 "What is 2 to the power of 31, minus 1?", runs=runs_dir)
     assert proc.returncode == 0, proc.stderr
     assert "Final answer: 2147483647" in proc.stdout
-    assert "→ calculate(" in proc.stdout
+    # the live view shows each step: the model's reply, then the submission (a tool call or its stated answer)
+    assert "→ submit_answer(" in proc.stdout and "Decision" in proc.stdout
     listed = _cli("runs", runs=runs_dir)
     assert listed.returncode == 0 and "2147483647" in listed.stdout
     shown = _cli("show", sorted(runs_dir.glob("*.sqlite"))[0].stem, runs=runs_dir)
