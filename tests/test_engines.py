@@ -227,6 +227,7 @@ def test_vllm_cpu_command_and_environment(tmp_path: Path) -> None:
     assert option(cmd, "--max-model-len") == "2048"
     assert option(cmd, "--max-num-seqs") == "3"
     assert option(cmd, "--dtype") == "bfloat16"
+    assert "--enforce-eager" in cmd  # on CPU compiling costs minutes at every start for ~5% decode speed
     assert "--tensor-parallel-size" not in cmd
     assert "--gpu-memory-utilization" not in cmd
     env = engine.environment()
@@ -260,6 +261,8 @@ def test_vllm_optional_flags(tmp_path: Path) -> None:
     assert "--tool-call-parser" not in cmd
     assert "--enforce-eager" in cmd
     assert cmd[-2:] == ["--seed", "7"]
+    compiled = EngineConfig(model="m", device="cpu", enforce_eager=False, python="/some/python")
+    assert "--enforce-eager" not in VllmEngine(compiled, state_dir=tmp_path).command(8300)
 
 
 def test_vllm_python_missing_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

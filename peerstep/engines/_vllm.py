@@ -121,7 +121,8 @@ class VllmEngine(ManagedEngine):
         else:
             cmd += ["--tensor-parallel-size", str(self.config.tensor_parallel_size),
                     "--gpu-memory-utilization", str(self.config.gpu_memory_utilization)]
-        if self.config.enforce_eager:
+        eager = self.config.enforce_eager if self.config.enforce_eager is not None else self.device == "cpu"
+        if eager:
             cmd.append("--enforce-eager")
         if self.config.tool_call_parser:
             cmd += ["--enable-auto-tool-choice", "--tool-call-parser", self.config.tool_call_parser]
