@@ -42,7 +42,7 @@ unit: venv system
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test: install vllm lint
-	$(PY) -m pytest -ra $(PYTEST_ARGS)
+	$(PY) -m pytest -ra --durations=25 $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
