@@ -22,11 +22,10 @@ whether that is the answer. No message here says or implies that a result was wr
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
-from peerstep.grading import stated_answer
+from peerstep.grading import number_text, numbers, parse_number, stated_answer
 
 AnswerPolicy = Literal["accept", "confirm", "check"]
 ANSWER_POLICIES: tuple[str, ...] = ("accept", "confirm", "check")
@@ -45,10 +44,6 @@ class NoCall:
     key: str | None = None
     force: bool = False  # or force the final answer now
     stated: str | None = None  # the answer the reply stated, if any (logged either way)
-
-
-def _numbers(text: str) -> list[str]:
-    return [n.replace(",", "") for n in re.findall(r"-?\d[\d,]*(?:\.\d+)?", text)]
 
 
 def decide(text: str, *, policy: AnswerPolicy, finish_tool: str, tool_names: list[str], tools_used: int,
@@ -72,12 +67,11 @@ def decide(text: str, *, policy: AnswerPolicy, finish_tool: str, tool_names: lis
                           stated=stated)
         return NoCall(submit=stated, stated=stated)
     if last_result is not None:
-        result_numbers = _numbers(last_result)
-        if len(result_numbers) == 1 and result_numbers[0] in _numbers(text):
-            key = f"restated:{result_numbers[0]}"
+        value = parse_number(last_result)  # the grader's number parser: "1,000", "1e3" and "1000.0" are one value
+        if value is not None and value in numbers(text):
+            key = f"restated:{number_text(last_result)}"
             if key not in nudged:
-                value = last_result.strip()
-                return NoCall(message=(f"You wrote {value}. If that is your final answer, call {finish_tool} "
+                return NoCall(message=(f"You wrote {last_result.strip()}. If that is your final answer, call {finish_tool} "
                                        f"with it; otherwise make the next tool call."), key=key)
     if idle + 1 >= MAX_IDLE_REPLIES:
         return NoCall(force=True)

@@ -28,7 +28,7 @@ the final answer a model states in plain text ("... is \\boxed{4727}", "the fina
 from peerstep.grading._extract import stated_answer
 from peerstep.grading._limits import MAX_ANSWER_CHARS
 from peerstep.grading._math import MathChecker, answers_equivalent, math_match
-from peerstep.grading._numbers import NumericChecker, numeric_match, parse_number
+from peerstep.grading._numbers import NumericChecker, number_text, numbers, numeric_match, parse_number
 from peerstep.grading._protocol import Checker, normalise_answer
 from peerstep.grading._python import PythonChecker
 from peerstep.grading._registry import CHECKER_NAMES, DEFAULT_CHECKER, get_checker, grade
@@ -51,6 +51,8 @@ __all__ = [
     "grade",
     "math_match",
     "normalise_answer",
+    "number_text",
+    "numbers",
     "numeric_match",
     "parse_number",
     "short_answer_match",
