@@ -133,3 +133,18 @@ def test_a_json_call_ends_the_program() -> None:
     calls = parse_tool_calls(text, None, TOOLS).calls
     assert [(c.name, c.arguments) for c in calls][:2] == [("python", {"code": "print(1)"}),
                                                          ("submit_answer", {"answer": "1"})]
+
+
+def test_a_python_fence_holding_only_a_json_call_is_that_call() -> None:
+    text = '```python\n{"name": "calculate", "arguments": {"expression": "(149 * 66 - 914) // 47"}}\n```'
+    result = parse_tool_calls(text, None, ["calculate", "python", "submit_answer"])
+    assert result.error is None
+    assert [(c.name, c.arguments) for c in result.calls] == [("calculate", {"expression": "(149 * 66 - 914) // 47"})]
+
+
+def test_a_python_fence_with_a_dict_in_real_code_stays_code() -> None:
+    text = '```python\nd = {"name": "calculate", "arguments": {}}\nprint(d)\n```'
+    result = parse_tool_calls(text, None, ["calculate", "python"])
+    assert [c.name for c in result.calls] == ["python"] and "print(d)" in result.calls[0].arguments["code"]
+    unknown = '```python\n{"name": "weather", "arguments": {}}\n```'  # not a known tool: the block is code
+    assert [c.name for c in parse_tool_calls(unknown, None, ["calculate", "python"]).calls] == ["python"]

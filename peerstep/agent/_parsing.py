@@ -94,6 +94,18 @@ def _calls_in(text: str, known: set[str], base: int = 0) -> list[ParsedCall]:
     return calls
 
 
+def _only_calls(body: str, known: set[str]) -> bool:
+    """True when ``body`` is one or more JSON tool calls of known tools and nothing else."""
+    stripped = body.strip()
+    found = _decode_objects(stripped)
+    if not found or not known:
+        return False
+    rest = stripped
+    for _, start, end in reversed(found):
+        rest = rest[:start] + rest[end:]
+    return not rest.strip() and all(_calls_in(stripped[a:b], known) for _, a, b in found)
+
+
 # the opening of a JSON tool call, parseable or not
 _CALL_START = re.compile(r'\{\s*"(?:name|tool|tool_name|function)"\s*:')
 # a Python-style triple-quoted string, which small models put inside JSON for code
@@ -170,7 +182,10 @@ def parse_tool_calls(
         return ParseResult(calls=calls)
 
     fences = list(_FENCE.finditer(text))
-    code_fences = [m for m in fences if m.group(1).lower() in ("python", "py", "python3")]
+    # A "python" block that holds nothing but a JSON call of a known tool is that call, not a program (seen when a
+    # prompt showed both formats: the 1.5B model wrapped {"name": "calculate", ...} in a python fence).
+    code_fences = [m for m in fences if m.group(1).lower() in ("python", "py", "python3")
+                   and not _only_calls(m.group(2) or "", known)]
     in_code = [(m.start(), m.end()) for m in code_fences]
 
     def inside(pos: int, spans: list[tuple[int, int]]) -> bool:
