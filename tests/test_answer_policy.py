@@ -170,3 +170,37 @@ async def test_a_submit_of_something_not_computed_still_waits_for_the_first_call
     ])
     result = await arun(QuestionEnvironment("q?"), client, log=StepLog.create(directory=tmp_path))
     assert result.steps == 3  # the guess was planned before its calculation ran: the calculation runs first
+
+
+async def test_the_prompt_leads_with_a_program_when_python_is_offered(tmp_path: Path) -> None:
+    """With Python offered the model is asked for one program computing from the question's numbers (the held-out
+    measurement behind it is in the README); without it, the generic tool prompt, naming only offered tools."""
+    with_python = ScriptedClient(["\\boxed{1}"])
+    await arun(QuestionEnvironment("What is 2 + 3?", gold="5", python=True), with_python,
+               log=StepLog.create(directory=tmp_path))
+    prompt = with_python.requests_seen[0]["messages"][0]["content"]
+    assert "one Python program" in prompt and "```python" in prompt and "- python(" in prompt
+    without = ScriptedClient(["\\boxed{1}"])
+    await arun(QuestionEnvironment("What is 2 + 3?", gold="5", python=False), without,
+               log=StepLog.create(directory=tmp_path))
+    prompt = without.requests_seen[0]["messages"][0]["content"]
+    assert "Python" not in prompt and "python" not in prompt and "- calculate(" in prompt
+
+
+def test_a_restated_result_is_recognised_by_the_graders_number_parser() -> None:
+    """"1,000" from the tool and "1000.0" in the reply are one value (the grader's parser, not a second regex)."""
+    from peerstep.agent._policy import decide
+
+    kwargs = {"policy": "accept", "finish_tool": "submit_answer", "tool_names": ["python", "submit_answer"],
+              "tools_used": 1, "nudged": [], "idle": 0}
+    same = decide("So we get 1000.0 in total.", last_result="1,000", **kwargs)  # type: ignore[arg-type]
+    assert same.key == "restated:1000" and same.message and "1,000" in same.message
+    other = decide("So we get 1001 in total.", last_result="1,000", **kwargs)  # type: ignore[arg-type]
+    assert other.key is None and other.message is None
+
+
+async def test_a_reply_that_is_only_a_number_states_it(tmp_path: Path) -> None:
+    client = ScriptedClient([CALC, "441624171"])
+    result = await arun(QuestionEnvironment("What is 48123 * 9177 minus 12% of 5,000?", gold="441624171"), client,
+                        log=StepLog.create(directory=tmp_path))
+    assert result.answer == "441624171" and result.correct is True and result.steps == 2

@@ -22,6 +22,7 @@ whether that is the answer. No message here says or implies that a result was wr
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -33,6 +34,7 @@ ANSWER_POLICIES: tuple[str, ...] = ("accept", "confirm", "check")
 COMPUTE_TOOLS = ("calculate", "python")
 # replies in a row with no tool call and no answer before the answer is forced
 MAX_IDLE_REPLIES = 3
+_BARE_NUMBER = re.compile(r"\$?\s*-?[\d,]*\d(?:\.\d+)?\s*%?\.?")
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ class NoCall:
 def decide(text: str, *, policy: AnswerPolicy, finish_tool: str, tool_names: list[str], tools_used: int,
            last_result: str | None, nudged: list[str], idle: int) -> NoCall:
     """Decide what to do with a reply that called no tool. Pure: the caller logs and applies it."""
-    stated = stated_answer(text)
+    # a reply that is one number and nothing else states it as plainly as "\\boxed{…}" does
+    stated = stated_answer(text) or (number_text(text) if _BARE_NUMBER.fullmatch(text.strip()) else None)
     if stated:
         if policy == "confirm" and "confirm" not in nudged:
             return NoCall(message=f"You wrote {stated}. If that is your final answer, call {finish_tool} with it.",
@@ -71,8 +74,8 @@ def decide(text: str, *, policy: AnswerPolicy, finish_tool: str, tool_names: lis
         if value is not None and value in numbers(text):
             key = f"restated:{number_text(last_result)}"
             if key not in nudged:
-                return NoCall(message=(f"You wrote {last_result.strip()}. If that is your final answer, call {finish_tool} "
-                                       f"with it; otherwise make the next tool call."), key=key)
+                return NoCall(message=(f"You wrote {last_result.strip()}. If that is your final answer, call "
+                                       f"{finish_tool} with it; otherwise make the next tool call."), key=key)
     if idle + 1 >= MAX_IDLE_REPLIES:
         return NoCall(force=True)
     return NoCall()
