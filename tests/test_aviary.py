@@ -30,7 +30,7 @@ from aviary.core import (
 from aviary.envs.gsm8k import CalculatorEnv
 from aviary.envs.hotpotqa import HotPotQAEnv
 
-from peerstep import arun
+from peerstep import AgentConfig, arun
 from peerstep._errors import PeerstepError
 from peerstep.agent import AgentConfig, Budget
 from peerstep.environments import EnvironmentDataset, QuestionEnvironment, TaskInfo, load_dataset, submit_answer
@@ -257,11 +257,11 @@ async def test_calculator_episode_in_process(tmp_path: Path) -> None:
     client = ScriptedClient([text_call("calculator", expr="1234 * 56 - 789"),
                              [native_call("submit_answer", answer="68315")]])
     log = StepLog.create(directory=tmp_path)
-    result = await arun(env, client, log=log)
+    result = await arun(env, client, log=log, agent=AgentConfig(native_tools=True))
     assert (result.answer, result.reward, result.steps, result.gold, result.error) == ("68315", 1.0, 2, "68315",
                                                                                        None)
     assert env.finish_tool == "submit_answer"
-    # the agent saw Aviary's own tool descriptions
+    # the agent saw Aviary's own tool descriptions (as native schemas, asked for here; off by default)
     sent_tools = client.requests_seen[0]["tools"]
     assert [t["function"]["name"] for t in sent_tools] == ["calculator", "submit_answer"]
     assert "Calculate a mathematical expression." in client.requests_seen[0]["messages"][0]["content"]
