@@ -30,7 +30,7 @@ from aviary.core import (
 from aviary.envs.gsm8k import CalculatorEnv
 from aviary.envs.hotpotqa import HotPotQAEnv
 
-from peerstep import AgentConfig, arun
+from peerstep import arun
 from peerstep._errors import PeerstepError
 from peerstep.agent import AgentConfig, Budget
 from peerstep.environments import EnvironmentDataset, QuestionEnvironment, TaskInfo, load_dataset, submit_answer
