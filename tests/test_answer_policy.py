@@ -204,3 +204,10 @@ async def test_a_reply_that_is_only_a_number_states_it(tmp_path: Path) -> None:
     result = await arun(QuestionEnvironment("What is 48123 * 9177 minus 12% of 5,000?", gold="441624171"), client,
                         log=StepLog.create(directory=tmp_path))
     assert result.answer == "441624171" and result.correct is True and result.steps == 2
+
+
+async def test_a_bare_number_before_any_tool_is_not_taken(tmp_path: Path) -> None:
+    client = ScriptedClient(["13504879.2", CALC, "441624171"])
+    result = await arun(QuestionEnvironment("What is 48123 * 9177 minus 12% of 5,000?", gold="441624171"), client,
+                        log=StepLog.create(directory=tmp_path))
+    assert result.answer == "441624171" and result.correct is True and result.steps == 3

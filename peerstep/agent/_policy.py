@@ -51,8 +51,11 @@ class NoCall:
 def decide(text: str, *, policy: AnswerPolicy, finish_tool: str, tool_names: list[str], tools_used: int,
            last_result: str | None, nudged: list[str], idle: int) -> NoCall:
     """Decide what to do with a reply that called no tool. Pure: the caller logs and applies it."""
-    # a reply that is one number and nothing else states it as plainly as "\\boxed{…}" does
-    stated = stated_answer(text) or (number_text(text) if _BARE_NUMBER.fullmatch(text.strip()) else None)
+    # After a tool result, a reply that is one number and nothing else states it as plainly as "\\boxed{…}" does.
+    # Before any tool ran it is a number from the model's head (seen on the real model: "13504879.2" for
+    # 48123 * 9177 - 600), so it goes the no-call way and the model is asked to use a tool.
+    bare = number_text(text) if tools_used and _BARE_NUMBER.fullmatch(text.strip()) else None
+    stated = stated_answer(text) or bare
     if stated:
         if policy == "confirm" and "confirm" not in nudged:
             return NoCall(message=f"You wrote {stated}. If that is your final answer, call {finish_tool} with it.",
