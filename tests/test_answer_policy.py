@@ -211,3 +211,24 @@ async def test_a_bare_number_before_any_tool_is_not_taken(tmp_path: Path) -> Non
     result = await arun(QuestionEnvironment("What is 48123 * 9177 minus 12% of 5,000?", gold="441624171"), client,
                         log=StepLog.create(directory=tmp_path))
     assert result.answer == "441624171" and result.correct is True and result.steps == 3
+
+
+async def test_a_call_whose_arguments_are_a_number_gets_a_clear_error_not_a_crash(tmp_path: Path) -> None:
+    client = ScriptedClient([CALC, '{"name": "submit_answer", "arguments": 441624171}',
+                             '{"name": "submit_answer", "arguments": {"answer": "441624171"}}'])
+    log = StepLog.create(directory=tmp_path)
+    result = await arun(QuestionEnvironment("What is 48123 * 9177 minus 12% of 5,000?", gold="441624171"), client,
+                        log=log)
+    # the finishing tool takes the bare value as its answer; no trajectory error
+    assert result.error is None and result.answer == "441624171" and result.correct is True
+    assert not records(log, StepKind.ERROR)
+
+
+async def test_a_tool_call_whose_arguments_are_a_number_gets_a_clear_error(tmp_path: Path) -> None:
+    client = ScriptedClient(['{"name": "calculate", "arguments": 5}', CALC, "\\boxed{441624171}"])
+    log = StepLog.create(directory=tmp_path)
+    result = await arun(QuestionEnvironment("What is 48123 * 9177 minus 12% of 5,000?", gold="441624171"), client,
+                        log=log)
+    assert result.error is None and result.correct is True
+    first = records(log, StepKind.OBSERVATION)[0]
+    assert "must be a JSON object" in (first.text or "")

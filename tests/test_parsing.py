@@ -148,3 +148,13 @@ def test_a_python_fence_with_a_dict_in_real_code_stays_code() -> None:
     assert [c.name for c in result.calls] == ["python"] and "print(d)" in result.calls[0].arguments["code"]
     unknown = '```python\n{"name": "weather", "arguments": {}}\n```'  # not a known tool: the block is code
     assert [c.name for c in parse_tool_calls(unknown, None, ["calculate", "python"]).calls] == ["python"]
+
+
+@pytest.mark.parametrize("arguments", ["1710", "[1, 2]", "null", "true"])
+def test_arguments_that_are_not_an_object_are_passed_as_text(arguments: str) -> None:
+    """The tool then answers with a clear error; the parse never raises (a bare int crashed a trajectory on vLLM)."""
+    text = f'{{"name": "submit_answer", "arguments": {arguments}}}'
+    calls = parse_tool_calls(text, None, TOOLS).calls
+    assert [(c.name, c.arguments) for c in calls] == [("submit_answer", arguments)]
+    native = [{"id": "c1", "function": {"name": "submit_answer", "arguments": arguments}}]
+    assert parse_tool_calls("", native, TOOLS).calls[0].arguments == arguments

@@ -81,7 +81,13 @@ def _as_call(value: Any, known: set[str]) -> ParsedCall | None:
         # an unparseable string is handed to the tool as-is; the tool reports the bad arguments
         with contextlib.suppress(json.JSONDecodeError):
             args = json.loads(args)
-    return ParsedCall(name=name, arguments=args, source="json_text")
+    return ParsedCall(name=name, arguments=_object_or_text(args), source="json_text")
+
+
+def _object_or_text(args: Any) -> dict[str, Any] | str:
+    """Arguments as the call model holds them: a JSON object, or else its text, which the tool rejects with a
+    clear message (seen on vLLM: ``{"name": "submit_answer", "arguments": 1710}`` crashed the trajectory)."""
+    return args if isinstance(args, (dict, str)) else json.dumps(args)
 
 
 def _calls_in(text: str, known: set[str], base: int = 0) -> list[ParsedCall]:
@@ -178,7 +184,7 @@ def parse_tool_calls(
             except json.JSONDecodeError:
                 args = raw
             calls.append(ParsedCall(id=tc.get("id") or "call_" + uuid.uuid4().hex[:12], name=fn.get("name", ""),
-                                    arguments=args, source="native"))
+                                    arguments=_object_or_text(args), source="native"))
         return ParseResult(calls=calls)
 
     fences = list(_FENCE.finditer(text))
