@@ -41,3 +41,9 @@ def engine(request: pytest.FixtureRequest) -> ManagedEngine:
 @pytest.fixture()
 def runs_dir(tmp_path: Path) -> Path:
     return tmp_path / "runs"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run every vLLM-backed test last, together: the vLLM server, once started, stays up to the end of the
+    session, and its CPU worker keeps both cores busy; llama.cpp tests run before it starts."""
+    items.sort(key=lambda item: "[vllm" in item.nodeid or "vllm_engine" in getattr(item, "fixturenames", ()))

@@ -23,12 +23,19 @@ async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: P
     # One model call per round, so the first barrier finds the trajectories still active. Under the default answer
     # policy a trajectory that states "1640" in its first reply is done at once (seen on vLLM: two of three were),
     # leaving nobody to share with; "confirm" asks once before accepting, so a first reply never ends one.
-    config = ParallelConfig(n=3, max_rounds=3, round_steps=1, sharing=SharingConfig(summary_tokens=96),
+    # vLLM's CPU build decodes ~3.5 tokens/s here (llama.cpp about twice that): on vLLM the same run with two
+    # trajectories, two rounds and shorter replies, so it fits CI's per-test limit; the code path is the same.
+    small = engine.name == "vllm"
+    n = 2 if small else 3
+    config = ParallelConfig(n=n, max_rounds=2 if small else 3, round_steps=1,
+                            sharing=SharingConfig(summary_tokens=64 if small else 96),
                             barrier_verify=True, aggregate="weighted")
+    agent = AgentConfig(answer_policy="confirm")
+    agent.sampling = agent.sampling.model_copy(update={"max_tokens": 192 if small else 512})
     log = StepLog.create(directory=runs_dir)
     try:
         result = await arun(lambda: QuestionEnvironment("What is 37 * 43 + 19?", gold="1610", python=False),
-                            client, strategy="leap+verify", parallel=config, agent=AgentConfig(answer_policy="confirm"),
+                            client, strategy="leap+verify", parallel=config, agent=agent,
                             verifiers=strategy_verifiers("leap+verify", client), log=log)
     finally:
         await client.close()
@@ -49,4 +56,4 @@ async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: P
     aggregate = [r for r in records if r.kind == StepKind.AGGREGATE]
     assert len(aggregate) == 1 and aggregate[0].data["decision"]["method"] == "weighted"
     assert aggregate[0].data["correct"] == answers_equivalent(result.answer, "1610")
-    assert {r.trajectory_id for r in records if r.kind == StepKind.RUN_START} == {0, 1, 2}
+    assert {r.trajectory_id for r in records if r.kind == StepKind.RUN_START} == set(range(n))
