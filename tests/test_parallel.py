@@ -64,12 +64,18 @@ async def test_leap_round_shares_and_votes(tmp_path: Path) -> None:
         injections = list(reader.records(kind=StepKind.PEER_INJECT))
         summaries = list(reader.records(kind=StepKind.SUMMARY))
         aggregate = next(iter(reader.records(kind=StepKind.AGGREGATE)))
-    # after round 1, trajectories 0 and 1 were active and trajectory 2 had finished
-    assert sorted(r.trajectory_id for r in summaries) == [0, 1]
+    # after round 1, trajectories 0 and 1 were active and trajectory 2 had finished: all three are summarised
+    # (2 once, as it finished), only the active two hear their peers, least similar first (dispersed)
+    assert sorted(r.trajectory_id for r in summaries) == [0, 1, 2]
     by_tid = {r.trajectory_id: r for r in injections}
-    assert by_tid[0].data["sources"] == [1] and by_tid[1].data["sources"] == [0]
+    assert set(by_tid) == {0, 1}
+    def least_similar_first(me: int) -> list[int]:
+        return sorted((p for p in SUMMARIES if p != me), key=lambda p: similarity(SUMMARIES[me], SUMMARIES[p]))
+
+    assert by_tid[0].data["sources"] == least_similar_first(0) == [1, 2]
+    assert by_tid[1].data["sources"] == least_similar_first(1)
     assert by_tid[0].data["router"] == "dispersed"
-    assert by_tid[0].data["similarities"] == [round(similarity(SUMMARIES[0], SUMMARIES[1]), 4)]
+    assert by_tid[0].data["similarities"] == [round(similarity(SUMMARIES[0], SUMMARIES[p]), 4) for p in (1, 2)]
     assert f'Peer 1: "{SUMMARIES[1]}"' in (by_tid[0].text or "")
     assert aggregate.trajectory_id == -1 and aggregate.data["correct"] is True
     # the injected block reached the model in the next request of trajectory 0
@@ -162,15 +168,31 @@ async def test_single_strategy_is_one_greedy_trajectory(tmp_path: Path) -> None:
     assert all(r["sampling"].temperature == 0.0 for r in client.requests_seen)
 
 
-async def test_a_lone_active_trajectory_writes_no_summary(tmp_path: Path) -> None:
-    client = PerTrajectoryClient({0: [submit("4")], 1: [calc("2+2"), calc("2*2"), submit("4")]})
+async def test_a_lone_active_trajectory_hears_its_finished_peer_whose_summary_is_written_once(
+        tmp_path: Path) -> None:
+    client = PerTrajectoryClient({0: [submit("4")], 1: [calc("2+2"), calc("2*2"), submit("4")]},
+                                 summaries={0: "I submitted 4", 1: "2+2 is 4 so far"})
     config = ParallelConfig(n=2, max_rounds=4, round_steps=1, sharing=SharingConfig())
+    log = StepLog.create(directory=tmp_path)
+    await arun(lambda: QuestionEnvironment("2+2?"), client, strategy="leap", parallel=config, log=log)
+    with StepLog(log.path, log.run_id) as reader:
+        summaries = list(reader.records(kind=StepKind.SUMMARY))
+        injections = list(reader.records(kind=StepKind.PEER_INJECT))
+    # two barriers with 1 active: the finished trajectory 0 is summarised at the first only, 1 at both
+    assert sorted(r.trajectory_id for r in summaries) == [0, 1, 1]
+    assert len(injections) == 2 and all(r.trajectory_id == 1 and r.data["sources"] == [0] for r in injections)
+    assert all('Peer 1: "I submitted 4"' in (r.text or "") for r in injections)
+
+
+async def test_a_trajectory_with_no_peer_at_all_writes_no_summary(tmp_path: Path) -> None:
+    client = PerTrajectoryClient({0: [calc("2+2"), calc("2*2"), submit("4")]})
+    config = ParallelConfig(n=1, max_rounds=4, round_steps=1, sharing=SharingConfig())
     log = StepLog.create(directory=tmp_path)
     await arun(lambda: QuestionEnvironment("2+2?"), client, strategy="leap", parallel=config, log=log)
     with StepLog(log.path, log.run_id) as reader:
         assert list(reader.records(kind=StepKind.SUMMARY)) == []
         injections = list(reader.records(kind=StepKind.PEER_INJECT))
-    assert injections and all(r.trajectory_id == 1 and r.text == NO_PEERS for r in injections)
+    assert injections and all(r.text == NO_PEERS for r in injections)
 
 
 async def test_a_router_can_be_a_function(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ class TrajectoryState(TypedDict, total=False):
     nudged: list[str]  # one-time hints already sent (by key), so none is sent twice
     idle: int  # replies in a row with neither a tool call nor an answer
     forced_calls: int  # model calls made since the answer was forced
+    summary: str | None  # a finished trajectory's LeaP summary, written once and offered to its active peers
     done: bool
     answer: str | None
     reward: float | None

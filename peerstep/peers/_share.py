@@ -1,4 +1,5 @@
-"""One LeaP sharing block at a barrier: summarise every active trajectory, route, inject.
+"""One LeaP sharing block at a barrier: summarise every active trajectory (and each finished one, once), route,
+inject into the active ones.
 
 Summaries are requested for all active trajectories at once, so a batching server (vLLM)
 serves them together. A summary is not added to its own trajectory's context (it would only
@@ -69,12 +70,22 @@ async def share(
     config: SharingConfig,
     round_index: int,
 ) -> dict[int, TrajectoryState]:
-    """Run one sharing block over the active trajectories; returns their updated states."""
+    """Run one sharing block; returns the updated states of the active trajectories (and of newly summarised
+    finished ones, which keep their summary).
+
+    Every active trajectory is summarised afresh. A finished trajectory (not pruned, not failed) is summarised
+    once, the first barrier after it finishes, and its summary is offered at every later barrier: a conclusion
+    reached is the thing an active peer most needs to hear. Seen on the real model: two of three trajectories
+    submitted a head-computed answer in their first reply, and the third, still working, was told "no peers".
+    """
     active = [tid for tid, st in sorted(states.items()) if not st.get("done")]
     if not active:
         return {}
-    # a lone trajectory has nobody to tell: no summary is written, it is told to continue
-    to_summarize = active if len(active) > 1 else []
+    finished = [tid for tid, st in sorted(states.items()) if st.get("done") and not st.get("error")]
+    kept: dict[int, str] = {tid: text for tid in finished if (text := states[tid].get("summary"))}
+    # a lone trajectory with no finished peer has nobody to tell: no summary is written, it is told to continue
+    alone = len(active) + len(finished) < 2
+    to_summarize = [] if alone else [*active, *(tid for tid in finished if tid not in kept)]
     router: Router = get_router(config.router)
     rng = random.Random(config.seed * 1000 + round_index)
 
@@ -88,9 +99,10 @@ async def share(
             return tid, None, None
 
     results = await asyncio.gather(*(one(tid) for tid in to_summarize))
-    summaries = {tid: text for tid, text, _ in results if text is not None}
+    summaries = {**kept, **{tid: text for tid, text, _ in results if text is not None}}
     summary_step = {tid: step for tid, _, step in results if step is not None}
-    updated: dict[int, TrajectoryState] = {}
+    updated: dict[int, TrajectoryState] = {tid: {**states[tid], "summary": summaries[tid]}
+                                           for tid in finished if tid not in kept and tid in summaries}
     for tid in active:
         route = router(tid, summaries, config.top_k, rng) if tid in summaries else []
         peers_text = [summaries[p] for p, _ in route]

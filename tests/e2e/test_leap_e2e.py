@@ -24,6 +24,8 @@ async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: P
     # One model call per round, so the first barrier finds the trajectories still active. Under the default answer
     # policy a trajectory that states "1640" in its first reply is done at once (seen on vLLM: two of three were),
     # leaving nobody to share with; "confirm" asks once before accepting, so a first reply never ends one.
+    # Seen on llama.cpp: two of three submitted a head-computed answer to "37 * 43 + 19" in their first reply; the
+    # third then heard their summaries (finished peers share). Larger numbers make a first calculator call likelier.
     # vLLM's CPU build decodes ~3.5 tokens/s here (llama.cpp about twice that): on vLLM the same run with two
     # trajectories, two rounds and shorter replies, so it fits CI's per-test limit; the code path is the same.
     small = engine.name == "vllm"
@@ -35,7 +37,7 @@ async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: P
     agent.sampling = agent.sampling.model_copy(update={"max_tokens": 192 if small else 512})
     log = StepLog.create(directory=runs_dir)
     try:
-        result = await arun(lambda: QuestionEnvironment("What is 37 * 43 + 19?", gold="1610", python=False),
+        result = await arun(lambda: QuestionEnvironment("What is 4837 * 293 + 19?", gold="1417260", python=False),
                             client, strategy="leap+verify", parallel=config, agent=agent,
                             verifiers=strategy_verifiers("leap+verify", client), log=log)
     finally:
@@ -56,5 +58,5 @@ async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: P
     assert all(0.0 <= r.data["score"] <= 1.0 for r in verifies)
     aggregate = [r for r in records if r.kind == StepKind.AGGREGATE]
     assert len(aggregate) == 1 and aggregate[0].data["decision"]["method"] == "weighted"
-    assert aggregate[0].data["correct"] == answers_equivalent(result.answer, "1610")
+    assert aggregate[0].data["correct"] == answers_equivalent(result.answer, "1417260")
     assert {r.trajectory_id for r in records if r.kind == StepKind.RUN_START} == set(range(n))
