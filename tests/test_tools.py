@@ -59,6 +59,16 @@ async def test_call_validates_and_runs() -> None:
     assert not raw.ok and "must be a JSON object" in raw.output
 
 
+async def test_a_one_parameter_tool_takes_a_bare_argument() -> None:
+    def shout(text: str) -> str:
+        """Upper-case a text."""
+        return text.upper()
+
+    t = Tool(shout)
+    assert (await t("hi")).output == "HI"
+    assert (await t({"text": "hi"})).output == "HI"
+
+
 async def test_exception_becomes_observation() -> None:
     t = Tool(convert)
     res = await t({"value": 1, "unit": "furlong"})

@@ -107,6 +107,11 @@ class Tool:
 
     async def __call__(self, arguments: dict[str, Any] | str) -> ToolResult:
         started = time.perf_counter()
+        fields = self.arguments_model.model_fields
+        if isinstance(arguments, str) and len(fields) == 1:
+            # Small models write a one-parameter call's argument bare, e.g. {"name": "calculate", "arguments":
+            # "4837 * 293"} (seen on the 1.5B model under LeaP). It names only one thing, so it is that parameter.
+            arguments = {next(iter(fields)): arguments}
         if not isinstance(arguments, dict):
             return ToolResult(ok=False, output=f"Error: arguments for {self.name} must be a JSON object, "
                               f"got {str(arguments)[:200]!r}. Expected: {self.signature_text()}")
