@@ -10,6 +10,7 @@ own checker, so the reward, the vote, the verdict and the eval's grade cannot di
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,8 +24,10 @@ from peerstep.agent import AgentConfig, ModelClient, Trajectory
 from peerstep.agent._trajectory import Listener, TokenSink
 from peerstep.environments import Environment, QuestionEnvironment
 from peerstep.graphs import ParallelConfig, ParallelRun
+from peerstep.graphs.parallel import Paused, PendingDecision
 from peerstep.registry import STRATEGIES
 from peerstep.steplog import StepKind, StepLog, StepRecord
+from peerstep.steplog._store import StepLogError, _process_start
 from peerstep.strategies import strategy_config, strategy_verifiers, trajectory_sampling
 from peerstep.tools import Tool
 from peerstep.verify import Decision, Verifier
@@ -53,6 +56,8 @@ class EpisodeResult(BaseModel):
     error: str | None = Field(default=None, description="why there is no answer, when there is none")
     decision: Decision | None = None
     seconds: float = 0.0
+    status: str = Field(default="done", description="done | error | paused (waiting for ``pending`` decisions)")
+    pending: list[PendingDecision] = Field(default_factory=list, description="decisions a paused run waits for")
 
 
 def question_factory(question: str, *, gold: str | None = None, tools: list[Tool] | None = None,
@@ -112,13 +117,15 @@ async def arun(
     listeners: list[Listener] | None = None,
     on_token: TokenSink | None = None,
     meta: dict[str, Any] | None = None,
+    checkpoint: bool = True,
 ) -> EpisodeResult:
     """Run ``task`` under ``strategy`` with ``client``; every step goes to ``log`` (a new run if None).
 
     ``task`` is a question (with ``gold``, ``tools``, ``python``, ``search`` for its environment), an
     environment (one trajectory only), or a zero-argument factory of environments (one per trajectory).
     ``parallel``/``verifiers`` override the strategy's defaults. ``on_token(trajectory_id, text)`` streams
-    the model's tokens for every strategy.
+    the model's tokens for every strategy. With ``checkpoint`` (the default) the run is checkpointed beside its
+    log, so ``aresume`` can continue it after a crash and a paused run (``EpisodeResult.pending``) can be answered.
     """
     agent = agent or AgentConfig()
     width = check_run(strategy, n, python=python and isinstance(task, str))
@@ -131,7 +138,9 @@ async def arun(
             pool = SandboxPool(make_sandbox, size=config.n)
         factory = question_factory(task, gold=gold, tools=tools, python=python, search=search,
                                    max_question_chars=max_question_chars, pool=pool)
-        meta = {"question": task.strip()[:2000], **(meta or {})}
+        # what ``resume`` needs to rebuild the environments (custom tools cannot be rebuilt from a log)
+        meta = {"question": task.strip()[:2000], "python": python, "search": search,
+                "max_question_chars": max_question_chars, "custom_tools": tools is not None, **(meta or {})}
     elif isinstance(task, Environment):
         if config.n > 1:
             raise InputError(f"strategy {strategy!r} runs {config.n} trajectories, and each needs its own "
@@ -140,6 +149,89 @@ async def arun(
         factory = lambda: env_instance  # noqa: E731
     else:
         factory = task
+    return await _drive(factory, client, strategy=strategy, agent=agent, config=config, verifiers=verifiers,
+                        log=log, runs_dir=runs_dir, listeners=listeners, on_token=on_token, meta=meta, pool=pool,
+                        checkpoint=checkpoint)
+
+
+async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None, runs_dir: Path | None = None,
+                  decisions: dict[str, Any] | None = None, verifiers: list[Verifier] | None = None,
+                  listeners: list[Listener] | None = None, on_token: TokenSink | None = None) -> EpisodeResult:
+    """Continue a run from its checkpoint: after a crash or a kill, or, with ``decisions`` (interrupt id → value),
+    a run paused for decisions.
+
+    Finished model and tool calls are not redone: each trajectory continues from its last checkpointed reason/act
+    step, and steps the killed process wrote after it are superseded (kept on disk, out of the log). The Python
+    sandbox is rebuilt by replaying the trajectory's logged cells. The step log continues in the same file. A run
+    built from a question is rebuilt from its log; any other needs its ``task`` (the same factory) again.
+    """
+    meta = resumable(run_id, runs_dir, task_given=task is not None)
+    log = StepLog.open(run_id, runs_dir)
+    try:
+        if task is None:
+            task = meta["question"]
+        try:
+            agent = AgentConfig.model_validate(meta["agent"])
+            config = ParallelConfig.model_validate(meta["config"])
+        except (KeyError, ValueError) as exc:
+            raise InputError(f"run {log.run_id}'s recorded configuration cannot be read back: {exc}") from exc
+        strategy = str(meta.get("strategy", "single"))
+        pool = None
+        if isinstance(task, str):
+            python = bool(meta.get("python", True))
+            if python and config.n > 1:
+                from peerstep.tools.sandbox import SandboxPool, make_sandbox
+
+                pool = SandboxPool(make_sandbox, size=config.n)
+            factory = question_factory(task, gold=meta.get("gold"), python=python, search=meta.get("search"),
+                                       max_question_chars=meta.get("max_question_chars"), pool=pool)
+        elif isinstance(task, Environment):
+            env_instance = task
+            factory = lambda: env_instance  # noqa: E731
+        else:
+            factory = task
+        log.set_meta({"status": "running", "pid": os.getpid(), "pid_started": _process_start(os.getpid()),
+                      "resumes": int(meta.get("resumes", 0)) + 1})
+        return await _drive(factory, client, strategy=strategy, agent=agent, config=config, verifiers=verifiers,
+                            log=log, runs_dir=runs_dir, listeners=listeners, on_token=on_token, meta=None, pool=pool,
+                            checkpoint=True, resume=True, decisions=decisions, own_log=True)
+    except BaseException:
+        log.close()
+        raise
+
+
+def resumable(run_id: str, runs_dir: Path | None = None, *, task_given: bool = False) -> dict[str, Any]:
+    """The meta of a run that ``aresume`` can continue, or an ``InputError`` saying why it cannot. Read only: cheap,
+    so a CLI checks it before it starts an engine, and a run that cannot be resumed is left as it was."""
+    from peerstep._checkpoint import check_resumable
+
+    try:
+        log = StepLog.open(run_id, runs_dir)
+    except StepLogError as exc:
+        raise InputError(str(exc)) from exc
+    with log:
+        meta = log.settle_status()
+        status = meta.get("status")
+        if status in ("done", "error"):
+            raise InputError(f"run {log.run_id} already finished (status {status}); there is nothing to resume")
+        if status == "running":
+            raise InputError(f"run {log.run_id} is still running (process {meta.get('pid')}); stop it before "
+                             "resuming it")
+        check_resumable(log, meta)
+        if not task_given and ("question" not in meta or meta.get("custom_tools")):
+            raise InputError(f"run {log.run_id} was not built from a question with the built-in tools: pass its "
+                             "task (the same environment factory) to resume it")
+    return meta
+
+
+async def _drive(factory: Callable[[], Environment], client: ModelClient, *, strategy: str, agent: AgentConfig,
+                 config: ParallelConfig, verifiers: list[Verifier] | None, log: StepLog | None,
+                 runs_dir: Path | None, listeners: list[Listener] | None, on_token: TokenSink | None,
+                 meta: dict[str, Any] | None, pool: Any, checkpoint: bool, resume: bool = False,
+                 decisions: dict[str, Any] | None = None, own_log: bool | None = None) -> EpisodeResult:
+    """The one place a run is carried out: environments, trajectories, the graph, and how the run ended."""
+    from peerstep._checkpoint import checkpoint_meta, checkpoint_path, open_saver, replay, sweep
+
     envs: list[Environment] = []
     tool_calls = 0
     finish_name = "submit_answer"
@@ -149,7 +241,7 @@ async def arun(
         if rec.kind == StepKind.TOOL_CALL and rec.tool is not None and rec.tool.name != finish_name:
             tool_calls += 1
 
-    own_log = log is None
+    own_log = log is None if own_log is None else own_log
     started = time.perf_counter()
     tokens_before = client.completion_tokens
     try:
@@ -160,6 +252,8 @@ async def arun(
         log = log or StepLog.create(directory=runs_dir, meta={
             "model": client.model, "base_url": client.base_url, "strategy": strategy, "n": config.n,
             "gold": envs[0].gold, "agent": agent.model_dump(), "config": config.model_dump(), **(meta or {})})
+        if checkpoint and not resume:
+            log.set_meta({"checkpoint": checkpoint_meta(log)})
         if pool is not None:
             await pool.start()
         trajectories = [
@@ -168,7 +262,23 @@ async def arun(
                 trajectory_id=i, listeners=[count, *(listeners or [])], on_token=on_token)
             for i, env in enumerate(envs)
         ]
-        result = await ParallelRun(trajectories, config, log, verifiers, listeners).run()
+        parallel = ParallelRun(trajectories, config, log, verifiers, listeners)
+        async with contextlib.AsyncExitStack() as stack:
+            saver = await stack.enter_async_context(open_saver(checkpoint_path(log))) if checkpoint else None
+            if resume:
+                for traj in trajectories:
+                    await traj.reattach()
+                superseded = await sweep(parallel.build(saver), parallel.graph_config(), log)
+                replays = {t.trajectory_id: await replay(t.tools, log, t.trajectory_id) for t in trajectories}
+                parallel.run_record(StepKind.RESUME, text="resumed from the last checkpoint", data={
+                    "superseded": len(superseded), "replayed": replays, "decisions": sorted(decisions or {})})
+            result = await parallel.run(saver, resume=resume, decisions=decisions)
+        if isinstance(result, Paused):
+            log.set_meta({"status": "paused", "pending": [p.model_dump() for p in result.pending]})
+            return EpisodeResult(run_id=log.run_id, log_path=log.path, strategy=strategy, n=config.n, answer=None,
+                                 gold=envs[0].gold, steps=0, tokens=client.completion_tokens - tokens_before,
+                                 tool_calls=tool_calls, status="paused", pending=result.pending,
+                                 seconds=round(time.perf_counter() - started, 3))
         error = None
         if result.answer is None:
             error = "; ".join(sorted(set(result.errors.values()))) or "no trajectory produced an answer"
@@ -178,11 +288,12 @@ async def arun(
             gold=envs[0].gold, correct=result.correct, reward=reward, steps=result.steps,
             tokens=client.completion_tokens - tokens_before, tool_calls=tool_calls, rounds=result.rounds,
             stop_reason=result.stop_reason, answers=result.answers, errors=result.errors, error=error,
-            decision=result.decision, seconds=round(time.perf_counter() - started, 3))
+            decision=result.decision, seconds=round(time.perf_counter() - started, 3),
+            status="error" if error else "done")
         log.log(StepKind.RUN_END, trajectory_id=-1, text=out.answer, data={
             "strategy": strategy, "error": error, "steps": out.steps, "tokens": out.tokens, "reward": out.reward,
             "correct": out.correct, "rounds": out.rounds, "stop_reason": out.stop_reason})
-        log.set_meta({"status": "error" if error else "done", "answer": out.answer, "correct": out.correct})
+        log.set_meta({"status": out.status, "answer": out.answer, "correct": out.correct, "pending": []})
         return out
     except BaseException as exc:  # Ctrl-C, cancellation, a bug: the run says how it ended before it closes
         if log is not None:
@@ -215,6 +326,25 @@ def run(task: Task, *, base_url: str | None = None, model: str | None = None, ap
             try:
                 await client.check()
                 return await arun(task, client, **options)
+            finally:
+                await client.close()
+
+    return _run_sync(main())
+
+
+def resume(run_id: str, *, base_url: str | None = None, model: str | None = None, api_key: str | None = None,
+           engine: str | None = None, engine_config: Any = None, **options: Any) -> EpisodeResult:
+    """``aresume`` from sync code: checks the run can be resumed, opens an endpoint (the embedded engine unless
+    ``base_url`` is given), continues the run and closes the endpoint."""
+    meta = resumable(run_id, options.get("runs_dir"), task_given=options.get("task") is not None)
+    endpoint = Endpoint(base_url=base_url, model=model or meta.get("model"), api_key=api_key, engine=engine,
+                        engine_config=engine_config)
+
+    async def main() -> EpisodeResult:
+        async with endpoint as client:
+            try:
+                await client.check()
+                return await aresume(run_id, client, **options)
             finally:
                 await client.close()
 

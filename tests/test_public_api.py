@@ -16,7 +16,7 @@ PUBLIC = [
     "STRATEGIES", "AgentConfig", "Budget", "Endpoint", "EngineError", "Environment", "EpisodeResult", "InputError",
     "ModelClient", "ModelFetchError", "ModelNotFoundError", "ModelServerError", "ParallelConfig", "PeerstepError",
     "QuestionEnvironment", "SamplingParams", "SharingConfig", "StepKind", "StepLog", "StepRecord", "Tool",
-    "ToolEnvironment", "arun", "asolve", "register_environment", "run", "solve", "tool",
+    "ToolEnvironment", "aresume", "arun", "asolve", "register_environment", "resume", "run", "solve", "tool",
 ]
 
 # Lower layers never import higher ones. A package may import any package in a lower layer.
@@ -28,7 +28,7 @@ LAYERS: list[set[str]] = [
     {"peers", "verify"},
     {"graphs"},
     {"strategies"},
-    {"_endpoint", "_runner", "evals", "testing"},
+    {"_endpoint", "_runner", "_checkpoint", "evals", "testing"},
     {"cli", "__init__", "__main__"},
 ]
 

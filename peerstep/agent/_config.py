@@ -45,3 +45,9 @@ class AgentConfig(BaseModel):
         "submits it, 'confirm' asks once quoting it, 'check' asks once for a tool check when no tool was used "
         "(see peerstep.agent._policy).",
     )
+    approve: list[str] = Field(
+        default_factory=list,
+        description="Tool names (shell patterns, e.g. 'python' or '*') whose calls wait for a decision before they "
+        "run: the run pauses (LangGraph interrupt) and is resumed with {'approve': bool, 'reason': str} per call. "
+        "Needs a checkpointed run (the default).",
+    )

@@ -28,6 +28,7 @@ class TrajectoryState(TypedDict, total=False):
     tools_used: int  # tool calls run (the finishing call excluded)
     nudged: list[str]  # one-time hints already sent (by key), so none is sent twice
     idle: int  # replies in a row with neither a tool call nor an answer
+    force_reason: str | None  # set by a caller ending the run: the loop forces the answer first, with this reason
     forced_calls: int  # model calls made since the answer was forced
     summary: str | None  # a finished trajectory's LeaP summary, written once and offered to its active peers
     done: bool

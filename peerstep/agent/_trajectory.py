@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from fnmatch import fnmatch
 from typing import Any
+
+from langgraph.types import interrupt
 
 from peerstep._errors import PeerstepError
 from peerstep.agent._config import AgentConfig
@@ -86,6 +89,11 @@ class Trajectory:
                                steps=0, tokens=0, started_at=time.time(), forced=False, last_step_id=rec.step_id,
                                done=False, answer=None, reward=None, error=None, seen_calls=[], stated_answer=None,
                                last_result=None, tools_used=0, nudged=[], idle=0, forced_calls=0)
+
+    async def reattach(self) -> None:
+        """Reset a new environment for a trajectory resumed from a checkpoint: its tools, but no new steps (the
+        conversation is in the checkpoint, the opening steps are in the log)."""
+        _, self.tools = await self.env.reset()
 
     @property
     def finish_tool(self) -> str | None:
@@ -229,6 +237,24 @@ class Trajectory:
                                 f"{state.get('idle', 0)} replies in a row without a tool call or an answer")
             return {"messages": forced["messages"], "action": None, "forced": True,
                     "last_step_id": forced["last_step_id"]}
+        if self.config.approve and (ask := [c for c in calls if c["function"]["name"] != self.finish_tool
+                                            and any(fnmatch(c["function"]["name"], p) for p in self.config.approve)]):
+            # Nothing is written before this point: on resume the node reruns from its start (LangGraph), so the
+            # steps are logged once, after the decision.
+            decision = _approval(interrupt({
+                "kind": "approve_tool_calls", "trajectory_id": self.trajectory_id,
+                "calls": [{"id": c["id"], "name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+                          for c in ask]}))
+            if not decision["approve"]:
+                text = (f"The call was not approved: {decision['reason']}" if decision["reason"]
+                        else "The call was not approved.") + " Do not repeat it; continue another way."
+                messages.append({"role": "user", "content": text})
+                rec = self.record(StepKind.OBSERVATION, parent, text=text,
+                                  data={"approval": "rejected", "reason": decision["reason"],
+                                        "calls": [c["id"] for c in ask]})
+                return {"messages": messages, "action": None, "last_step_id": rec.step_id}
+            parent = self.record(StepKind.OBSERVATION, parent, text="approved", data={
+                "approval": "approved", "reason": decision["reason"], "calls": [c["id"] for c in ask]}).step_id
         try:
             observations, reward, done, truncated = await self.env.step(
                 {k: action[k] for k in ("role", "content", "tool_calls")})
@@ -292,6 +318,15 @@ class Trajectory:
             forced = self.force({**state, **update}, f"the same tool call was made {MAX_REPEATS} times")
             update.update({"messages": forced["messages"], "forced": True, "last_step_id": forced["last_step_id"]})
         return update
+
+
+def _approval(value: Any) -> dict[str, Any]:
+    """A decision as given to ``Command(resume=...)``: a bool, "approve"/"reject", or {"approve", "reason"}."""
+    if isinstance(value, dict):
+        return {"approve": bool(value.get("approve")), "reason": str(value.get("reason") or "")}
+    if isinstance(value, str):
+        return {"approve": value.strip().lower() in ("approve", "approved", "yes", "y"), "reason": ""}
+    return {"approve": bool(value), "reason": ""}
 
 
 def _submitted_answer(calls: list[dict[str, Any]], finish_tool: str) -> str | None:

@@ -197,6 +197,64 @@ def serve(
 
 
 @app.command()
+def resume(
+    run: Annotated[str, typer.Argument(help="Run id (or unique prefix) of a killed or paused run.")],
+    directory: Annotated[Path | None, typer.Option("--dir", help="Runs directory.")] = None,
+    engine: Annotated[str | None, typer.Option("--engine", envvar="PEERSTEP_ENGINE",
+                                               help="Engine to start (default: the run's own).")] = None,
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    port: PortOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON at the end.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the final answer.")] = False,
+) -> None:
+    """Continue a run from its checkpoint: finished model and tool calls are not redone, the log continues."""
+    from peerstep import Endpoint, aresume
+    from peerstep._runner import resumable
+
+    try:  # a run that cannot be resumed says so before any engine starts, and is left untouched
+        meta = resumable(run, directory)
+    except PeerstepError as exc:
+        _fail(str(exc), 2)
+    engine = engine or str(meta.get("engine") or "llamacpp")
+    model = model or meta.get("model")
+    view = LiveView(console, parallel=int(meta.get("n", 1)) > 1)
+    endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine,
+                        engine_config=None if base_url else _engine_config(model, port))  # type: ignore[arg-type]
+    try:
+        if not base_url and not quiet:
+            err.print(f"[dim]starting the {engine} engine…[/dim]")
+
+        async def main() -> Any:
+            async with endpoint as client:
+                try:
+                    await client.check()
+                    return await aresume(run, client, runs_dir=directory,
+                                         listeners=[] if quiet else [view.on_record],
+                                         on_token=None if quiet else view.on_token)
+                finally:
+                    await client.close()
+
+        result = asyncio.run(main())
+    except KeyboardInterrupt:
+        _fail("interrupted; every step finished so far is in the step log, and `peerstep resume` continues it", 130)
+    except PeerstepError as exc:
+        _fail(str(exc))
+    if json_out:
+        console.print_json(result.model_dump_json())
+    elif quiet:
+        console.print(result.answer if result.answer is not None else "")
+    else:
+        console.print(f"[dim]run {result.run_id} resumed: {result.steps} model calls in all; log {result.log_path}"
+                      "[/dim]")
+    if result.status == "paused":
+        _fail(f"the run is paused for {len(result.pending)} decision(s)", 3)
+    if result.answer is None:
+        _fail(result.error or "no trajectory produced an answer")
+
+
+@app.command()
 def runs(directory: Annotated[Path | None, typer.Option("--dir", help="Runs directory.")] = None) -> None:
     """List recorded runs, newest first."""
     from peerstep.steplog import list_runs, runs_dir

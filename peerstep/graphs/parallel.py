@@ -22,8 +22,9 @@ import operator
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypedDict
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
-from langgraph.types import Send
+from langgraph.types import Command, Send
 from pydantic import BaseModel, Field
 
 from peerstep.agent import Trajectory
@@ -71,6 +72,18 @@ class ParallelState(TypedDict, total=False):
     correct: bool | None
 
 
+class PendingDecision(BaseModel):
+    """A decision a paused run waits for: answer it by ``id``."""
+
+    id: str
+    value: Any = Field(description="what the pausing node asked (JSON data, e.g. the tool call to approve)")
+
+
+class Paused(BaseModel):
+    run_id: str
+    pending: list[PendingDecision]
+
+
 class ParallelResult(BaseModel):
     run_id: str
     answer: str | None
@@ -115,8 +128,7 @@ class ParallelRun:
         self.log = log
         self.verifiers = list(verifiers or [])
         self.listeners = list(listeners or [])
-        self.question = ""
-        self.gold: str | None = None
+        self.gold: str | None = self.envs[0].gold
 
     def run_record(self, kind: StepKind, **fields: Any) -> StepRecord:
         """A run-level record (trajectory -1): barriers, decisions."""
@@ -128,23 +140,29 @@ class ParallelRun:
     # --- nodes ---------------------------------------------------------------------------------
     async def start(self, _: ParallelState) -> ParallelState:
         states = await asyncio.gather(*(t.start() for t in self.trajectories.values()))
-        first = next(iter(self.trajectories.values()))
-        self.gold = first.env.gold
-        opening = states[0]["messages"]
-        self.question = str(opening[1].get("content", "")) if len(opening) > 1 else ""
         return {"trajectories": {s["trajectory_id"]: s for s in states}, "round": 0, "stop_reason": None,
                 "pruned": [], "scores": {}, "decision": None}
 
     def fan_out(self, state: ParallelState) -> list[Send] | str:
-        if state.get("stop_reason"):
-            return "finalize"
-        return [Send("advance", {"tid": tid, "state": st}) for tid, st in sorted(state["trajectories"].items())
+        states = state["trajectories"]
+        if stop := state.get("stop_reason"):
+            if stop.startswith("early stop"):
+                return "finalize"
+            # every unfinished trajectory is forced to answer, each in its own task (its own checkpoints)
+            return [Send("force", {"tid": tid, "state": {**st, "force_reason": "the run's last round ended"}})
+                    for tid, st in sorted(states.items()) if not st.get("done")] or "finalize"
+        return [Send("advance", {"tid": tid, "state": st}) for tid, st in sorted(states.items())
                 if not st.get("done")]
 
     async def advance(self, payload: dict[str, Any]) -> ParallelState:
         tid = payload["tid"]
         new = await self.loops[tid].run_round(payload["state"], self.config.round_steps, self.config.round_tokens)
         return {"trajectories": {tid: new}}
+
+    async def force(self, payload: dict[str, Any]) -> ParallelState:
+        tid = payload["tid"]
+        return {"trajectories": {tid: await self.loops[tid].run_round(payload["state"], max_steps=1,
+                                                                      max_tokens=10**9)}}
 
     async def barrier(self, state: ParallelState) -> ParallelState:
         rnd = state["round"] + 1
@@ -184,15 +202,6 @@ class ParallelRun:
 
     async def finalize(self, state: ParallelState) -> ParallelState:
         states = dict(state["trajectories"])
-        early = (state.get("stop_reason") or "").startswith("early stop")
-        unfinished = [tid for tid, st in states.items() if not st.get("done")]
-        if unfinished and not early:
-            async def force(tid: int) -> tuple[int, TrajectoryState]:
-                traj = self.trajectories[tid]
-                forced = traj.force(states[tid], "the run's last round ended")
-                return tid, await self.loops[tid].run_round(forced, max_steps=1, max_tokens=10**9)
-
-            states.update(dict(await asyncio.gather(*(force(t) for t in unfinished))))
         answered = {tid: st for tid, st in states.items() if st.get("done") and not st.get("error")}
         scores = dict(state.get("scores") or {})
         if self.verifiers:
@@ -214,7 +223,7 @@ class ParallelRun:
         async def one(tid: int, verifier: Verifier) -> tuple[int, str, float | None]:
             st = states[tid]
             peers = [a for t, a in answers.items() if t != tid]
-            view = view_of(st, self.question, self.gold, peers)
+            view = view_of(st, _question(st), self.gold, peers)
             traj = self.trajectories[tid]
             try:
                 result = await verifier.score(view)
@@ -235,23 +244,47 @@ class ParallelRun:
         return out
 
     # --- wiring --------------------------------------------------------------------------------
-    def build(self) -> Any:
+    def build(self, checkpointer: BaseCheckpointSaver[Any] | None = None) -> Any:
         graph: Any = StateGraph(ParallelState)  # langgraph's node typing cannot express Send payload nodes
         graph.add_node("start", self.start)
         graph.add_node("advance", self.advance)
         graph.add_node("barrier", self.barrier)
+        graph.add_node("force", self.force)
         graph.add_node("finalize", self.finalize)
         graph.add_edge(START, "start")
-        graph.add_conditional_edges("start", self.fan_out, ["advance", "finalize"])
+        graph.add_conditional_edges("start", self.fan_out, ["advance", "force", "finalize"])
         graph.add_edge("advance", "barrier")
-        graph.add_conditional_edges("barrier", self.fan_out, ["advance", "finalize"])
+        graph.add_conditional_edges("barrier", self.fan_out, ["advance", "force", "finalize"])
+        graph.add_edge("force", "finalize")
         graph.add_edge("finalize", END)
-        return graph.compile()
+        return graph.compile(checkpointer=checkpointer)
 
-    async def run(self) -> ParallelResult:
-        graph = self.build()
-        limit = 3 * (self.config.max_rounds + 2) + 10
-        final: ParallelState = await graph.ainvoke({}, {"recursion_limit": limit})
+    def graph_config(self) -> dict[str, Any]:
+        """The config a checkpointed run is invoked with: its thread is its run id."""
+        return {"recursion_limit": 3 * (self.config.max_rounds + 2) + 10,
+                "configurable": {"thread_id": self.log.run_id}}
+
+    async def run(self, checkpointer: BaseCheckpointSaver[Any] | None = None, *, resume: bool = False,
+                  decisions: dict[str, Any] | None = None) -> ParallelResult | Paused:
+        """Run the graph to its end or to its first pause.
+
+        With a ``checkpointer`` every superstep (and every reason/act step inside a trajectory's round) is saved
+        before the next starts (durability "sync"), so a killed run resumes from its last step (``resume=True``).
+        A node that asks for a decision (``interrupt``) pauses the run: ``Paused`` lists what is asked, and
+        ``decisions`` (interrupt id → value) resume it.
+        """
+        graph = self.build(checkpointer)
+        config = self.graph_config()
+        payload: Any = {}
+        if decisions is not None:
+            payload = Command(resume=decisions)
+        elif resume:
+            payload = None
+        durability = "sync" if checkpointer is not None else None
+        final: dict[str, Any] = await graph.ainvoke(payload, config, durability=durability)
+        if final.get("__interrupt__"):
+            return Paused(run_id=self.log.run_id, pending=[
+                PendingDecision(id=i.id, value=i.value) for i in final["__interrupt__"]])
         states = final["trajectories"]
         decision = Decision.model_validate(final["decision"])
         return ParallelResult(
@@ -263,6 +296,12 @@ class ParallelRun:
             errors={tid: str(st.get("error")) for tid, st in states.items() if st.get("error")},
             correct=final.get("correct"),
             reward=next(iter(states.values())).get("reward") if len(states) == 1 else None)
+
+
+def _question(state: TrajectoryState) -> str:
+    """The task as the model was given it (the first message after the system prompt): state, so resumable."""
+    opening = state["messages"]
+    return str(opening[1].get("content", "")) if len(opening) > 1 else ""
 
 
 def _mean(scores: dict[str, float] | None, default: float | None = 0.5) -> Any:

@@ -1,6 +1,7 @@
 """The reason/act loop: the one place where a trajectory's steps are sequenced.
 
     START ─┬─(done)──→ END
+           ├─(force_reason)──→ force ─→ reason
            └─→ reason ─┬─(done)────→ END
                        └─(action)──→ act ─┬─(done or round over)─→ END
                                           ├─(forced, no answer)──→ give_up → END
@@ -12,6 +13,9 @@
 trajectory finishes. Every strategy runs trajectories this way, between barriers of the parallel
 graph; ``single`` is that graph with one trajectory and one long round.
 
+A caller that ends the run sets ``force_reason`` in the state: the ``force`` node logs it and asks for the
+answer, as a step of its own, so that a run resumed from its checkpoint never logs it twice.
+
 Budgets are checked in ``reason``: when one runs out, the next call is forced to answer (a named
 ``tool_choice`` on the finishing tool, which llama.cpp and vLLM enforce with constrained decoding).
 """
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 
 from peerstep.agent import Trajectory
@@ -38,7 +43,14 @@ def build_react_graph(trajectory: Trajectory) -> Any:
                 or state["tokens"] >= state.get("round_end_tokens", 10**12))
 
     def entry(state: TrajectoryState) -> str:
-        return END if state.get("done") else "reason"
+        if state.get("done"):
+            return END
+        return "force" if state.get("force_reason") and not state.get("forced") else "reason"
+
+    async def force(state: TrajectoryState) -> TrajectoryState:
+        forced = trajectory.force(state, str(state.get("force_reason")))
+        return {"messages": forced["messages"], "forced": True, "last_step_id": forced["last_step_id"],
+                "force_reason": None}
 
     def after_reason(state: TrajectoryState) -> str:
         return END if state.get("done") else "act"
@@ -61,7 +73,9 @@ def build_react_graph(trajectory: Trajectory) -> Any:
     graph.add_node("reason", trajectory.reason)
     graph.add_node("act", trajectory.act)
     graph.add_node("give_up", give_up)
-    graph.add_conditional_edges(START, entry, ["reason", END])
+    graph.add_node("force", force)
+    graph.add_conditional_edges(START, entry, ["force", "reason", END])
+    graph.add_edge("force", "reason")
     graph.add_conditional_edges("reason", after_reason, ["act", END])
     graph.add_conditional_edges("act", after_act, ["reason", "give_up", END])
     graph.add_edge("give_up", END)
@@ -69,7 +83,12 @@ def build_react_graph(trajectory: Trajectory) -> Any:
 
 
 class Loop:
-    """A trajectory's compiled loop, run one round at a time. Never raises: a failure retires the trajectory."""
+    """A trajectory's compiled loop, run one round at a time. A failure retires the trajectory; only an interrupt
+    (a decision asked of the caller) leaves ``run_round``.
+
+    Run inside a checkpointed graph, the loop inherits its checkpointer: each reason and act step is a checkpoint
+    of its own, so a resumed run continues from the last one instead of redoing the round.
+    """
 
     def __init__(self, trajectory: Trajectory) -> None:
         self.trajectory = trajectory
@@ -85,6 +104,8 @@ class Loop:
             # streamed so that a failure mid-round keeps the steps (and token counts) the round already made
             async for values in self.graph.astream(state, {"recursion_limit": 2 * calls + 6}, stream_mode="values"):
                 last = values
+        except GraphBubbleUp:  # an interrupt (a decision asked of the caller) pauses the run; it is no failure
+            raise
         except Exception as exc:  # one trajectory's failure must never fail its siblings
             text = f"trajectory {self.trajectory.trajectory_id} failed: {type(exc).__name__}: {exc}"
             self.trajectory.record(StepKind.ERROR, last.get("last_step_id"), text=text,

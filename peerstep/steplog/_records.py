@@ -30,6 +30,7 @@ class StepKind(str, Enum):
     FINAL = "final"  # the trajectory's submitted answer and reward
     ERROR = "error"  # anything that went wrong, with a clear message
     RUN_END = "run_end"
+    RESUME = "resume"  # run-level: the run was resumed from its checkpoint (what was superseded, what replayed)
 
 
 def new_id() -> str:

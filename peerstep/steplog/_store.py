@@ -46,6 +46,17 @@ CREATE TABLE IF NOT EXISTS steps (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS steps_by_traj ON steps (episode_id, trajectory_id, seq);
+CREATE TABLE IF NOT EXISTS superseded (
+    seq INTEGER PRIMARY KEY,
+    step_id TEXT NOT NULL UNIQUE,
+    episode_id TEXT NOT NULL,
+    trajectory_id INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    record TEXT NOT NULL,
+    superseded_at REAL NOT NULL,
+    reason TEXT NOT NULL
+);
 """
 
 
@@ -225,6 +236,42 @@ class StepLog:
             rows = self._db.execute(sql + " ORDER BY seq", args).fetchall()
         for (raw,) in rows:
             yield StepRecord.model_validate_json(raw)
+
+    def supersede(self, step_ids: list[str], reason: str) -> int:
+        """Move steps out of the log into the ``superseded`` table, in one transaction; returns how many moved.
+
+        A run killed mid-node has written steps its checkpoint does not know about; resumed, the node runs again
+        and writes them anew. The first attempt's steps are kept on disk (``superseded()`` reads them) but leave
+        the log, so no step appears twice and every step left is one the run built on.
+        """
+        if not step_ids:
+            return 0
+        marks = ",".join("?" * len(step_ids))
+        now = time.time()
+        try:
+            with self._lock:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    self._db.execute(
+                        "INSERT INTO superseded (seq, step_id, episode_id, trajectory_id, kind, created_at, record, "
+                        f"superseded_at, reason) SELECT seq, step_id, episode_id, trajectory_id, kind, created_at, "
+                        f"record, ?, ? FROM steps WHERE step_id IN ({marks})", [now, reason, *step_ids])
+                    moved = self._db.execute(f"DELETE FROM steps WHERE step_id IN ({marks})", step_ids).rowcount
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    if self._db.in_transaction:
+                        self._db.execute("ROLLBACK")
+                    raise
+        except sqlite3.Error as exc:
+            raise StepLogError(f"cannot write to step log {self.path}: {exc}") from exc
+        return int(moved)
+
+    def superseded(self) -> Iterator[tuple[StepRecord, str]]:
+        """Steps a resumed run superseded, with the reason, in the order they were first written."""
+        with self._lock:
+            rows = self._db.execute("SELECT record, reason FROM superseded ORDER BY seq").fetchall()
+        for raw, reason in rows:
+            yield StepRecord.model_validate_json(raw), reason
 
     def count(self) -> int:
         with self._lock:

@@ -1,0 +1,160 @@
+"""A run's checkpoints: where they live, how they are opened and checked, and what a resume must repair.
+
+Every run's graph is compiled with a LangGraph checkpointer (``AsyncSqliteSaver``) whose file sits beside the
+run's step log (``RUN_ID.ckpt.db``; not ``*.sqlite``, so it is never listed as a run). The graph state is plain
+data; clients, sandboxes and the log stay outside it.
+
+Killed mid-node, a run has written steps that its checkpoint does not know about: resumed, that node runs again
+and writes them anew. ``sweep`` finds them (the steps each unfinished task wrote after the checkpoint it resumes
+from) and moves them out of the log (``StepLog.supersede``), so no step appears twice. What is not in a checkpoint
+either is the Python kernel's memory: ``replay`` reruns a trajectory's logged cells in its fresh sandbox.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from peerstep._errors import InputError
+from peerstep.steplog import StepKind, StepLog
+
+CHECKPOINT_FORMAT = 1
+"""Bumped when the graph state's shape changes so that an older checkpoint cannot be resumed correctly."""
+
+
+def checkpoint_path(log: StepLog) -> Path:
+    return log.path.parent / f"{log.run_id}.ckpt.db"
+
+
+def checkpoint_meta(log: StepLog) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = version("peerstep")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        ours = "unknown"
+    return {"file": checkpoint_path(log).name, "format": CHECKPOINT_FORMAT, "peerstep": ours}
+
+
+@asynccontextmanager
+async def open_saver(path: Path) -> AsyncIterator[BaseCheckpointSaver[Any]]:
+    """An ``AsyncSqliteSaver`` on ``path`` (created if missing). The optional dependency fails with a clear line."""
+    try:
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+    except ImportError as exc:  # pragma: no cover - a dependency of the package; checked for a broken install
+        raise InputError("checkpoints need langgraph-checkpoint-sqlite: pip install langgraph-checkpoint-sqlite"
+                         ) from exc
+    async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
+        # several trajectories' steps commit at once: wait for the lock instead of failing ("database is locked")
+        await saver.conn.execute("PRAGMA busy_timeout = 10000")
+        yield saver
+
+
+def check_resumable(log: StepLog, meta: dict[str, Any]) -> Path:
+    """The checkpoint file of a run that can be resumed; an ``InputError`` saying why not otherwise.
+
+    Read only: a run that cannot be resumed is left exactly as it was.
+    """
+    info = meta.get("checkpoint")
+    if not isinstance(info, dict):
+        raise InputError(f"run {log.run_id} has no checkpoint: it was run without one (checkpoint=False) or by a "
+                         "peerstep older than checkpoints; it cannot be resumed")
+    if info.get("format") != CHECKPOINT_FORMAT:
+        raise InputError(f"run {log.run_id}'s checkpoint was written by peerstep {info.get('peerstep', '?')} in "
+                         f"format {info.get('format')!r}; this peerstep reads format {CHECKPOINT_FORMAT} only")
+    path = log.path.parent / str(info.get("file"))
+    if not path.is_file():
+        raise InputError(f"run {log.run_id}'s checkpoint file {path} is missing; it cannot be resumed")
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            found = db.execute("SELECT count(*) FROM checkpoints WHERE thread_id = ?", (log.run_id,)).fetchone()[0]
+    except sqlite3.Error as exc:
+        raise InputError(f"run {log.run_id}'s checkpoint file {path} is unreadable or corrupt ({exc}); "
+                         "it cannot be resumed") from exc
+    if not found:
+        raise InputError(f"run {log.run_id}'s checkpoint file {path} holds no checkpoint of this run; "
+                         "it cannot be resumed")
+    return path
+
+
+def _ts(iso: str | None) -> float:
+    return datetime.fromisoformat(iso).timestamp() if iso else 0.0
+
+
+async def sweep(graph: Any, config: dict[str, Any], log: StepLog) -> list[str]:
+    """Supersede the steps the interrupted superstep wrote after the checkpoints it resumes from.
+
+    A task that finished in that superstep keeps its steps (LangGraph saved its writes and will not rerun it). An
+    unfinished trajectory task (advance, force) resumes from its own last reason/act checkpoint: its steps after
+    that are superseded. An unfinished run-level task (start, barrier, finalize) reruns whole: every step after
+    the run's checkpoint is superseded. Returns the superseded step ids.
+    """
+    snap = await graph.aget_state(config)
+    parent_ts = _ts(snap.created_at)
+    states: dict[int, Any] = (snap.values or {}).get("trajectories") or {}
+    finished_tids: set[int] = set()
+    sub_ts: dict[int, float] = {}
+    whole = False
+    for task in snap.tasks:
+        if task.name in ("advance", "force"):
+            if task.result is not None:
+                finished_tids.update((task.result.get("trajectories") or {}).keys())
+                continue
+            # the trajectory's own loop checkpoints under the task's namespace (LangGraph cannot see that
+            # subgraph through the bound method that runs it, so it is read from the saver directly)
+            sub = await graph.checkpointer.aget_tuple({"configurable": {
+                "thread_id": config["configurable"]["thread_id"], "checkpoint_ns": f"{task.name}:{task.id}"}})
+            if sub is not None:
+                tid = (sub.checkpoint.get("channel_values") or {}).get("trajectory_id")
+                # a node that finished after this checkpoint left its writes (LangGraph applies them and does not
+                # rerun it): its steps stand, and nothing ran after it
+                done = any(ch not in ("__error__", "__interrupt__", "__resume__")
+                           for _, ch, _ in sub.pending_writes or [])
+                if tid is not None:
+                    sub_ts[int(tid)] = float("inf") if done else _ts(sub.checkpoint.get("ts"))
+        elif task.result is None:
+            whole = True
+    records = list(log.records())
+    if whole:
+        orphans = [r.step_id for r in records if r.created_at > parent_ts]
+    else:
+        rerun = {tid for tid, st in states.items() if not st.get("done")} - finished_tids
+        orphans = [r.step_id for r in records
+                   if r.trajectory_id in rerun and r.created_at > sub_ts.get(r.trajectory_id, parent_ts)]
+    log.supersede(orphans, reason="written after the checkpoint the run resumed from")
+    return orphans
+
+
+async def replay(tools: list[Any], log: StepLog, trajectory_id: int) -> dict[str, int]:
+    """Rerun a trajectory's logged Python cells in its fresh sandbox, comparing each output with the logged one.
+
+    A cell whose output differs (time, randomness, files) is logged as an ERROR step (stage ``replay``): the
+    variables are restored as well as rerunning can restore them, and the log says where they may differ.
+    """
+    python = next((t for t in tools if t.name == "python"), None)
+    if python is None:
+        return {"replayed": 0, "mismatched": 0}
+    outputs = {r.tool.call_id: r.tool.output if r.tool.output is not None else r.text
+               for r in log.records(trajectory_id=trajectory_id, kind=StepKind.OBSERVATION)
+               if r.tool is not None and r.tool.call_id}
+    replayed = mismatched = 0
+    for rec in log.records(trajectory_id=trajectory_id, kind=StepKind.TOOL_CALL):
+        if rec.tool is None or rec.tool.name != "python" or rec.tool.call_id not in outputs:
+            continue
+        args = rec.tool.arguments
+        result = await python(args if isinstance(args, dict) else {"code": str(args)})
+        replayed += 1
+        logged = (outputs[rec.tool.call_id] or "").strip()
+        if result.output.strip() != logged:
+            mismatched += 1
+            log.log(StepKind.ERROR, trajectory_id=trajectory_id, parent_id=rec.step_id,
+                    text="the Python session was restarted on resume and this cell's output differs from the logged "
+                         "one: variables it defined may differ", data={"error": "ReplayMismatch", "stage": "replay",
+                                                                       "replayed_output": result.output[:2000]})
+    return {"replayed": replayed, "mismatched": mismatched}

@@ -1,0 +1,158 @@
+"""Checkpointed runs: resume after SIGKILL, pause for decisions in parallel, and refusals that touch nothing."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from peerstep import AgentConfig, InputError, StepKind, StepLog, aresume, arun
+from peerstep.environments import QuestionEnvironment
+from peerstep.graphs.parallel import ParallelConfig
+from tests.checkpoint_child import SCRIPTS, ConversationClient, calc, submit
+from tests.scripted import PerTrajectoryClient
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def killed_run(runs_dir: Path) -> str:
+    proc = subprocess.run([sys.executable, "-m", "tests.checkpoint_child", str(runs_dir)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr  # it died by SIGKILL, not by finishing or failing
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def chain_ok(records: list) -> bool:
+    ids = {r.step_id for r in records}
+    return all(r.parent_id is None or r.parent_id in ids for r in records)
+
+
+async def test_a_killed_leap_run_resumes_where_it_stopped(tmp_path: Path) -> None:
+    run_id = killed_run(tmp_path)
+    with StepLog.open(run_id, tmp_path) as log:
+        assert log.meta()["status"] == "interrupted"  # its writer is gone: opening the log settles that
+        before = list(log.records())
+    assert any(r.kind == StepKind.BARRIER for r in before) and not any(r.kind == StepKind.RUN_END for r in before)
+    # the step that was being written when the process died: trajectory 2's second reply
+    killed_step = [r for r in before if r.trajectory_id == 2 and r.kind == StepKind.REASON][-1]
+
+    result = await aresume(run_id, ConversationClient(), runs_dir=tmp_path)
+
+    assert result.run_id == run_id and result.answer == "42" and result.status == "done"
+    with StepLog.open(run_id, tmp_path) as log:
+        after = list(log.records())
+        superseded = [r for r, _ in log.superseded()]
+        meta = log.meta()
+    assert meta["status"] == "done" and meta["resumes"] == 1
+    # The killed reply was written after the last checkpoint: it left the log (kept on disk) and its node ran
+    # again. So did any sibling step of the same round whose node's writes had not reached the checkpoint file
+    # (how many depends on when the kill landed); never a step from before the round's start.
+    barrier = max(r.created_at for r in before if r.kind == StepKind.BARRIER)
+    assert killed_step.step_id in {r.step_id for r in superseded}
+    assert all(r.created_at > barrier and r.kind in (StepKind.REASON, StepKind.TOOL_CALL, StepKind.OBSERVATION)
+               for r in superseded)
+    kept = {r.step_id for r in before} - {r.step_id for r in superseded}
+    assert kept <= {r.step_id for r in after}  # every other step from before the kill is still there
+    assert len({r.step_id for r in after}) == len(after) and chain_ok(after)
+    # each trajectory's replies are its script, each exactly once and in order: nothing redone, nothing skipped
+    for tid, script in SCRIPTS.items():
+        replies = [r.text for r in after if r.trajectory_id == tid and r.kind == StepKind.REASON]
+        assert replies == script[:len(replies)] and replies[-1] == script[-1]
+    assert sum(r.kind == StepKind.RUN_START for r in after) == 3
+    resumed = [r for r in after if r.kind == StepKind.RESUME]
+    assert len(resumed) == 1 and resumed[0].data["superseded"] == len(superseded)
+    assert sum(r.kind == StepKind.AGGREGATE for r in after) == 1 and after[-1].kind == StepKind.RUN_END
+
+
+async def test_parallel_interrupts_each_reach_their_own_trajectory(tmp_path: Path) -> None:
+    scripts = {t: [calc(f"{t}+1"), submit("x"), submit("x")] for t in range(3)}
+    agent = AgentConfig(approve=["calc*"])
+    config = ParallelConfig(n=3, max_rounds=1, round_steps=3)
+    paused = await arun(lambda: QuestionEnvironment("q?"), PerTrajectoryClient(scripts), strategy="majority",
+                        parallel=config, agent=agent, runs_dir=tmp_path)
+    assert paused.status == "paused" and len(paused.pending) == 3
+    asked = {p.value["trajectory_id"]: p for p in paused.pending}
+    assert sorted(asked) == [0, 1, 2] and len({p.id for p in paused.pending}) == 3
+    assert all(p.value["calls"][0]["name"] == "calculate" for p in paused.pending)
+    with StepLog.open(paused.run_id, tmp_path) as log:
+        assert log.meta()["status"] == "paused"
+        assert not any(r.kind == StepKind.OBSERVATION for r in log.records())  # nothing ran before a decision
+
+    # three different answers: 0 approved, 1 and 2 rejected each with its own reason
+    decisions = {asked[0].id: {"approve": True}, asked[1].id: {"approve": False, "reason": "not one"},
+                 asked[2].id: {"approve": False, "reason": "not two"}}
+    scripts = {t: s[1:] for t, s in scripts.items()}  # the first replies were made before the pause
+    done = await aresume(paused.run_id, PerTrajectoryClient(scripts), runs_dir=tmp_path,
+                         task=lambda: QuestionEnvironment("q?"), decisions=decisions)
+    assert done.status == "done" and done.run_id == paused.run_id
+    with StepLog.open(paused.run_id, tmp_path) as log:
+        obs = [r for r in log.records(kind=StepKind.OBSERVATION) if r.data.get("approval")]
+    by_tid = {r.trajectory_id: r for r in obs}
+    assert by_tid[0].data["approval"] == "approved"
+    assert by_tid[1].data == {"approval": "rejected", "reason": "not one", "calls": by_tid[1].data["calls"]}
+    assert by_tid[2].data["reason"] == "not two" and "not two" in (by_tid[2].text or "")
+    with StepLog.open(paused.run_id, tmp_path) as log:
+        tool_outputs = [r for r in log.records(kind=StepKind.OBSERVATION) if r.tool and r.tool.name == "calculate"]
+    assert [(r.trajectory_id, r.text) for r in tool_outputs] == [(0, "1")]  # only the approved call ran
+
+
+def fingerprint(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.iterdir())}
+
+
+async def finished_run(tmp_path: Path) -> str:
+    result = await arun("2+2?", PerTrajectoryClient({0: [submit("4")]}), python=False, runs_dir=tmp_path)
+    assert result.status == "done"
+    return result.run_id
+
+
+def cli_resume(run: str, runs_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "peerstep", "resume", run, "--dir", str(runs_dir),
+                           "--base-url", "http://127.0.0.1:9/v1"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "COLUMNS": "500"})  # one message, one line
+
+
+@pytest.mark.parametrize("damage", ["finished", "missing", "corrupt", "older", "no-checkpoint"])
+async def test_a_run_that_cannot_be_resumed_says_why_and_is_left_untouched(tmp_path: Path, damage: str) -> None:
+    run_id = await finished_run(tmp_path)
+    ckpt = tmp_path / f"{run_id}.ckpt.db"
+    assert ckpt.is_file()
+    if damage != "finished":  # the others: a run killed mid-way, then something is wrong with it
+        with StepLog.open(run_id, tmp_path) as log:
+            log.set_meta({"status": "interrupted"})
+    expected = {"finished": "already finished", "missing": "no run 'nope'", "corrupt": "corrupt",
+                "older": "format 0", "no-checkpoint": "has no checkpoint"}[damage]
+    if damage == "corrupt":
+        ckpt.write_bytes(b"this is not a database" * 100)
+    elif damage in ("older", "no-checkpoint"):
+        with StepLog.open(run_id, tmp_path) as log:
+            meta = log.meta()["checkpoint"]
+            log.set_meta({"checkpoint": {**meta, "format": 0}} if damage == "older" else {"checkpoint": None})
+    before = fingerprint(tmp_path)
+    target = "nope" if damage == "missing" else run_id
+    proc = cli_resume(target, tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], proc.stderr
+    with pytest.raises(InputError, match=expected.split("'")[0]):
+        await aresume(target, ConversationClient(), runs_dir=tmp_path)
+    assert fingerprint(tmp_path) == before
+
+
+def test_checkpoint_file_is_not_listed_as_a_run(tmp_path: Path) -> None:
+    import asyncio
+
+    from peerstep.steplog import list_runs
+
+    run_id = asyncio.run(finished_run(tmp_path))
+    assert [r.run_id for r in list_runs(tmp_path)] == [run_id]
+    with sqlite3.connect(tmp_path / f"{run_id}.ckpt.db") as db:
+        assert db.execute("SELECT count(*) FROM checkpoints WHERE thread_id = ?", (run_id,)).fetchone()[0] > 0
+    with StepLog.open(run_id, tmp_path) as log:
+        assert json.loads(json.dumps(log.meta()["checkpoint"]))["file"] == f"{run_id}.ckpt.db"
