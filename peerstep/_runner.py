@@ -12,9 +12,9 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
 
@@ -33,6 +33,7 @@ from peerstep.tools import Tool
 from peerstep.verify import Decision, Verifier
 
 Task = str | Environment | Callable[[], Environment]
+T = TypeVar("T")
 
 
 class EpisodeResult(BaseModel):
@@ -320,16 +321,18 @@ def run(task: Task, *, base_url: str | None = None, model: str | None = None, ap
         question_factory(task, gold=options.get("gold"), tools=options.get("tools"),
                          python=False, max_question_chars=options.get("max_question_chars"))()
     endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine, engine_config=engine_config)
+    return _run_sync(on_endpoint(endpoint, lambda client: arun(task, client, **options)))
 
-    async def main() -> EpisodeResult:
-        async with endpoint as client:
-            try:
-                await client.check()
-                return await arun(task, client, **options)
-            finally:
-                await client.close()
 
-    return _run_sync(main())
+async def on_endpoint(endpoint: Endpoint, work: Callable[[ModelClient], Awaitable[T]]) -> T:
+    """Open ``endpoint`` (starting its engine if it has one), check the server answers, do ``work`` with its
+    client, and close both whatever happens: what every sync entry point and the CLI do around a run."""
+    async with endpoint as client:
+        try:
+            await client.check()
+            return await work(client)
+        finally:
+            await client.close()
 
 
 def resume(run_id: str, *, base_url: str | None = None, model: str | None = None, api_key: str | None = None,
@@ -337,18 +340,10 @@ def resume(run_id: str, *, base_url: str | None = None, model: str | None = None
     """``aresume`` from sync code: checks the run can be resumed, opens an endpoint (the embedded engine unless
     ``base_url`` is given), continues the run and closes the endpoint."""
     meta = resumable(run_id, options.get("runs_dir"), task_given=options.get("task") is not None)
-    endpoint = Endpoint(base_url=base_url, model=model or meta.get("model"), api_key=api_key, engine=engine,
+    endpoint = Endpoint(base_url=base_url, model=model or meta.get("model"), api_key=api_key,
+                        engine=engine or (None if base_url else meta.get("engine")),
                         engine_config=engine_config)
-
-    async def main() -> EpisodeResult:
-        async with endpoint as client:
-            try:
-                await client.check()
-                return await aresume(run_id, client, **options)
-            finally:
-                await client.close()
-
-    return _run_sync(main())
+    return _run_sync(on_endpoint(endpoint, lambda client: aresume(run_id, client, **options)))
 
 
 async def asolve(question: str, client: ModelClient, **options: Any) -> EpisodeResult:

@@ -15,7 +15,7 @@ import pytest
 from peerstep._errors import InputError, ModelServerError
 from peerstep.agent import Completion, SamplingParams
 from peerstep.environments import Environment, EnvironmentDataset, QuestionEnvironment, TaskInfo
-from peerstep.evals import EvalAborted, EvalReport, run_eval, summarize, wilson_interval
+from peerstep.evals import EvalAborted, EvalReport, load_finished, run_eval, summarize, wilson_interval
 from tests.scripted import ScriptedClient
 
 TASKS = [("What is 2+3?", "5"), ("What is 10/4?", "2.5"), ("What is 7*6?", "42"), ("Spell 'cat' backwards.", "tac")]
@@ -92,8 +92,8 @@ def test_wilson_interval() -> None:
     assert wilson_interval(0, 0) == (0.0, 0.0)
 
 
-async def test_interrupted_eval_keeps_finished_episodes(tmp_path: Path) -> None:
-    jsonl = tmp_path / "out.jsonl"
+async def interrupted_after_three(tmp_path: Path, jsonl: Path) -> list[Any]:
+    """An eval of the 4 tasks cancelled once 3 have finished (the 4th is slow); its outcomes."""
     outcomes: list[Any] = []
     task = asyncio.ensure_future(run_eval(TinyDataset(), lambda: Answerer(slow=30), ["single"], concurrency=4,
                                           runs_dir=tmp_path, outcomes=outcomes, jsonl=jsonl))
@@ -104,8 +104,45 @@ async def test_interrupted_eval_keeps_finished_episodes(tmp_path: Path) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
+    return outcomes
+
+
+async def test_interrupted_eval_keeps_finished_episodes(tmp_path: Path) -> None:
+    jsonl = tmp_path / "out.jsonl"
+    outcomes = await interrupted_after_three(tmp_path, jsonl)
     assert sorted(o.index for o in outcomes) == [0, 1, 2]
     assert len(jsonl.read_text().splitlines()) == 3
+
+
+async def test_an_interrupted_eval_resumes_without_rerunning_finished_episodes(tmp_path: Path) -> None:
+    jsonl = tmp_path / "out.jsonl"
+    await interrupted_after_three(tmp_path, jsonl)
+    with jsonl.open("a") as fh:
+        fh.write('{"task_id": "tiny-3", "ind')  # the line being written when the process died
+    finished = load_finished(jsonl, TinyDataset(), limit=4)
+    assert sorted(o.index for o in finished) == [0, 1, 2]
+    ran: list[str] = []
+
+    class Counting(Answerer):
+        async def chat(self, messages: Sequence[dict[str, Any]], **kwargs: Any) -> list[Completion]:
+            ran.append(messages[1]["content"])
+            return await super().chat(messages, **kwargs)
+
+    resumed = await run_eval(TinyDataset(), Counting, ["single"], runs_dir=tmp_path, outcomes=list(finished),
+                             skip={(o.strategy, o.index) for o in finished})
+    assert sorted(o.index for o in resumed) == [0, 1, 2, 3]
+    assert set(ran) == {TASKS[3][0]}  # only the unfinished task reached the model
+
+
+def test_resuming_with_another_datasets_results_is_refused(tmp_path: Path) -> None:
+    jsonl = tmp_path / "out.jsonl"
+    jsonl.write_text(json.dumps({"task_id": "other-0", "index": 0, "strategy": "single", "n": 1, "answer": "5",
+                                 "gold": "5", "correct": True, "tokens": 1, "tool_calls": 0, "seconds": 0.1,
+                                 "run_id": "r", "error": None, "steps": 1}) + "\n")
+    with pytest.raises(InputError, match="does not: resume with the options"):
+        load_finished(jsonl, TinyDataset(), limit=4)
+    with pytest.raises(InputError, match="nothing to resume"):
+        load_finished(tmp_path / "missing.jsonl", TinyDataset(), limit=4)
 
 
 class Server:

@@ -80,7 +80,7 @@ def solve(
 ) -> None:
     """Answer a question with tool-using agents, showing each step as it happens."""
     from peerstep import AgentConfig, Budget, Endpoint, arun
-    from peerstep._runner import check_run, question_factory
+    from peerstep._runner import check_run, on_endpoint, question_factory
     from peerstep.tools.sandbox import SandboxCapacityError
 
     if question == "-":
@@ -115,31 +115,33 @@ def solve(
             if not quiet:
                 err.print(f"[dim]starting the {engine} engine…[/dim]")
 
-        async def main() -> Any:
-            async with endpoint as client:
-                try:
-                    await client.check()
-                    return await arun(question, client, strategy=strategy, n=n, agent=config, gold=gold,
-                                      python=python, search=search, max_question_chars=max_question_chars,
-                                      listeners=[] if quiet else [view.on_record],
-                                      on_token=None if quiet else view.on_token,
-                                      meta={"engine": engine})
-                finally:
-                    await client.close()
-
-        result = asyncio.run(main())
+        result = asyncio.run(on_endpoint(endpoint, lambda client: arun(
+            question, client, strategy=strategy, n=n, agent=config, gold=gold, python=python, search=search,
+            max_question_chars=max_question_chars, listeners=[] if quiet else [view.on_record],
+            on_token=None if quiet else view.on_token, meta={"engine": engine})))
     except KeyboardInterrupt:
-        _fail("interrupted; every step finished so far is in the step log (`peerstep runs`)", 130)
+        _fail(INTERRUPTED, 130)
     except PeerstepError as exc:
         _fail(str(exc))
+    shape = "" if result.n == 1 else f"{strategy} with {result.n} trajectories, {result.rounds} rounds, "
+    _report(result, json_out, quiet, f"run {result.run_id}: {shape}{result.steps} model calls, {result.tokens} "
+                                     f"tokens; log {result.log_path}")
+
+
+INTERRUPTED = ("interrupted; every step finished so far is in the step log (`peerstep runs`) and "
+               "`peerstep resume RUN_ID` continues the run")
+
+
+def _report(result: Any, json_out: bool, quiet: bool, line: str) -> None:
+    """Print a run's result as asked; a paused run or one without an answer exits non-zero, saying why."""
     if json_out:
         console.print_json(result.model_dump_json())
     elif quiet:
         console.print(result.answer if result.answer is not None else "")
     else:
-        shape = "" if result.n == 1 else f"{strategy} with {result.n} trajectories, {result.rounds} rounds, "
-        console.print(f"[dim]run {result.run_id}: {shape}{result.steps} model calls, {result.tokens} tokens; "
-                      f"log {result.log_path}[/dim]")
+        console.print(f"[dim]{line}[/dim]")
+    if result.status == "paused":
+        _fail(f"the run is paused for {len(result.pending)} decision(s)", 3)
     if result.answer is None:
         _fail(result.error or "no trajectory produced an answer")
 
@@ -211,7 +213,7 @@ def resume(
 ) -> None:
     """Continue a run from its checkpoint: finished model and tool calls are not redone, the log continues."""
     from peerstep import Endpoint, aresume
-    from peerstep._runner import resumable
+    from peerstep._runner import on_endpoint, resumable
 
     try:  # a run that cannot be resumed says so before any engine starts, and is left untouched
         meta = resumable(run, directory)
@@ -226,32 +228,15 @@ def resume(
         if not base_url and not quiet:
             err.print(f"[dim]starting the {engine} engine…[/dim]")
 
-        async def main() -> Any:
-            async with endpoint as client:
-                try:
-                    await client.check()
-                    return await aresume(run, client, runs_dir=directory,
-                                         listeners=[] if quiet else [view.on_record],
-                                         on_token=None if quiet else view.on_token)
-                finally:
-                    await client.close()
-
-        result = asyncio.run(main())
+        result = asyncio.run(on_endpoint(endpoint, lambda client: aresume(
+            run, client, runs_dir=directory, listeners=[] if quiet else [view.on_record],
+            on_token=None if quiet else view.on_token)))
     except KeyboardInterrupt:
-        _fail("interrupted; every step finished so far is in the step log, and `peerstep resume` continues it", 130)
+        _fail(INTERRUPTED, 130)
     except PeerstepError as exc:
         _fail(str(exc))
-    if json_out:
-        console.print_json(result.model_dump_json())
-    elif quiet:
-        console.print(result.answer if result.answer is not None else "")
-    else:
-        console.print(f"[dim]run {result.run_id} resumed: {result.steps} model calls in all; log {result.log_path}"
-                      "[/dim]")
-    if result.status == "paused":
-        _fail(f"the run is paused for {len(result.pending)} decision(s)", 3)
-    if result.answer is None:
-        _fail(result.error or "no trajectory produced an answer")
+    _report(result, json_out, quiet, f"run {result.run_id} resumed: {result.steps} model calls in all; "
+                                     f"log {result.log_path}")
 
 
 @app.command()

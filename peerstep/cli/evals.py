@@ -39,10 +39,11 @@ def _build_dataset(name: str, seed: int, python: bool) -> Any:
 
 def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | None, concurrency: int, seed: int,
                    engine: str, model: str | None, base_url: str | None, api_key: str | None, out: Path | None,
-                   price_per_mtok: float | None, max_steps: int, answer_policy: str = "accept") -> None:
+                   price_per_mtok: float | None, max_steps: int, answer_policy: str = "accept",
+                   resume: bool = False) -> None:
     from peerstep import Endpoint
     from peerstep.agent import AgentConfig, Budget
-    from peerstep.evals import EpisodeOutcome, EvalAborted, EvalReport, run_eval, summarize
+    from peerstep.evals import EpisodeOutcome, EvalAborted, EvalReport, load_finished, run_eval, summarize
 
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if count == 0:
@@ -51,7 +52,13 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
     outcomes: list[EpisodeOutcome] = []
     wall: dict[str, float] = {}
     jsonl = out.with_suffix(".jsonl") if out else None
-    if jsonl is not None:
+    skip: set[tuple[str, int]] = set()
+    if resume and jsonl is not None:  # the episodes the interrupted eval finished stand; the rest run
+        outcomes = [o for o in load_finished(jsonl, dataset, count) if o.strategy in strategies]
+        skip = {(o.strategy, o.index) for o in outcomes}
+        jsonl.write_text("".join(o.model_dump_json() + "\n" for o in outcomes))  # drops a half-written last line
+        err.print(f"[dim]resuming: {len(outcomes)} finished episodes kept from {jsonl}[/dim]")
+    elif jsonl is not None:
         jsonl.parent.mkdir(parents=True, exist_ok=True)
         jsonl.write_text("")
     endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine)
@@ -64,7 +71,9 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
         def label(s: str) -> str:
             return s if s == "single" or s.startswith("bare-") else f"{s}@{n}"
 
-        bars: dict[str, TaskID] = {s: progress.add_task(label(s), total=count, stats="") for s in strategies}
+        bars: dict[str, TaskID] = {s: progress.add_task(label(s), total=count, stats="",
+                                                        completed=sum(o.strategy == s for o in outcomes))
+                                   for s in strategies}
 
         def on_outcome(o: EpisodeOutcome) -> None:
             mine = [x for x in outcomes if x.strategy == o.strategy]
@@ -76,7 +85,8 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
             await probe.check()
             await probe.close()
             await run_eval(dataset, endpoint.client, strategies, n=n, limit=count, concurrency=concurrency,
-                           agent=agent, outcomes=outcomes, jsonl=jsonl, on_outcome=on_outcome, wall=wall)
+                           agent=agent, outcomes=outcomes, jsonl=jsonl, on_outcome=on_outcome, wall=wall,
+                           skip=skip)
 
         try:
             asyncio.run(main())
@@ -105,6 +115,9 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
 AnswerPolicyOpt = Annotated[str, typer.Option(
     help="What a reply that states a final answer without calling submit_answer does: accept (submit it), confirm "
          "(ask once, quoting it), check (ask once for a tool check when no tool was used).")]
+ResumeOpt = Annotated[Path | None, typer.Option(
+    help="Continue an interrupted eval whose --out was this file: episodes in its .jsonl are kept, the rest run "
+         "(start it with the same dataset, seed, limit and strategies).")]
 Strategies = Annotated[str, typer.Option("--strategy", help="Comma-separated: single,majority,best-of-n,leap,"
                                                             "leap+verify, and the bare-model baselines "
                                                             "bare-cot,bare-program (one request, no framework).")]
@@ -130,13 +143,14 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path | None, typer.Option(help="Write results as JSON here (and per episode as JSONL).")]
         = None,
         price_per_mtok: Annotated[float | None, typer.Option(help="Dollars per million generated tokens.")] = None,
+        resume: ResumeOpt = None,
     ) -> None:
         """Evaluate strategies on a dataset: accuracy with a 95% interval, tokens, tool calls, cost-of-pass."""
         try:
             chosen = _strategies(strategy, n, python)
             ds = _build_dataset(dataset, seed, python)
-            run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key, out,
-                           price_per_mtok, max_steps, answer_policy)
+            run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key, resume or out,
+                           price_per_mtok, max_steps, answer_policy, resume=resume is not None)
         except (PeerstepError, ValueError, KeyError) as exc:
             err.print(f"[bold red]error:[/bold red] {exc}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | KeyError | SandboxCapacityError)
@@ -155,6 +169,7 @@ def register(app: typer.Typer) -> None:
         max_steps: Annotated[int, typer.Option()] = 8,
         answer_policy: AnswerPolicyOpt = "accept",
         out: Annotated[Path | None, typer.Option()] = None,
+        resume: ResumeOpt = None,
     ) -> None:
         """Run a scripted task file (questions, allowed tools, answer checkers) and report the results."""
         try:
@@ -166,8 +181,8 @@ def register(app: typer.Typer) -> None:
                 err.print(f"[yellow]note:[/yellow] {tasks} grades answers with Python code that runs with your "
                           f"rights, outside the sandbox: {', '.join(ds.python_checkers)} (a task file is code, like "
                           "a conftest.py)")
-            run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, out, None,
-                           max_steps, answer_policy)
+            run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, resume or out, None,
+                           max_steps, answer_policy, resume=resume is not None)
         except (PeerstepError, ValueError) as exc:
             err.print(f"[bold red]error:[/bold red] {exc}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | SandboxCapacityError) else 1) from None

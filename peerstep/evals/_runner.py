@@ -68,8 +68,10 @@ async def run_eval(
     jsonl: Path | None = None,
     on_outcome: OutcomeCallback | None = None,
     wall: dict[str, float] | None = None,
+    skip: set[tuple[str, int]] | None = None,
 ) -> list[EpisodeOutcome]:
-    """Every (strategy, task) pair, strategy by strategy, ``concurrency`` episodes at a time."""
+    """Every (strategy, task) pair, strategy by strategy, ``concurrency`` episodes at a time; pairs in ``skip``
+    (strategy, task index) finished in an earlier, interrupted eval and are not run again."""
     unknown = [s for s in strategies if s not in STRATEGIES and s not in BASELINES]
     if unknown:
         raise InputError(f"unknown strategy {unknown[0]!r}; choose from: {', '.join([*STRATEGIES, *BASELINES])}")
@@ -100,7 +102,8 @@ async def run_eval(
 
     for strategy in strategies:
         started = time.perf_counter()
-        tasks = [asyncio.ensure_future(episode(i, strategy)) for i in range(count)]
+        tasks = [asyncio.ensure_future(episode(i, strategy)) for i in range(count)
+                 if (strategy, i) not in (skip or set())]
         try:
             await asyncio.gather(*tasks)
         finally:  # an abort (or Ctrl-C) cancels the episodes still running; their logs close on the way out
@@ -109,6 +112,29 @@ async def run_eval(
             await asyncio.gather(*tasks, return_exceptions=True)
             wall[strategy] = time.perf_counter() - started
     return outcomes
+
+
+def load_finished(jsonl: Path, dataset: EnvironmentDataset, limit: int) -> list[EpisodeOutcome]:
+    """The episodes an interrupted eval finished, read back from its per-episode JSONL, checked against the
+    dataset (same tasks at the same indexes) so that a file from another dataset or seed is refused."""
+    if not jsonl.is_file():
+        raise InputError(f"nothing to resume: {jsonl} (the per-episode results of --out) does not exist")
+    finished: list[EpisodeOutcome] = []
+    lines = jsonl.read_text().splitlines()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            outcome = EpisodeOutcome.model_validate_json(line)
+        except ValueError as exc:
+            if number == len(lines):  # the line being written when the eval was killed: that episode reruns
+                break
+            raise InputError(f"{jsonl} line {number} is not an episode result: {exc}") from exc
+        if outcome.index >= limit or dataset.info(outcome.index).task_id != outcome.task_id:
+            raise InputError(f"{jsonl} holds task {outcome.task_id!r} at index {outcome.index}, which this dataset "
+                             "(name, seed, limit) does not: resume with the options the eval was started with")
+        finished.append(outcome)
+    return finished
 
 
 class EvalAborted(ModelServerError):
