@@ -12,7 +12,7 @@ from peerstep._errors import (
     ModelServerError,
     PeerstepError,
 )
-from peerstep._runner import EpisodeResult, aresume, arun, asolve, resume, run, solve
+from peerstep._runner import EpisodeResult, afork, aresume, arun, asolve, fork, resume, run, solve
 from peerstep.agent import AgentConfig, Budget, ModelClient, SamplingParams
 from peerstep.environments import Environment, QuestionEnvironment, ToolEnvironment, register_environment
 from peerstep.graphs import ParallelConfig
@@ -44,9 +44,11 @@ __all__ = [
     "StepRecord",
     "Tool",
     "ToolEnvironment",
+    "afork",
     "aresume",
     "arun",
     "asolve",
+    "fork",
     "register_environment",
     "resume",
     "run",

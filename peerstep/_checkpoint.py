@@ -131,12 +131,40 @@ async def sweep(graph: Any, config: dict[str, Any], log: StepLog) -> list[str]:
     return orphans
 
 
-async def replay(tools: list[Any], log: StepLog, trajectory_id: int) -> dict[str, int]:
+async def state_at(saver: BaseCheckpointSaver[Any], log: StepLog, step_id: str) -> dict[str, Any]:
+    """The trajectory state a checkpoint holds just after ``step_id`` was logged (the first checkpoint of that
+    trajectory whose conversation includes the step): what a fork continues from."""
+    records = list(log.records())
+    seq = {r.step_id: i for i, r in enumerate(records)}
+    if step_id not in seq:
+        raise InputError(f"run {log.run_id} has no step {step_id!r}; `peerstep show {log.run_id} --json` lists them")
+    target = records[seq[step_id]]
+    if target.trajectory_id < 0:
+        raise InputError(f"step {step_id} is a run-level step ({target.kind.value}); fork from a trajectory's step")
+    best: tuple[int, dict[str, Any]] | None = None
+    async for tup in saver.alist({"configurable": {"thread_id": log.run_id}}):
+        values = tup.checkpoint.get("channel_values") or {}
+        candidates = [values] if "trajectory_id" in values else list((values.get("trajectories") or {}).values())
+        for state in candidates:
+            at = seq.get(state.get("last_step_id") or "", -1)
+            if state.get("trajectory_id") == target.trajectory_id and at >= seq[step_id] and "messages" in state \
+                    and (best is None or at < best[0]):
+                best = (at, state)
+    if best is None:
+        raise InputError(f"run {log.run_id}'s checkpoints hold no state at or after step {step_id}")
+    return best[1]
+
+
+async def replay(tools: list[Any], log: StepLog, trajectory_id: int, until: float | None = None,
+                 into: StepLog | None = None, into_trajectory: int | None = None) -> dict[str, int]:
     """Rerun a trajectory's logged Python cells in its fresh sandbox, comparing each output with the logged one.
 
     A cell whose output differs (time, randomness, files) is logged as an ERROR step (stage ``replay``): the
-    variables are restored as well as rerunning can restore them, and the log says where they may differ.
+    variables are restored as well as rerunning can restore them, and the log says where they may differ. A fork
+    replays the cells logged ``until`` its step, and logs mismatches ``into`` its own run, as ``into_trajectory``.
     """
+    into = into or log
+    into_trajectory = trajectory_id if into_trajectory is None else into_trajectory
     python = next((t for t in tools if t.name == "python"), None)
     if python is None:
         return {"replayed": 0, "mismatched": 0}
@@ -147,13 +175,15 @@ async def replay(tools: list[Any], log: StepLog, trajectory_id: int) -> dict[str
     for rec in log.records(trajectory_id=trajectory_id, kind=StepKind.TOOL_CALL):
         if rec.tool is None or rec.tool.name != "python" or rec.tool.call_id not in outputs:
             continue
+        if until is not None and rec.created_at > until:
+            break
         args = rec.tool.arguments
         result = await python(args if isinstance(args, dict) else {"code": str(args)})
         replayed += 1
         logged = (outputs[rec.tool.call_id] or "").strip()
         if result.output.strip() != logged:
             mismatched += 1
-            log.log(StepKind.ERROR, trajectory_id=trajectory_id, parent_id=rec.step_id,
+            into.log(StepKind.ERROR, trajectory_id=into_trajectory, parent_id=rec.step_id if into is log else None,
                     text="the Python session was restarted on resume and this cell's output differs from the logged "
                          "one: variables it defined may differ", data={"error": "ReplayMismatch", "stage": "replay",
                                                                        "replayed_output": result.output[:2000]})

@@ -177,28 +177,92 @@ async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None,
         except (KeyError, ValueError) as exc:
             raise InputError(f"run {log.run_id}'s recorded configuration cannot be read back: {exc}") from exc
         strategy = str(meta.get("strategy", "single"))
-        pool = None
-        if isinstance(task, str):
-            python = bool(meta.get("python", True))
-            if python and config.n > 1:
-                from peerstep.tools.sandbox import SandboxPool, make_sandbox
-
-                pool = SandboxPool(make_sandbox, size=config.n)
-            factory = question_factory(task, gold=meta.get("gold"), python=python, search=meta.get("search"),
-                                       max_question_chars=meta.get("max_question_chars"), pool=pool)
-        elif isinstance(task, Environment):
-            env_instance = task
-            factory = lambda: env_instance  # noqa: E731
-        else:
-            factory = task
+        factory, pool = _factory_for(task, meta, config.n)
+        fork = None
+        if isinstance(meta.get("fork"), dict):  # a fork killed before its start is rebuilt from its parent again
+            fork = await fork_origin(meta["fork"]["run"], meta["fork"]["step"], runs_dir)
+            fork.pop("meta")
+            verifiers = verifiers if verifiers is not None else []
         log.set_meta({"status": "running", "pid": os.getpid(), "pid_started": _process_start(os.getpid()),
                       "resumes": int(meta.get("resumes", 0)) + 1})
         return await _drive(factory, client, strategy=strategy, agent=agent, config=config, verifiers=verifiers,
                             log=log, runs_dir=runs_dir, listeners=listeners, on_token=on_token, meta=None, pool=pool,
-                            checkpoint=True, resume=True, decisions=decisions, own_log=True)
+                            checkpoint=True, resume=True, decisions=decisions, own_log=True, fork=fork)
     except BaseException:
         log.close()
         raise
+
+
+async def afork(run_id: str, step_id: str, client: ModelClient, *, k: int = 4, task: Task | None = None,
+                runs_dir: Path | None = None, agent: AgentConfig | None = None, listeners: list[Listener] | None = None,
+                on_token: TokenSink | None = None) -> EpisodeResult:
+    """Start ``k`` new continuations of a logged trajectory from its step ``step_id``: the same conversation up to
+    that step (from the run's checkpoints), new samples after it, and the Python sandbox rebuilt by replaying the
+    cells logged up to it. The continuations are a new run (a majority vote of the ``k``) whose meta names its
+    parent run, step and trajectory; they go to the server together, so vLLM batches them and serves their shared
+    prefix from its cache. Monte-Carlo step labels are fractions of such continuations that end correct.
+    """
+    if k < 1:
+        raise InputError(f"k must be at least 1, got {k}")
+    origin = await fork_origin(run_id, step_id, runs_dir)
+    parent_meta = origin.pop("meta")
+    if task is None:
+        if "question" not in parent_meta or parent_meta.get("custom_tools"):
+            raise InputError(f"run {run_id} was not built from a question with the built-in tools: pass its task "
+                             "(the same environment factory) to fork it")
+        task = parent_meta["question"]
+    agent = agent or AgentConfig.model_validate(parent_meta["agent"])
+    config = strategy_config("majority", k, agent)
+    factory, pool = _factory_for(task, parent_meta, config.n)
+    keep = {key: parent_meta.get(key) for key in ("question", "python", "search", "max_question_chars",
+                                                  "custom_tools", "engine") if key in parent_meta}
+    return await _drive(factory, client, strategy="majority", agent=agent, config=config, verifiers=[], log=None,
+                        runs_dir=runs_dir or origin["parent_path"].parent, listeners=listeners, on_token=on_token,
+                        meta={**keep, "fork": {key: origin[key] for key in ("run", "step", "trajectory")}},
+                        pool=pool, checkpoint=True, fork=origin)
+
+
+async def fork_origin(run_id: str, step_id: str, runs_dir: Path | None) -> dict[str, Any]:
+    """What a fork continues from: the trajectory state at the step, where it was logged, the parent's meta."""
+    from peerstep._checkpoint import check_resumable, open_saver, state_at
+
+    with _open_run(run_id, runs_dir) as parent:
+        meta = parent.meta()
+        path = check_resumable(parent, meta)
+        async with open_saver(path) as saver:
+            state = await state_at(saver, parent, step_id)
+        if state.get("done"):
+            raise InputError(f"trajectory {state['trajectory_id']} of run {parent.run_id} had finished at step "
+                             f"{step_id}: there is nothing to continue; fork from an earlier step")
+        last = next(r for r in parent.records(trajectory_id=state["trajectory_id"])
+                    if r.step_id == state["last_step_id"])
+        return {"run": parent.run_id, "step": step_id, "trajectory": state["trajectory_id"], "state": state,
+                "until": last.created_at, "parent_path": parent.path, "meta": meta}
+
+
+def _open_run(run_id: str, runs_dir: Path | None) -> StepLog:
+    """An existing run's log; a run that is not there is the caller's input error."""
+    try:
+        return StepLog.open(run_id, runs_dir)
+    except StepLogError as exc:
+        raise InputError(str(exc)) from exc
+
+
+def _factory_for(task: Task, meta: dict[str, Any], width: int) -> tuple[Callable[[], Environment], Any]:
+    """Environments for a run rebuilt from its log (resume, fork): a question from its meta, or the given task."""
+    pool = None
+    if isinstance(task, str):
+        python = bool(meta.get("python", True))
+        if python and width > 1:
+            from peerstep.tools.sandbox import SandboxPool, make_sandbox
+
+            pool = SandboxPool(make_sandbox, size=width)
+        return question_factory(task, gold=meta.get("gold"), python=python, search=meta.get("search"),
+                                max_question_chars=meta.get("max_question_chars"), pool=pool), pool
+    if isinstance(task, Environment):
+        env_instance = task
+        return (lambda: env_instance), None
+    return task, None
 
 
 def resumable(run_id: str, runs_dir: Path | None = None, *, task_given: bool = False) -> dict[str, Any]:
@@ -206,11 +270,7 @@ def resumable(run_id: str, runs_dir: Path | None = None, *, task_given: bool = F
     so a CLI checks it before it starts an engine, and a run that cannot be resumed is left as it was."""
     from peerstep._checkpoint import check_resumable
 
-    try:
-        log = StepLog.open(run_id, runs_dir)
-    except StepLogError as exc:
-        raise InputError(str(exc)) from exc
-    with log:
+    with _open_run(run_id, runs_dir) as log:
         meta = log.settle_status()
         status = meta.get("status")
         if status in ("done", "error"):
@@ -229,7 +289,8 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
                  config: ParallelConfig, verifiers: list[Verifier] | None, log: StepLog | None,
                  runs_dir: Path | None, listeners: list[Listener] | None, on_token: TokenSink | None,
                  meta: dict[str, Any] | None, pool: Any, checkpoint: bool, resume: bool = False,
-                 decisions: dict[str, Any] | None = None, own_log: bool | None = None) -> EpisodeResult:
+                 decisions: dict[str, Any] | None = None, own_log: bool | None = None,
+                 fork: dict[str, Any] | None = None) -> EpisodeResult:
     """The one place a run is carried out: environments, trajectories, the graph, and how the run ended."""
     from peerstep._checkpoint import checkpoint_meta, checkpoint_path, open_saver, replay, sweep
 
@@ -263,9 +324,18 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
                 trajectory_id=i, listeners=[count, *(listeners or [])], on_token=on_token)
             for i, env in enumerate(envs)
         ]
-        parallel = ParallelRun(trajectories, config, log, verifiers, listeners)
+        origin = {key: fork[key] for key in ("run", "step", "trajectory")} if fork else None
+        parallel = ParallelRun(trajectories, config, log, verifiers, listeners,
+                               initial=fork["state"] if fork else None, origin=origin)
         async with contextlib.AsyncExitStack() as stack:
             saver = await stack.enter_async_context(open_saver(checkpoint_path(log))) if checkpoint else None
+            if fork and not resume:  # each continuation's sandbox holds what the trajectory's had at the step
+                for traj in trajectories:
+                    await traj.reattach()
+                with StepLog(fork["parent_path"], fork["run"]) as parent_log:
+                    for traj in trajectories:
+                        await replay(traj.tools, parent_log, fork["trajectory"], until=fork["until"], into=log,
+                                     into_trajectory=traj.trajectory_id)
             if resume:
                 for traj in trajectories:
                     await traj.reattach()
@@ -344,6 +414,14 @@ def resume(run_id: str, *, base_url: str | None = None, model: str | None = None
                         engine=engine or (None if base_url else meta.get("engine")),
                         engine_config=engine_config)
     return _run_sync(on_endpoint(endpoint, lambda client: aresume(run_id, client, **options)))
+
+
+def fork(run_id: str, step_id: str, *, k: int = 4, base_url: str | None = None, model: str | None = None,
+         api_key: str | None = None, engine: str | None = None, engine_config: Any = None,
+         **options: Any) -> EpisodeResult:
+    """``afork`` from sync code, on an endpoint it opens and closes (the embedded engine unless ``base_url``)."""
+    endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine, engine_config=engine_config)
+    return _run_sync(on_endpoint(endpoint, lambda client: afork(run_id, step_id, client, k=k, **options)))
 
 
 async def asolve(question: str, client: ModelClient, **options: Any) -> EpisodeResult:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from peerstep import AgentConfig, InputError, StepKind, StepLog, aresume, arun
+from peerstep import AgentConfig, InputError, StepKind, StepLog, afork, aresume, arun
 from peerstep.environments import QuestionEnvironment
 from peerstep.graphs.parallel import ParallelConfig
 from tests.checkpoint_child import SCRIPTS, ConversationClient, calc, submit
@@ -156,3 +156,73 @@ def test_checkpoint_file_is_not_listed_as_a_run(tmp_path: Path) -> None:
         assert db.execute("SELECT count(*) FROM checkpoints WHERE thread_id = ?", (run_id,)).fetchone()[0] > 0
     with StepLog.open(run_id, tmp_path) as log:
         assert json.loads(json.dumps(log.meta()["checkpoint"]))["file"] == f"{run_id}.ckpt.db"
+
+
+FORK_SCRIPT = ["```python\nx = 41\nprint('x is set')\n```", calc("1+1"), submit("2")]
+CONTINUATION = {2: "```python\nprint(x + 1)\n```", 3: submit("42")}
+
+
+class ForkClient(ConversationClient):
+    """The logged trajectory's replies, then (for the continuations) a cell that reads ``x``, then an answer."""
+
+    def __init__(self, replies: dict[int, str]) -> None:
+        super().__init__()
+        self.by_position = replies
+
+    async def chat(self, messages, *, sampling=None, **kwargs):  # type: ignore[no-untyped-def]
+        k = sum(1 for m in messages if m["role"] == "assistant")
+        self.replies = [self.by_position[k]]
+        return await super(ConversationClient, self).chat(messages, sampling=sampling, **kwargs)
+
+
+async def test_fork_four_continuations_from_step_two_with_the_sandbox_replayed(tmp_path: Path) -> None:
+    parent = await arun("What is x + 1?", ForkClient(dict(enumerate(FORK_SCRIPT))), runs_dir=tmp_path)
+    assert parent.status == "done"
+    with StepLog.open(parent.run_id, tmp_path) as log:
+        replies = [r for r in log.records(kind=StepKind.REASON)]
+    step2 = replies[1].step_id  # the second model call: the calculate call, after the cell that set x
+
+    client = ForkClient({**dict(enumerate(FORK_SCRIPT[:2])), **CONTINUATION})
+    forked = await afork(parent.run_id, step2, client, k=4, runs_dir=tmp_path)
+
+    assert forked.run_id != parent.run_id and forked.n == 4 and forked.answer == "42"
+    with StepLog.open(forked.run_id, tmp_path) as log:
+        meta = log.meta()
+        records = list(log.records())
+    assert meta["fork"] == {"run": parent.run_id, "step": step2, "trajectory": 0}
+    starts = [r for r in records if r.kind == StepKind.RUN_START]
+    assert sorted(r.trajectory_id for r in starts) == [0, 1, 2, 3]
+    assert all(r.data["forked_from"] == meta["fork"] for r in starts)
+    # each continuation ran the forked step's pending call, then sampled anew: only replies after step 2
+    assert all(r.text in CONTINUATION.values() for r in records if r.kind == StepKind.REASON)
+    assert sorted(r.trajectory_id for r in records if r.tool and r.tool.name == "calculate"
+                  and r.kind == StepKind.OBSERVATION) == [0, 1, 2, 3]
+    # the replayed sandbox holds the variable defined before step 2 in every continuation
+    cells = [r for r in records if r.kind == StepKind.OBSERVATION and r.tool and r.tool.name == "python"]
+    assert sorted(r.trajectory_id for r in cells) == [0, 1, 2, 3] and all(r.text.strip() == "42" for r in cells)
+    # their first requests share the parent's conversation up to step 2
+    first = {}
+    for req in client.requests_seen:
+        first.setdefault(req["sampling"].seed, req["messages"])
+    prefixes = {json.dumps(m[:4]) for m in first.values()}
+    assert len(prefixes) == 1
+
+
+async def test_forking_from_a_missing_or_final_step_is_refused(tmp_path: Path) -> None:
+    parent = await arun("What is x + 1?", ForkClient(dict(enumerate(FORK_SCRIPT))), runs_dir=tmp_path)
+    with StepLog.open(parent.run_id, tmp_path) as log:
+        final = next(iter(log.records(kind=StepKind.FINAL))).step_id
+    with pytest.raises(InputError, match="no step"):
+        await afork(parent.run_id, "nope", ForkClient({}), runs_dir=tmp_path)
+    with pytest.raises(InputError, match="nothing to continue"):
+        await afork(parent.run_id, final, ForkClient({}), runs_dir=tmp_path)
+
+
+def test_cli_fork_refuses_an_unknown_step_before_any_engine_starts(tmp_path: Path) -> None:
+    import asyncio
+
+    run_id = asyncio.run(finished_run(tmp_path))
+    proc = subprocess.run([sys.executable, "-m", "peerstep", "fork", run_id, "nope", "--dir", str(tmp_path),
+                           "--base-url", "http://127.0.0.1:9/v1"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "COLUMNS": "500"})
+    assert proc.returncode == 2 and "has no step 'nope'" in proc.stderr

@@ -16,7 +16,8 @@ PUBLIC = [
     "STRATEGIES", "AgentConfig", "Budget", "Endpoint", "EngineError", "Environment", "EpisodeResult", "InputError",
     "ModelClient", "ModelFetchError", "ModelNotFoundError", "ModelServerError", "ParallelConfig", "PeerstepError",
     "QuestionEnvironment", "SamplingParams", "SharingConfig", "StepKind", "StepLog", "StepRecord", "Tool",
-    "ToolEnvironment", "aresume", "arun", "asolve", "register_environment", "resume", "run", "solve", "tool",
+    "ToolEnvironment", "afork", "aresume", "arun", "asolve", "fork", "register_environment", "resume", "run",
+    "solve", "tool",
 ]
 
 # Lower layers never import higher ones. A package may import any package in a lower layer.

@@ -34,6 +34,9 @@ BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", envvar="PEERSTEP_B
                                                  help="Use this OpenAI-compatible server instead of starting one.")]
 ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="PEERSTEP_API_KEY", help="API key for --base-url.")]
 PortOpt = Annotated[int | None, typer.Option("--port", help="Port for a started engine (default: a free one).")]
+DirOpt = Annotated[Path | None, typer.Option("--dir", help="Runs directory.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON at the end.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Only print the final answer.")]
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -201,15 +204,15 @@ def serve(
 @app.command()
 def resume(
     run: Annotated[str, typer.Argument(help="Run id (or unique prefix) of a killed or paused run.")],
-    directory: Annotated[Path | None, typer.Option("--dir", help="Runs directory.")] = None,
+    directory: DirOpt = None,
     engine: Annotated[str | None, typer.Option("--engine", envvar="PEERSTEP_ENGINE",
                                                help="Engine to start (default: the run's own).")] = None,
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
     api_key: ApiKeyOpt = None,
     port: PortOpt = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON at the end.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the final answer.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Continue a run from its checkpoint: finished model and tool calls are not redone, the log continues."""
     from peerstep import Endpoint, aresume
@@ -237,6 +240,45 @@ def resume(
         _fail(str(exc))
     _report(result, json_out, quiet, f"run {result.run_id} resumed: {result.steps} model calls in all; "
                                      f"log {result.log_path}")
+
+
+@app.command("fork")
+def fork_command(
+    run: Annotated[str, typer.Argument(help="Run id (or unique prefix) to fork from.")],
+    step: Annotated[str, typer.Argument(help="Step id to continue from (`peerstep show RUN --json` lists them).")],
+    k: Annotated[int, typer.Option("-k", help="Continuations to sample.")] = 4,
+    directory: DirOpt = None,
+    engine: EngineOpt = "llamacpp",
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    port: PortOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Sample K new continuations of a logged trajectory from one of its steps, as a new run."""
+    from peerstep import Endpoint, afork
+    from peerstep._runner import fork_origin, on_endpoint
+
+    try:  # a step that cannot be forked says so before any engine starts
+        asyncio.run(fork_origin(run, step, directory))
+    except PeerstepError as exc:
+        _fail(str(exc), 2)
+    view = LiveView(console, parallel=k > 1)
+    endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine,
+                        engine_config=None if base_url else _engine_config(model, port))  # type: ignore[arg-type]
+    try:
+        result = asyncio.run(on_endpoint(endpoint, lambda client: afork(
+            run, step, client, k=k, runs_dir=directory, listeners=[] if quiet else [view.on_record],
+            on_token=None if quiet else view.on_token)))
+    except KeyboardInterrupt:
+        _fail(INTERRUPTED, 130)
+    except InputError as exc:
+        _fail(str(exc), 2)
+    except PeerstepError as exc:
+        _fail(str(exc))
+    _report(result, json_out, quiet, f"run {result.run_id}: {k} continuations of run {run} from step {step}; "
+                                     f"answers {result.answers}; log {result.log_path}")
 
 
 @app.command()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import operator
+import time
 from collections.abc import Callable
 from typing import Annotated, Any, Literal, TypedDict
 
@@ -118,7 +119,12 @@ class ParallelRun:
 
     def __init__(self, trajectories: list[Trajectory], config: ParallelConfig, log: StepLog,
                  verifiers: list[Verifier] | None = None,
-                 listeners: list[Callable[[StepRecord], None]] | None = None) -> None:
+                 listeners: list[Callable[[StepRecord], None]] | None = None,
+                 initial: TrajectoryState | None = None, origin: dict[str, Any] | None = None) -> None:
+        """``initial`` makes this run a fork: every trajectory starts from that state (a step of another run,
+        named by ``origin``) instead of from its environment's opening."""
+        self.initial = initial
+        self.origin = origin
         self.trajectories = {t.trajectory_id: t for t in trajectories}
         self.loops = {t.trajectory_id: Loop(t) for t in trajectories}
         self.envs = [t.env for t in trajectories]
@@ -139,9 +145,19 @@ class ParallelRun:
 
     # --- nodes ---------------------------------------------------------------------------------
     async def start(self, _: ParallelState) -> ParallelState:
-        states = await asyncio.gather(*(t.start() for t in self.trajectories.values()))
+        if self.initial is not None:
+            states = [self._forked(t, self.initial) for t in self.trajectories.values()]
+        else:
+            states = await asyncio.gather(*(t.start() for t in self.trajectories.values()))
         return {"trajectories": {s["trajectory_id"]: s for s in states}, "round": 0, "stop_reason": None,
                 "pruned": [], "scores": {}, "decision": None}
+
+    def _forked(self, traj: Trajectory, base: TrajectoryState) -> TrajectoryState:
+        """A fork's trajectory: the conversation up to the forked step, a fresh budget, its own first record."""
+        rec = traj.record(StepKind.RUN_START, None, text=_question(base), data={
+            "forked_from": self.origin, "tools": [t.name for t in traj.tools]})
+        return {**base, "trajectory_id": traj.trajectory_id, "last_step_id": rec.step_id, "steps": 0, "tokens": 0,
+                "started_at": time.time(), "forced_calls": 0}
 
     def fan_out(self, state: ParallelState) -> list[Send] | str:
         states = state["trajectories"]

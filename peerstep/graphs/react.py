@@ -2,6 +2,7 @@
 
     START ─┬─(done)──→ END
            ├─(force_reason)──→ force ─→ reason
+           ├─(a pending action: a fork from a reply)──→ act
            └─→ reason ─┬─(done)────→ END
                        └─(action)──→ act ─┬─(done or round over)─→ END
                                           ├─(forced, no answer)──→ give_up → END
@@ -45,6 +46,8 @@ def build_react_graph(trajectory: Trajectory) -> Any:
     def entry(state: TrajectoryState) -> str:
         if state.get("done"):
             return END
+        if state.get("action"):  # a fork from a reply whose calls had not run yet: run them first
+            return "act"
         return "force" if state.get("force_reason") and not state.get("forced") else "reason"
 
     async def force(state: TrajectoryState) -> TrajectoryState:
@@ -74,7 +77,7 @@ def build_react_graph(trajectory: Trajectory) -> Any:
     graph.add_node("act", trajectory.act)
     graph.add_node("give_up", give_up)
     graph.add_node("force", force)
-    graph.add_conditional_edges(START, entry, ["force", "reason", END])
+    graph.add_conditional_edges(START, entry, ["force", "reason", "act", END])
     graph.add_edge("force", "reason")
     graph.add_conditional_edges("reason", after_reason, ["act", END])
     graph.add_conditional_edges("act", after_act, ["reason", "give_up", END])
