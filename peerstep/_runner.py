@@ -34,6 +34,8 @@ from peerstep.verify import Decision, Verifier
 
 Task = str | Environment | Callable[[], Environment]
 T = TypeVar("T")
+RESTARTED = ("Note: the Python session was restarted and your earlier cells were run again, but some printed "
+             "something different this time, so variables they set may differ from before; recompute what you need.")
 
 
 class EpisodeResult(BaseModel):
@@ -334,13 +336,18 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
                     await traj.reattach()
                 with StepLog(fork["parent_path"], fork["run"]) as parent_log:
                     for traj in trajectories:
-                        await replay(traj.tools, parent_log, fork["trajectory"], until=fork["until"], into=log,
-                                     into_trajectory=traj.trajectory_id)
+                        replayed = await replay(traj.tools, parent_log, fork["trajectory"], until=fork["until"],
+                                                into=log, into_trajectory=traj.trajectory_id)
+                        if replayed["mismatched"]:
+                            traj.notices.append(RESTARTED)
             if resume:
                 for traj in trajectories:
                     await traj.reattach()
                 superseded = await sweep(parallel.build(saver), parallel.graph_config(), log)
                 replays = {t.trajectory_id: await replay(t.tools, log, t.trajectory_id) for t in trajectories}
+                for traj in trajectories:
+                    if replays[traj.trajectory_id]["mismatched"]:
+                        traj.notices.append(RESTARTED)
                 parallel.run_record(StepKind.RESUME, text="resumed from the last checkpoint", data={
                     "superseded": len(superseded), "replayed": replays, "decisions": sorted(decisions or {})})
             result = await parallel.run(saver, resume=resume, decisions=decisions)

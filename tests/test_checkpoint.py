@@ -226,3 +226,20 @@ def test_cli_fork_refuses_an_unknown_step_before_any_engine_starts(tmp_path: Pat
                            "--base-url", "http://127.0.0.1:9/v1"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60, env={**os.environ, "COLUMNS": "500"})
     assert proc.returncode == 2 and "has no step 'nope'" in proc.stderr
+
+
+async def test_a_replayed_cell_whose_output_differs_is_logged_and_the_model_told(tmp_path: Path) -> None:
+    script = ["```python\nimport random\nx = random.random()\nprint(x)\n```", calc("1+1"), submit("2")]
+    parent = await arun("What is x?", ForkClient(dict(enumerate(script))), runs_dir=tmp_path)
+    with StepLog.open(parent.run_id, tmp_path) as log:
+        step2 = [r for r in log.records(kind=StepKind.REASON)][1].step_id
+    client = ForkClient({**dict(enumerate(script[:2])), 2: submit("0.5")})
+    forked = await afork(parent.run_id, step2, client, k=2, runs_dir=tmp_path)
+    with StepLog.open(forked.run_id, tmp_path) as log:
+        errors = [r for r in log.records(kind=StepKind.ERROR) if r.data.get("stage") == "replay"]
+        notices = [r for r in log.records(kind=StepKind.OBSERVATION) if r.data.get("notice")]
+    assert sorted(r.trajectory_id for r in errors) == [0, 1]
+    assert sorted(r.trajectory_id for r in notices) == [0, 1] and "restarted" in (notices[0].text or "")
+    told = [req for req in client.requests_seen if any("restarted" in (m.get("content") or "")
+                                                       for m in req["messages"])]
+    assert len(told) == 2  # each continuation's next request carried the note

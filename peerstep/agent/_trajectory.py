@@ -62,6 +62,8 @@ class Trajectory:
         self.listeners = list(listeners or [])
         self.on_token = on_token
         self.tools: list[Tool] = []
+        # runtime notes for the model, sent before its next call (not state: they concern this process's resources)
+        self.notices: list[str] = []
 
     # --- logging -----------------------------------------------------------------------------
     def record(self, kind: StepKind, parent: str | None, **fields: Any) -> StepRecord:
@@ -131,6 +133,11 @@ class Trajectory:
         parent = state["last_step_id"]
         messages = list(state["messages"])
         forced = state["forced"]
+        if self.notices:  # said once, before the next call (e.g. the sandbox was rebuilt on resume)
+            text = " ".join(self.notices)
+            self.notices = []
+            messages.append({"role": "user", "content": text})
+            parent = self.record(StepKind.OBSERVATION, parent, text=text, data={"notice": True}).step_id
         if not forced and (why := self._budget_reason(state)):
             forced_state = self.force(state, why)
             forced, parent, messages = True, forced_state["last_step_id"], list(forced_state["messages"])
