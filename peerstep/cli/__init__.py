@@ -78,8 +78,13 @@ def solve(
     python: Annotated[bool, typer.Option(help="Offer the sandboxed Python tool (bubblewrap kernel).")] = True,
     search: Annotated[str | None, typer.Option(help="Offer search tools over an index: 'wikipedia' or a name "
                                                       "from `peerstep index list`.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print the result as JSON at the end.")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print the final answer.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    round_steps: Annotated[int | None, typer.Option(
+        help="Model calls per trajectory between barriers (where LeaP shares and verifiers score); default: the "
+             "strategy's.", min=1)] = None,
+    rounds: Annotated[int | None, typer.Option(
+        help="Rounds before unfinished trajectories are forced to answer; default: the strategy's.", min=1)] = None,
 ) -> None:
     """Answer a question with tool-using agents, showing each step as it happens."""
     from peerstep import AgentConfig, Budget, Endpoint, arun
@@ -99,6 +104,13 @@ def solve(
         config = AgentConfig(budget=Budget(max_steps=max_steps, max_tokens=max_tokens, wall_time_s=wall_time),
                              tool_choice=tool_choice)  # type: ignore[arg-type]
         config.sampling.temperature = temperature
+        parallel_config = None
+        if round_steps is not None or rounds is not None:
+            from peerstep.strategies import strategy_config
+
+            base = strategy_config(strategy, 1 if strategy == "single" else n, config)
+            parallel_config = base.model_copy(update={"round_steps": round_steps or base.round_steps,
+                                                      "max_rounds": rounds or base.max_rounds})
     except (InputError, SandboxCapacityError) as exc:
         _fail(str(exc), 2)
     except ValidationError as exc:
@@ -119,7 +131,8 @@ def solve(
                 err.print(f"[dim]starting the {engine} engine…[/dim]")
 
         result = asyncio.run(on_endpoint(endpoint, lambda client: arun(
-            question, client, strategy=strategy, n=n, agent=config, gold=gold, python=python, search=search,
+            question, client, strategy=strategy, n=n, agent=config, parallel=parallel_config, gold=gold,
+            python=python, search=search,
             max_question_chars=max_question_chars, listeners=[] if quiet else [view.on_record],
             on_token=None if quiet else view.on_token, meta={"engine": engine})))
     except KeyboardInterrupt:

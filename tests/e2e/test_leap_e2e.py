@@ -31,10 +31,10 @@ async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: P
     small = engine.name == "vllm"
     n = 2 if small else 3
     config = ParallelConfig(n=n, max_rounds=2 if small else 3, round_steps=1,
-                            sharing=SharingConfig(summary_tokens=64 if small else 96),
+                            sharing=SharingConfig(summary_tokens=48 if small else 96),
                             barrier_verify=True, aggregate="weighted")
     agent = AgentConfig(answer_policy="confirm")
-    agent.sampling = agent.sampling.model_copy(update={"max_tokens": 192 if small else 512})
+    agent.sampling = agent.sampling.model_copy(update={"max_tokens": 144 if small else 512})
     log = StepLog.create(directory=runs_dir)
     try:
         result = await arun(lambda: QuestionEnvironment("What is 4837 * 293 + 19?", gold="1417260", python=False),

@@ -33,9 +33,10 @@ def _barriers(path: Path) -> int:
 def test_leap_killed_after_its_first_barrier_resumes(llamacpp_engine: ManagedEngine, runs_dir: Path) -> None:
     env = {**os.environ, "PEERSTEP_RUNS": str(runs_dir), "COLUMNS": "200"}
     server = ["--base-url", llamacpp_engine.base_url, "--model", llamacpp_engine.served_name]
+    # one model call per round and two rounds: the run is killed in its first barrier and resumed into its second
     proc = subprocess.Popen([sys.executable, "-m", "peerstep.cli", "solve", "--strategy", "leap", "-n", "4",
-                             "--max-steps", "4", *server, QUESTION], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+                             "--max-steps", "4", "--round-steps", "1", "--rounds", "2", *server, QUESTION], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 900
     log_path: Path | None = None
     while time.monotonic() < deadline and proc.poll() is None:
@@ -54,6 +55,8 @@ def test_leap_killed_after_its_first_barrier_resumes(llamacpp_engine: ManagedEng
     assert not any(r.kind == StepKind.AGGREGATE for r in before)
     unfinished = {r.trajectory_id for r in before if r.kind == StepKind.RUN_START} - {
         r.trajectory_id for r in before if r.kind == StepKind.FINAL}
+    # one model call per round: after the first barrier some trajectory is still working (else this tests nothing)
+    assert unfinished
 
     resumed = subprocess.run([sys.executable, "-m", "peerstep.cli", "resume", run_id, *server], env=env,
                              capture_output=True, text=True, timeout=1500)
