@@ -1,11 +1,13 @@
 """Forks are cheap on vLLM: K continuations of a logged trajectory share its prefix in the server's cache.
 
-A parent run (``single``, Python offered) answers a question; then ``afork`` starts K = 8 continuations from
-its third model call. The server's ``/metrics`` counters ``vllm:prefix_cache_queries`` / ``_hits`` (prompt
-tokens looked up / found in the cache) are read before and after the fork: the hit rate is the share of the
-forked requests' prompt tokens served from the cache (goal >= 85%). Then the K first requests of the fork are
-sent again, side by side in one run: once with the cache warm (the parent's prefix cached), once after
-``POST /reset_prefix_cache`` (cold), same prompts, same lengths: the wall times and their ratio.
+A parent run (leap with 2 trajectories, one model call per round, Python offered; "confirm" answer policy so a
+trajectory makes several calls) answers a question; then ``afork`` starts K = 8 continuations from trajectory 0's
+third model call (its last one before the final call, if it made fewer). The server's ``/metrics`` counters
+``vllm:prefix_cache_queries`` / ``_hits`` (prompt tokens looked up / found in the cache) are read before and after
+the fork: the hit rate is the share of the forked requests' prompt tokens served from the cache (goal >= 85%). Then
+the K first requests of the fork are sent again, side by side in one run: once with the cache warm (the parent's
+prefix cached), once after ``POST /reset_prefix_cache`` (cold), same prompts, same lengths: the wall times and their
+ratio.
 
     .venv/bin/python bench/fork_cache.py [--k 8] [--base-url URL --model NAME]
 """
@@ -26,7 +28,9 @@ import httpx
 from peerstep import AgentConfig, Budget, StepKind, StepLog, afork, arun
 from peerstep.agent import ModelClient
 from peerstep.engines import EngineConfig, make_engine
+from peerstep.graphs.parallel import ParallelConfig
 from peerstep.models import DEFAULT_MODEL
+from peerstep.peers import SharingConfig
 
 QUESTION = ("A warehouse has 7 shelves with 38 boxes each and 5 shelves with 46 boxes each. Each box holds 24 "
             "cans. How many cans are in the warehouse?")
@@ -72,15 +76,18 @@ async def burst(base_url: str, model: str, prompts: list[list[dict[str, Any]]], 
 async def measure(base_url: str, model: str, k: int, runs: Path) -> None:
     root = base_url.removesuffix("/v1")
     parent_client = ModelClient(base_url, model)
-    agent = AgentConfig(budget=Budget(max_steps=5))
+    agent = AgentConfig(budget=Budget(max_steps=5), answer_policy="confirm")
     agent.sampling = agent.sampling.model_copy(update={"max_tokens": 200})
     started = time.perf_counter()
-    parent = await arun(QUESTION, parent_client, runs_dir=runs, agent=agent)
+    parent = await arun(QUESTION, parent_client, runs_dir=runs, agent=agent, strategy="leap",
+                        parallel=ParallelConfig(n=2, max_rounds=3, round_steps=1,
+                                                sharing=SharingConfig(summary_tokens=64)))
     await parent_client.close()
     with StepLog.open(parent.run_id, runs) as log:
-        replies = list(log.records(kind=StepKind.REASON))
+        replies = list(log.records(trajectory_id=0, kind=StepKind.REASON))
     step = replies[min(2, len(replies) - 2)] if len(replies) > 1 else replies[0]
-    print(f"parent run {parent.run_id}: {len(replies)} model calls, {parent.tokens} tokens, answer {parent.answer} "
+    print(f"parent run {parent.run_id} (leap, 2 trajectories): trajectory 0 made {len(replies)} model calls, "
+          f"{parent.tokens} tokens in all, answer {parent.answer} "
           f"(gold {(7 * 38 * 24 + 5 * 46 * 24)}), {time.perf_counter() - started:.0f} s; forking from model call "
           f"{replies.index(step) + 1}", flush=True)
 
