@@ -68,6 +68,9 @@ def check_resumable(log: StepLog, meta: dict[str, Any]) -> Path:
     if info.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"run {log.run_id}'s checkpoint was written by peerstep {info.get('peerstep', '?')} in "
                          f"format {info.get('format')!r}; this peerstep reads format {CHECKPOINT_FORMAT} only")
+    if not info.get("file"):
+        raise InputError(f"run {log.run_id} was checkpointed in a saver of its own ({info.get('saver', '?')}): pass "
+                         "that saver to resume it (aresume(..., checkpointer=saver))")
     path = log.path.parent / str(info.get("file"))
     if not path.is_file():
         raise InputError(f"run {log.run_id}'s checkpoint file {path} is missing; it cannot be resumed")

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
 from pydantic import BaseModel, Field
 
 from peerstep._endpoint import Endpoint, _run_sync
@@ -120,7 +121,7 @@ async def arun(
     listeners: list[Listener] | None = None,
     on_token: TokenSink | None = None,
     meta: dict[str, Any] | None = None,
-    checkpoint: bool = True,
+    checkpoint: bool | BaseCheckpointSaver[Any] = True,
 ) -> EpisodeResult:
     """Run ``task`` under ``strategy`` with ``client``; every step goes to ``log`` (a new run if None).
 
@@ -128,7 +129,8 @@ async def arun(
     environment (one trajectory only), or a zero-argument factory of environments (one per trajectory).
     ``parallel``/``verifiers`` override the strategy's defaults. ``on_token(trajectory_id, text)`` streams
     the model's tokens for every strategy. With ``checkpoint`` (the default) the run is checkpointed beside its
-    log, so ``aresume`` can continue it after a crash and a paused run (``EpisodeResult.pending``) can be answered.
+    log, so ``aresume`` can continue it after a crash and a paused run (``EpisodeResult.pending``) can be answered;
+    a LangGraph saver of your own (``checkpoint=saver``) holds the checkpoints instead, and is passed to ``aresume``.
     """
     agent = agent or AgentConfig()
     width = check_run(strategy, n, python=python and isinstance(task, str))
@@ -159,7 +161,8 @@ async def arun(
 
 async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None, runs_dir: Path | None = None,
                   decisions: dict[str, Any] | None = None, verifiers: list[Verifier] | None = None,
-                  listeners: list[Listener] | None = None, on_token: TokenSink | None = None) -> EpisodeResult:
+                  listeners: list[Listener] | None = None, on_token: TokenSink | None = None,
+                  checkpointer: BaseCheckpointSaver[Any] | None = None) -> EpisodeResult:
     """Continue a run from its checkpoint: after a crash or a kill, or, with ``decisions`` (interrupt id → value),
     a run paused for decisions.
 
@@ -168,7 +171,7 @@ async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None,
     sandbox is rebuilt by replaying the trajectory's logged cells. The step log continues in the same file. A run
     built from a question is rebuilt from its log; any other needs its ``task`` (the same factory) again.
     """
-    meta = resumable(run_id, runs_dir, task_given=task is not None)
+    meta = resumable(run_id, runs_dir, task_given=task is not None, checkpointer=checkpointer)
     log = StepLog.open(run_id, runs_dir)
     try:
         if task is None:
@@ -189,7 +192,8 @@ async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None,
                       "resumes": int(meta.get("resumes", 0)) + 1})
         return await _drive(factory, client, strategy=strategy, agent=agent, config=config, verifiers=verifiers,
                             log=log, runs_dir=runs_dir, listeners=listeners, on_token=on_token, meta=None, pool=pool,
-                            checkpoint=True, resume=True, decisions=decisions, own_log=True, fork=fork)
+                            checkpoint=checkpointer or True, resume=True, decisions=decisions, own_log=True,
+                            fork=fork)
     except BaseException:
         log.close()
         raise
@@ -267,7 +271,8 @@ def _factory_for(task: Task, meta: dict[str, Any], width: int) -> tuple[Callable
     return task, None
 
 
-def resumable(run_id: str, runs_dir: Path | None = None, *, task_given: bool = False) -> dict[str, Any]:
+def resumable(run_id: str, runs_dir: Path | None = None, *, task_given: bool = False,
+              checkpointer: BaseCheckpointSaver[Any] | None = None) -> dict[str, Any]:
     """The meta of a run that ``aresume`` can continue, or an ``InputError`` saying why it cannot. Read only: cheap,
     so a CLI checks it before it starts an engine, and a run that cannot be resumed is left as it was."""
     from peerstep._checkpoint import check_resumable
@@ -280,7 +285,8 @@ def resumable(run_id: str, runs_dir: Path | None = None, *, task_given: bool = F
         if status == "running":
             raise InputError(f"run {log.run_id} is still running (process {meta.get('pid')}); stop it before "
                              "resuming it")
-        check_resumable(log, meta)
+        if checkpointer is None:
+            check_resumable(log, meta)
         if not task_given and ("question" not in meta or meta.get("custom_tools")):
             raise InputError(f"run {log.run_id} was not built from a question with the built-in tools: pass its "
                              "task (the same environment factory) to resume it")
@@ -290,7 +296,8 @@ def resumable(run_id: str, runs_dir: Path | None = None, *, task_given: bool = F
 async def _drive(factory: Callable[[], Environment], client: ModelClient, *, strategy: str, agent: AgentConfig,
                  config: ParallelConfig, verifiers: list[Verifier] | None, log: StepLog | None,
                  runs_dir: Path | None, listeners: list[Listener] | None, on_token: TokenSink | None,
-                 meta: dict[str, Any] | None, pool: Any, checkpoint: bool, resume: bool = False,
+                 meta: dict[str, Any] | None, pool: Any, checkpoint: bool | BaseCheckpointSaver[Any],
+                 resume: bool = False,
                  decisions: dict[str, Any] | None = None, own_log: bool | None = None,
                  fork: dict[str, Any] | None = None) -> EpisodeResult:
     """The one place a run is carried out: environments, trajectories, the graph, and how the run ended."""
@@ -316,8 +323,12 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
         log = log or StepLog.create(directory=runs_dir, meta={
             "model": client.model, "base_url": client.base_url, "strategy": strategy, "n": config.n,
             "gold": envs[0].gold, "agent": agent.model_dump(), "config": config.model_dump(), **(meta or {})})
+        own_saver = isinstance(checkpoint, BaseCheckpointSaver)
         if checkpoint and not resume:
-            log.set_meta({"checkpoint": checkpoint_meta(log)})
+            info = checkpoint_meta(log)
+            if own_saver:  # the checkpoints live in the caller's saver; the meta names it, no file
+                info = {**info, "file": None, "saver": type(checkpoint).__name__}
+            log.set_meta({"checkpoint": info})
         if pool is not None:
             await pool.start()
         trajectories = [
@@ -330,7 +341,11 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
         parallel = ParallelRun(trajectories, config, log, verifiers, listeners,
                                initial=fork["state"] if fork else None, origin=origin)
         async with contextlib.AsyncExitStack() as stack:
-            saver = await stack.enter_async_context(open_saver(checkpoint_path(log))) if checkpoint else None
+            saver: BaseCheckpointSaver[Any] | None = None
+            if isinstance(checkpoint, BaseCheckpointSaver):
+                saver = checkpoint
+            elif checkpoint:
+                saver = await stack.enter_async_context(open_saver(checkpoint_path(log)))
             if fork and not resume:  # each continuation's sandbox holds what the trajectory's had at the step
                 for traj in trajectories:
                     await traj.reattach()

@@ -243,3 +243,20 @@ async def test_a_replayed_cell_whose_output_differs_is_logged_and_the_model_told
     told = [req for req in client.requests_seen if any("restarted" in (m.get("content") or "")
                                                        for m in req["messages"])]
     assert len(told) == 2  # each continuation's next request carried the note
+
+
+async def test_a_saver_of_your_own_holds_the_checkpoints(tmp_path: Path) -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    saver = InMemorySaver()
+    scripts = {0: [calc("1+1"), submit("2")]}
+    paused = await arun(lambda: QuestionEnvironment("q?"), PerTrajectoryClient(scripts), agent=AgentConfig(
+        approve=["calculate"]), runs_dir=tmp_path, checkpoint=saver)
+    assert paused.status == "paused" and not (tmp_path / f"{paused.run_id}.ckpt.db").exists()
+    with pytest.raises(InputError, match="saver of its own"):  # without it there is nothing to resume from
+        await aresume(paused.run_id, PerTrajectoryClient({0: [submit("2")]}), runs_dir=tmp_path,
+                      task=lambda: QuestionEnvironment("q?"))
+    done = await aresume(paused.run_id, PerTrajectoryClient({0: [submit("2")]}), runs_dir=tmp_path,
+                         task=lambda: QuestionEnvironment("q?"), checkpointer=saver,
+                         decisions={paused.pending[0].id: True})
+    assert done.status == "done" and done.answer == "2"
