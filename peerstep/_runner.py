@@ -135,25 +135,15 @@ async def arun(
     agent = agent or AgentConfig()
     width = check_run(strategy, n, python=python and isinstance(task, str))
     config = parallel or strategy_config(strategy, width, agent)
-    pool = None
+    if isinstance(task, Environment) and config.n > 1:
+        raise InputError(f"strategy {strategy!r} runs {config.n} trajectories, and each needs its own "
+                         "environment: pass a factory (a function that returns a new environment)")
     if isinstance(task, str):
-        if python and config.n > 1:  # pre-started sandboxes, so N trajectories do not pay N cold starts
-            from peerstep.tools.sandbox import SandboxPool, make_sandbox
-
-            pool = SandboxPool(make_sandbox, size=config.n)
-        factory = question_factory(task, gold=gold, tools=tools, python=python, search=search,
-                                   max_question_chars=max_question_chars, pool=pool)
         # what ``resume`` needs to rebuild the environments (custom tools cannot be rebuilt from a log)
         meta = {"question": task.strip()[:2000], "python": python, "search": search,
                 "max_question_chars": max_question_chars, "custom_tools": tools is not None, **(meta or {})}
-    elif isinstance(task, Environment):
-        if config.n > 1:
-            raise InputError(f"strategy {strategy!r} runs {config.n} trajectories, and each needs its own "
-                             "environment: pass a factory (a function that returns a new environment)")
-        env_instance = task
-        factory = lambda: env_instance  # noqa: E731
-    else:
-        factory = task
+    factory, pool = _factory_for(task, {"python": python, "search": search, "gold": gold,
+                                        "max_question_chars": max_question_chars}, config.n, tools=tools)
     return await _drive(factory, client, strategy=strategy, agent=agent, config=config, verifiers=verifiers,
                         log=log, runs_dir=runs_dir, listeners=listeners, on_token=on_token, meta=meta, pool=pool,
                         checkpoint=checkpoint)
@@ -254,16 +244,18 @@ def _open_run(run_id: str, runs_dir: Path | None) -> StepLog:
         raise InputError(str(exc)) from exc
 
 
-def _factory_for(task: Task, meta: dict[str, Any], width: int) -> tuple[Callable[[], Environment], Any]:
-    """Environments for a run rebuilt from its log (resume, fork): a question from its meta, or the given task."""
+def _factory_for(task: Task, meta: dict[str, Any], width: int, *,
+                 tools: list[Tool] | None = None) -> tuple[Callable[[], Environment], Any]:
+    """The environments of a run (new, resumed or forked): a question's from its settings (``python``, ``search``,
+    ``gold``, ``max_question_chars`` in ``meta``), else the given environment or factory."""
     pool = None
     if isinstance(task, str):
         python = bool(meta.get("python", True))
-        if python and width > 1:
+        if python and width > 1:  # pre-started sandboxes, so N trajectories do not pay N cold starts
             from peerstep.tools.sandbox import SandboxPool, make_sandbox
 
             pool = SandboxPool(make_sandbox, size=width)
-        return question_factory(task, gold=meta.get("gold"), python=python, search=meta.get("search"),
+        return question_factory(task, gold=meta.get("gold"), tools=tools, python=python, search=meta.get("search"),
                                 max_question_chars=meta.get("max_question_chars"), pool=pool), pool
     if isinstance(task, Environment):
         env_instance = task
