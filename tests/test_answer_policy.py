@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from peerstep import AgentConfig, Budget, arun
+from peerstep.agent._prompts import PROGRAM_PROMPT
 from peerstep.environments import QuestionEnvironment
 from peerstep.steplog import StepKind, StepLog
 from tests.scripted import ScriptedClient
@@ -179,12 +180,33 @@ async def test_the_prompt_leads_with_a_program_when_python_is_offered(tmp_path: 
     await arun(QuestionEnvironment("What is 2 + 3?", gold="5", python=True), with_python,
                log=StepLog.create(directory=tmp_path))
     prompt = with_python.requests_seen[0]["messages"][0]["content"]
-    assert "one Python program" in prompt and "```python" in prompt and "- python(" in prompt
+    assert prompt == PROGRAM_PROMPT  # the bare-program baseline's words: its program is the loop's first reply
     without = ScriptedClient(["\\boxed{1}"])
     await arun(QuestionEnvironment("What is 2 + 3?", gold="5", python=False), without,
                log=StepLog.create(directory=tmp_path))
     prompt = without.requests_seen[0]["messages"][0]["content"]
     assert "Python" not in prompt and "python" not in prompt and "- calculate(" in prompt
+
+
+async def test_after_the_program_prompt_other_tools_are_listed_and_the_output_asks_for_the_answer(
+        tmp_path: Path) -> None:
+    """Tools a program does not cover (search here) follow the program prompt; the program's output comes back
+    fenced, with the request to state the answer or fix a failed program."""
+    from peerstep.tools import Tool, calculator_tool
+
+    def lookup(query: str) -> str:
+        """Look something up."""
+        return "nothing"
+
+    client = ScriptedClient(["```python\nprint(2 + 3)\n```", "\\boxed{5}"])
+    env = QuestionEnvironment("What is 2 + 3?", gold="5", python=True,
+                              tools=[calculator_tool(), Tool.from_function(lookup)])
+    result = await arun(env, client, log=StepLog.create(directory=tmp_path))
+    prompt = client.requests_seen[0]["messages"][0]["content"]
+    assert prompt.startswith(PROGRAM_PROMPT) and "- lookup(" in prompt and "- calculate(" not in prompt
+    shown = client.requests_seen[1]["messages"][-1]["content"]
+    assert shown.startswith("```output\n5\n```") and "\\boxed{answer}" in shown and "fixed program" in shown
+    assert result.answer == "5" and result.correct is True
 
 
 def test_a_restated_result_is_recognised_by_the_graders_number_parser() -> None:

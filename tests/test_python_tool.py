@@ -21,7 +21,7 @@ async def test_code_blocks_run_in_the_sandbox_and_keep_state(tmp_path: Path) -> 
     log = StepLog.create(directory=tmp_path)
     result = await arun(env, client, log=log)
     assert result.reward == 1.0
-    assert client.requests_seen[1]["messages"][-1]["content"] == "```output\n6860\n```"
+    assert client.requests_seen[1]["messages"][-1]["content"].startswith("```output\n6860\n```\n")
     # state persisted (loaves) and the code ran as an unprivileged uid of its own (one per sandbox)
     value, uid = client.requests_seen[2]["messages"][-1]["content"].removeprefix("```output\n").split()[:2]
     assert value == "25725.0" and int(uid) not in (0, os.getuid())

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from peerstep.agent import ModelClient, SamplingParams
 from peerstep.agent._parsing import parse_tool_calls
+from peerstep.agent._prompts import PROGRAM_PROMPT  # the agent opens with the same words
 from peerstep.environments import EnvironmentDataset
 from peerstep.evals._report import EpisodeOutcome
 from peerstep.grading import stated_answer
@@ -30,8 +31,6 @@ BASELINES = ("bare-cot", "bare-program")
 
 COT_PROMPT = ("Solve the problem. Think step by step, then give the final answer on the last line as "
               "\\boxed{answer}.")
-PROGRAM_PROMPT = ("Write one Python program that computes the answer to the problem and prints only the final "
-                  "answer. Reply with the program in a single ```python code block.")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 
 
