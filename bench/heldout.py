@@ -33,12 +33,16 @@ def run(args: argparse.Namespace) -> None:
     from peerstep.cli.evals import _build_dataset, run_and_report
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    for name, seed in SPLITS[args.split].items():
+    sets = [s.strip() for s in args.sets.split(",")] if args.sets else list(SPLITS[args.split])
+    for name in sets:
+        if name not in SPLITS[args.split]:
+            raise SystemExit(f"unknown set {name!r}; choose from {', '.join(SPLITS[args.split])}")
+        seed = SPLITS[args.split][name]
         dataset = _build_dataset(name, seed, python=True)
         tag = "" if args.answer_policy == "accept" else f"-{args.answer_policy}"
         out = args.out_dir / f"{args.split}-{name}{tag}.json"
         run_and_report(dataset, strategies, args.n, args.limit, args.concurrency, seed, args.engine, args.model,
-                       args.base_url, None, out, None, args.max_steps, args.answer_policy)
+                       args.base_url, None, out, None, args.max_steps, args.answer_policy, resume=args.resume)
 
 
 def export(args: argparse.Namespace) -> None:
@@ -112,6 +116,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run")
     p_run.add_argument("--split", choices=list(SPLITS), default="dev")
+    p_run.add_argument("--sets", default=None, help="comma-separated sets of the split (default: all)")
     p_run.add_argument("--engine", default="llamacpp")
     p_run.add_argument("--base-url", default=None)
     p_run.add_argument("--model", default=None)
@@ -122,6 +127,8 @@ def main() -> None:
     p_run.add_argument("--max-steps", type=int, default=8)
     p_run.add_argument("--out-dir", type=Path, default=Path("bench/results"))
     p_run.add_argument("--answer-policy", default="accept", choices=["accept", "confirm", "check"])
+    p_run.add_argument("--resume", action="store_true",
+                       help="keep the episodes an interrupted run finished (OUT.jsonl) and run the rest")
     p_exp = sub.add_parser("export")
     p_exp.add_argument("--split", choices=list(SPLITS), default="dev")
     p_exp.add_argument("--limit", type=int, default=12)
