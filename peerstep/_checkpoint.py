@@ -56,15 +56,16 @@ async def open_saver(path: Path) -> AsyncIterator[BaseCheckpointSaver[Any]]:
         yield saver
 
 
-def check_resumable(log: StepLog, meta: dict[str, Any]) -> Path:
-    """The checkpoint file of a run that can be resumed; an ``InputError`` saying why not otherwise.
+def checkpoint_file(log: StepLog, meta: dict[str, Any]) -> Path:
+    """The checkpoint file of a run, checked to hold the run (resume and fork both continue from it); an
+    ``InputError`` saying why not otherwise.
 
-    Read only: a run that cannot be resumed is left exactly as it was.
+    Read only: a run that cannot be resumed or forked is left exactly as it was.
     """
     info = meta.get("checkpoint")
     if not isinstance(info, dict):
         raise InputError(f"run {log.run_id} has no checkpoint: it was run without one (checkpoint=False) or by a "
-                         "peerstep older than checkpoints; it cannot be resumed")
+                         "peerstep older than checkpoints; it cannot be resumed or forked")
     if info.get("format") != CHECKPOINT_FORMAT:
         raise InputError(f"run {log.run_id}'s checkpoint was written by peerstep {info.get('peerstep', '?')} in "
                          f"format {info.get('format')!r}; this peerstep reads format {CHECKPOINT_FORMAT} only")
@@ -73,16 +74,16 @@ def check_resumable(log: StepLog, meta: dict[str, Any]) -> Path:
                          "that saver to resume it (aresume(..., checkpointer=saver))")
     path = log.path.parent / str(info.get("file"))
     if not path.is_file():
-        raise InputError(f"run {log.run_id}'s checkpoint file {path} is missing; it cannot be resumed")
+        raise InputError(f"run {log.run_id}'s checkpoint file {path} is missing; it cannot be resumed or forked")
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
             found = db.execute("SELECT count(*) FROM checkpoints WHERE thread_id = ?", (log.run_id,)).fetchone()[0]
     except sqlite3.Error as exc:
         raise InputError(f"run {log.run_id}'s checkpoint file {path} is unreadable or corrupt ({exc}); "
-                         "it cannot be resumed") from exc
+                         "it cannot be resumed or forked") from exc
     if not found:
         raise InputError(f"run {log.run_id}'s checkpoint file {path} holds no checkpoint of this run; "
-                         "it cannot be resumed")
+                         "it cannot be resumed or forked")
     return path
 
 

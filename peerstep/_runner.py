@@ -220,11 +220,11 @@ async def afork(run_id: str, step_id: str, client: ModelClient, *, k: int = 4, t
 
 async def fork_origin(run_id: str, step_id: str, runs_dir: Path | None) -> dict[str, Any]:
     """What a fork continues from: the trajectory state at the step, where it was logged, the parent's meta."""
-    from peerstep._checkpoint import check_resumable, open_saver, state_at
+    from peerstep._checkpoint import checkpoint_file, open_saver, state_at
 
     with _open_run(run_id, runs_dir) as parent:
         meta = parent.meta()
-        path = check_resumable(parent, meta)
+        path = checkpoint_file(parent, meta)
         async with open_saver(path) as saver:
             state = await state_at(saver, parent, step_id)
         if state.get("done"):
@@ -267,7 +267,7 @@ def resumable(run_id: str, runs_dir: Path | None = None, *, task_given: bool = F
               checkpointer: BaseCheckpointSaver[Any] | None = None) -> dict[str, Any]:
     """The meta of a run that ``aresume`` can continue, or an ``InputError`` saying why it cannot. Read only: cheap,
     so a CLI checks it before it starts an engine, and a run that cannot be resumed is left as it was."""
-    from peerstep._checkpoint import check_resumable
+    from peerstep._checkpoint import checkpoint_file
 
     with _open_run(run_id, runs_dir) as log:
         meta = log.settle_status()
@@ -278,7 +278,7 @@ def resumable(run_id: str, runs_dir: Path | None = None, *, task_given: bool = F
             raise InputError(f"run {log.run_id} is still running (process {meta.get('pid')}); stop it before "
                              "resuming it")
         if checkpointer is None:
-            check_resumable(log, meta)
+            checkpoint_file(log, meta)
         if not task_given and ("question" not in meta or meta.get("custom_tools")):
             raise InputError(f"run {log.run_id} was not built from a question with the built-in tools: pass its "
                              "task (the same environment factory) to resume it")
