@@ -79,16 +79,23 @@ def _regrade(outcomes: list[EpisodeOutcome], label: str | None) -> list[EpisodeO
         info = dataset.info(int(index))
         assert info.task_id == o.task_id and info.gold == o.gold, f"{o.task_id} is not the task that was run"
         correct = o.answer is not None and dataset.grade(int(index), o.answer)
-        out.append(o.model_copy(update={"correct": correct, "strategy": label or o.strategy}))
+        renamed = label if label and o.strategy not in BASELINES else o.strategy  # baselines keep their names
+        out.append(o.model_copy(update={"correct": correct, "strategy": renamed}))
     return out
 
 
 def report(args: argparse.Namespace) -> None:
     outcomes: list[EpisodeOutcome] = []
     for path in args.reports:
-        name, _, label = str(path).partition("=")  # "file.json=label" renames the file's strategy (e.g. "before")
-        rep = EvalReport.model_validate_json(Path(name).read_text())
-        outcomes.extend(_regrade(rep.outcomes, label or None))
+        # "file.json=label" renames the file's strategies (not its baselines); a row found in several files is the
+        # last file's
+        name, _, label = str(path).partition("=")
+        text = Path(name).read_text()
+        if name.endswith(".jsonl"):  # the per-episode results, e.g. of a run still going or interrupted
+            found = [EpisodeOutcome.model_validate_json(line) for line in text.splitlines() if line.strip()]
+        else:
+            found = EvalReport.model_validate_json(text).outcomes
+        outcomes.extend(_regrade(found, label or None))
     labels = list(dict.fromkeys(_label(o) for o in outcomes))
     by = {(label, o.task_id): o for o in outcomes for label in [_label(o)]}
     tasks = sorted({o.task_id for o in outcomes})
@@ -134,7 +141,8 @@ def main() -> None:
     p_exp.add_argument("--limit", type=int, default=12)
     p_exp.add_argument("--out", type=Path, required=True)
     p_rep = sub.add_parser("report")
-    p_rep.add_argument("reports", nargs="+", help="report JSON files; FILE=LABEL renames a file's strategy")
+    p_rep.add_argument("reports", nargs="+", help="report JSON files (or their per-episode .jsonl); FILE=LABEL renames "
+                                                  "its strategies (baselines keep their names)")
     args = parser.parse_args()
     {"run": run, "export": export, "report": report}[args.command](args)
 
