@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/heldout.py run --split heldout --base-url URL --model NAME --limit 12 \\
         --strategies bare-cot,bare-program,single,majority,leap
-    .venv/bin/python bench/heldout.py report bench/results/heldout-*.json [old-run.json=before]
+    .venv/bin/python bench/heldout.py report bench/results/heldout-*.jsonl [old-run.json=before]
     .venv/bin/python bench/heldout.py export --split heldout --out /tmp/heldout.jsonl   # a task file, e.g. for
                                                                                         # an older peerstep
 
