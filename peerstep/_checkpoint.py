@@ -53,6 +53,11 @@ async def open_saver(path: Path) -> AsyncIterator[BaseCheckpointSaver[Any]]:
     async with AsyncSqliteSaver.from_conn_string(str(path)) as saver:
         # several trajectories' steps commit at once: wait for the lock instead of failing ("database is locked")
         await saver.conn.execute("PRAGMA busy_timeout = 10000")
+        # as the step log: WAL with synchronous=NORMAL survives a killed process (what resume is for) without an
+        # fsync per checkpoint; only an OS crash or power loss can lose the last checkpoints (the run then resumes
+        # from an earlier one)
+        await saver.conn.execute("PRAGMA journal_mode = WAL")
+        await saver.conn.execute("PRAGMA synchronous = NORMAL")
         yield saver
 
 
