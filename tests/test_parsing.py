@@ -158,3 +158,14 @@ def test_arguments_that_are_not_an_object_are_passed_as_text(arguments: str) -> 
     assert [(c.name, c.arguments) for c in calls] == [("submit_answer", arguments)]
     native = [{"id": "c1", "function": {"name": "submit_answer", "arguments": arguments}}]
     assert parse_tool_calls("", native, TOOLS).calls[0].arguments == arguments
+
+
+def test_a_name_copied_with_its_signature_is_the_tool() -> None:
+    """The prompt lists "- calculate(expression: string): ..."; the 0.5B model wrote that whole signature as the name
+    three times in a row (an eval episode that never ran a tool). The name is what precedes "("."""
+    text = '{"name": "calculate(expression: string)", "arguments": {"expression": "8 * 12 - 6"}}'
+    result = parse_tool_calls(text, None, ["calculate", "submit_answer"])
+    assert result.error is None and [(c.name, c.arguments) for c in result.calls] == [
+        ("calculate", {"expression": "8 * 12 - 6"})]
+    other = parse_tool_calls('{"name": "weather(city: string)", "arguments": {}}', None, ["calculate"])
+    assert other.error is not None and "unknown tool 'weather'" in other.error  # still unknown, named plainly

@@ -67,7 +67,12 @@ def _call_name(value: Any) -> str | None:
         return None
     if isinstance(value.get("function"), dict):  # OpenAI shape written as text
         value = value["function"]
-    return next((value[k] for k in _NAME_KEYS if isinstance(value.get(k), str)), None)
+    name = next((value[k] for k in _NAME_KEYS if isinstance(value.get(k), str)), None)
+    # the tool list shows signatures ("- calculate(expression: string): ..."), and small models copy one as the
+    # name (seen with the 0.5B model: "calculate(expression: string)", three calls in a row): the name is before "("
+    if name is not None and "(" in name and name.split("(", 1)[0].strip().isidentifier():
+        name = name.split("(", 1)[0].strip()
+    return name
 
 
 def _as_call(value: Any, known: set[str]) -> ParsedCall | None:

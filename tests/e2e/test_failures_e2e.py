@@ -133,7 +133,7 @@ def test_eval_aborts_when_its_server_is_killed_and_keeps_finished_episodes(tmp_p
              "--out", str(out)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         jsonl = out.with_suffix(".jsonl")
-        _wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 1, 300, "a first finished episode")
+        _wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 1, 600, "a first finished episode")
         os.kill(info["pid"], signal.SIGKILL)
         stdout, stderr = evaluation.communicate(timeout=300)
     assert evaluation.returncode == 1, stdout + stderr
