@@ -17,11 +17,11 @@ from langgraph.types import interrupt
 
 from peerstep._errors import PeerstepError
 from peerstep.agent._config import AgentConfig
-from peerstep.agent._parsing import ParsedCall, cut_after, parse_tool_calls
 from peerstep.agent._policy import decide
 from peerstep.agent._prompts import FORCE_FINAL, ONE_CALL_NOTE, REPEAT_NOTE, system_prompt, tool_result_message
 from peerstep.agent._state import TrajectoryState
 from peerstep.client import Completion, ModelClient
+from peerstep.client._parsing import ParsedCall, cut_after, parse_tool_calls
 from peerstep.environments._base import Environment
 from peerstep.grading import parse_number, stated_answer
 from peerstep.steplog import StepKind, StepLog, StepRecord, ToolInfo, Usage

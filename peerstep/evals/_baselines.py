@@ -20,8 +20,8 @@ import time
 from pathlib import Path
 
 from peerstep.agent import ModelClient, SamplingParams
-from peerstep.agent._parsing import parse_tool_calls
 from peerstep.agent._prompts import PROGRAM_PROMPT  # the agent opens with the same words
+from peerstep.client._parsing import parse_tool_calls
 from peerstep.environments import EnvironmentDataset
 from peerstep.evals._report import EpisodeOutcome
 from peerstep.grading import stated_answer
