@@ -177,7 +177,7 @@ def test_llamacpp_command(tmp_path: Path) -> None:
     gguf = tmp_path / "tiny-q4.gguf"
     config = EngineConfig(model=str(gguf), served_name="tiny", threads=3, context_length=4096, python="/some/python")
     cmd = LlamaCppEngine(config, state_dir=tmp_path).command(18123)
-    assert cmd[:3] == ["/some/python", "-m", "llama_cpp.server"]
+    assert cmd[:3] == ["/some/python", "-m", "peerstep.engines._llamacpp_server"]
     assert option(cmd, "--model") == str(gguf)
     assert option(cmd, "--model_alias") == "tiny"
     assert option(cmd, "--host") == "127.0.0.1"

@@ -4,7 +4,9 @@ It starts in seconds and decodes one stream about 3.5x faster than vLLM's CPU bu
 two cores (4-bit kernels), but serves requests one at a time: each request waits for the one
 before it (``--interrupt_requests False``; the server's default cuts the running stream off
 instead). The GGUF file's own chat template is used on purpose: ``--chat_format chatml-function-calling`` drops
-``role: "tool"`` messages, so the model would never see tool results.
+``role: "tool"`` messages, so the model would never see tool results. The server runs with peerstep's
+``ToolCallFront`` in the same process (``peerstep.engines._llamacpp_server``): a client that sends ``tools``
+gets native ``tool_calls`` back, as from vLLM with ``--enable-auto-tool-choice``.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ class LlamaCppEngine(ManagedEngine):
     def command(self, port: int) -> list[str]:
         threads = str(self.config.threads or os.cpu_count() or 1)
         return [
-            self.config.python or sys.executable, "-m", "llama_cpp.server",
+            self.config.python or sys.executable, "-m", "peerstep.engines._llamacpp_server",
             "--model", str(self.model_file()),
             "--model_alias", self.served_name,
             "--host", self.config.host,

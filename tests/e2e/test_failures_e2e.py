@@ -111,7 +111,7 @@ def test_ctrl_c_stops_the_engine_and_keeps_the_log(tmp_path: Path) -> None:
         [sys.executable, "-m", "peerstep.cli", "solve", "--model", SMALL_MODEL, LONG_QUESTION],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(runs, state))
     _wait_for(lambda: "run_start" in _records(runs), 120, "the run to start")
-    servers = _children_named(solve.pid, "llama_cpp.server")
+    servers = _children_named(solve.pid, "peerstep.engines._llamacpp_server")
     assert len(servers) == 1, "solve should have started its own llama.cpp server"
     time.sleep(1)
     solve.send_signal(signal.SIGINT)
