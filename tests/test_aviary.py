@@ -382,6 +382,66 @@ async def test_raising_tool_is_an_observation_and_the_episode_goes_on(tmp_path: 
     assert len(errors) == 1 and errors[0].parent_id == obs[0].step_id and "KeyError" in (errors[0].text or "")
 
 
+def _action(*calls: tuple[str, str, Any]) -> dict[str, Any]:
+    return {"role": "assistant", "content": None, "tool_calls": [
+        {"id": call_id, "type": "function",
+         "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
+        for call_id, name, args in calls]}
+
+
+async def test_an_invented_argument_is_an_observation_naming_the_aviary_tools_arguments() -> None:
+    """Aviary's ``calculator(expr)`` called as ``calculator(expression=...)``: before, a TypeError reached the
+    model (which submitted it as its answer); now the observation names ``expr`` and nothing reaches Aviary."""
+    env = aviary_calculator().make(0)
+    await env.reset()
+    observations, reward, done, truncated = await env.step(_action(("c1", "calculator", {"expression": "24*17"})))
+    assert (reward, done, truncated) == (0.0, False, False)
+    (obs,) = observations
+    assert obs["role"] == "tool" and obs["tool_call_id"] == "c1" and obs["name"] == "calculator"
+    assert obs["info"]["ok"] is False and "error" not in obs["info"]  # the agent's mistake, not a failing env
+    assert obs["content"] == ("Error: calculator got an unexpected argument 'expression' and is missing the required "
+                              "argument 'expr'. It takes: expr (string, required).")
+    assert "TypeError" not in obs["content"] and env.errors == 0
+    # a missing argument, a wrong type: the same kind of answer
+    for args, problem in [({}, "calculator is missing the required argument 'expr'."),
+                          ({"expr": ["24", "17"]}, "calculator got [\"24\", \"17\"] for 'expr', which must be a "
+                                                    "string."),
+                          ({"answer": "408"}, "calculator got an unexpected argument 'answer' and is missing")]:
+        (obs,), _, done, _ = await env.step(_action(("c2", "calculator", args)))
+        assert obs["content"].startswith(f"Error: {problem}") and "It takes: expr (string, required)." in obs["content"]
+        assert not done
+    (obs,), _, done, _ = await env.step(_action(("c3", "submit_answer", {"answer": {"value": 408}})))
+    assert obs["content"] == ("Error: submit_answer got {\"value\": 408} for 'answer', which must be a string. "
+                              "It takes: answer (string, required).") and not done
+    # in one action, the good call still runs and the observations keep the calls' order
+    observations, _, done, _ = await env.step(_action(("a", "calculator", {"x": 1}), ("b", "calculator",
+                                                                                      {"expr": "24*17"})))
+    assert [o["tool_call_id"] for o in observations] == ["a", "b"] and observations[1]["content"] == "408"
+    # a bare string goes to the only argument (Aviary itself would rename the call INVALID and give -1)
+    observations, reward, _, _ = await env.step(_action(("d", "calculator", "24*17")))
+    assert observations[0]["content"] == "408" and reward == 0.0
+    # a number for the string answer is its text, as the model meant it
+    _, reward, done, _ = await env.step(_action(("e", "submit_answer", {"answer": 408})))
+    assert done and reward == 1.0
+
+
+async def test_an_episode_recovers_from_a_bad_argument(tmp_path: Path) -> None:
+    client = ScriptedClient([[native_call("calculator", expression="24 * 17")],
+                             [native_call("calculator", expr="24 * 17")],
+                             [native_call("submit_answer", answer="408")]])
+    log = StepLog.create(directory=tmp_path)
+    result = await arun(aviary_calculator().make(0), client, log=log, agent=AgentConfig(native_tools=True))
+    assert (result.answer, result.reward, result.steps, result.error) == ("408", 1.0, 3, None)
+    told = client.requests_seen[1]["messages"][-1]
+    assert told["role"] == "tool" and told["content"] == (
+        "Error: calculator got an unexpected argument 'expression' and is missing the required argument 'expr'. "
+        "It takes: expr (string, required).")
+    assert client.requests_seen[2]["messages"][-1]["content"] == "408"
+    obs = [r for r in records(log) if r.kind == StepKind.OBSERVATION]
+    assert obs[0].tool is not None and obs[0].tool.ok is False and obs[1].text == "408"
+    assert not [r for r in records(log) if r.kind == StepKind.ERROR]
+
+
 async def test_repeated_failures_end_the_episode_as_truncated(tmp_path: Path) -> None:
     env = AviaryEnvironment(LedgerEnv(), max_errors=2)
     client = ScriptedClient([text_call("lookup", account="x"), text_call("lookup", account="y")])
