@@ -310,6 +310,26 @@ async def test_forced_answer_names_the_aviary_answer_tool(tmp_path: Path) -> Non
     assert env.finish_tool == "complete"
     assert client.requests_seen[1]["tool_choice"] == {"type": "function", "function": {"name": "complete"}}
     assert result.answer == "7" and result.reward == 1.0 and result.gold == "7"
+    # every sentence that names the finishing tool names this one
+    opening = client.requests_seen[0]["messages"][0]["content"]
+    assert "call complete with the answer only" in opening and "submit_answer" not in opening
+    forced = client.requests_seen[1]["messages"][-1]["content"]
+    assert "by calling complete with your best answer" in forced and "submit_answer" not in forced
+
+
+async def test_hints_name_only_the_tools_on_offer(tmp_path: Path) -> None:
+    """A repeated call's note and the no-call hint name the environment's finishing tool and tools."""
+    env = AviaryEnvironment(LedgerEnv())
+    client = ScriptedClient(["Thinking.", text_call("lookup", account="bob"), text_call("lookup", account="bob"),
+                             text_call("complete", answer="7")])
+    result = await arun(env, client, log=StepLog.create(directory=tmp_path))
+    assert result.answer == "7"
+    hint = client.requests_seen[1]["messages"][-1]["content"]
+    assert "Tools: lookup." in hint and "call complete with it" in hint
+    repeated = client.requests_seen[3]["messages"][-1]["content"]
+    assert "If it answers the question, call complete now" in repeated
+    sent = "\n".join(str(m.get("content")) for r in client.requests_seen for m in r["messages"])
+    assert "submit_answer" not in sent and "calculate" not in sent
 
 
 async def test_majority_on_calculator_in_process(tmp_path: Path) -> None:
