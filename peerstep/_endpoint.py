@@ -14,8 +14,12 @@ from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any, TypeVar
 
+import httpx
+import openai
+
 from peerstep._errors import ModelServerError
 from peerstep.agent import ModelClient
+from peerstep.client import missing_version_hint
 from peerstep.engines import EngineConfig, ManagedEngine, make_engine
 from peerstep.models import DEFAULT_MODEL
 
@@ -25,8 +29,13 @@ T = TypeVar("T")
 class Endpoint:
     """A model server to talk to: given by URL, or started (and later stopped) by peerstep.
 
-    Settings fall back to ``PEERSTEP_BASE_URL``, ``PEERSTEP_MODEL``, ``PEERSTEP_API_KEY``
-    (or ``OPENAI_API_KEY``) and ``PEERSTEP_ENGINE``.
+    Settings fall back to ``PEERSTEP_BASE_URL`` (or ``OPENAI_BASE_URL``), ``PEERSTEP_MODEL``,
+    ``PEERSTEP_API_KEY`` (or ``OPENAI_API_KEY``) and ``PEERSTEP_ENGINE``. The base URL is the
+    ``base_url`` argument (``--base-url``) if given, else ``PEERSTEP_BASE_URL``, else
+    ``OPENAI_BASE_URL``; ``base_url_source`` says which. A base URL from any of them is used as
+    it is: peerstep then never starts its embedded engine, and ``open`` asks the server for its
+    models first, so a server that is not there fails at once, in one line naming the URL and
+    where it came from (a stale ``OPENAI_BASE_URL`` in the shell is the usual surprise).
     """
 
     def __init__(
@@ -40,7 +49,7 @@ class Endpoint:
         timeout: float = 600.0,
         max_retries: int = 4,
     ) -> None:
-        self.base_url = base_url or os.environ.get("PEERSTEP_BASE_URL")
+        self.base_url, self.base_url_source = base_url_setting(base_url)
         self.model = model or os.environ.get("PEERSTEP_MODEL")
         self.api_key = api_key or os.environ.get("PEERSTEP_API_KEY") or os.environ.get("OPENAI_API_KEY")
         self.engine_name = engine or os.environ.get("PEERSTEP_ENGINE") or "llamacpp"
@@ -59,18 +68,38 @@ class Endpoint:
     def open(self) -> ModelClient:
         """Start the engine if none is named, and return a client (blocking; see ``aopen`` for async code)."""
         self._start_engine()
-        if not self.model:
-            assert self.base_url is not None
-            self.model = _run_sync(_first_model(self.base_url, self.api_key))
+        _run_sync(self._probe())
         return self.client()
 
     async def aopen(self) -> ModelClient:
         """``open`` for async code: the engine starts in a worker thread."""
         await asyncio.to_thread(self._start_engine)
-        if not self.model:
-            assert self.base_url is not None
-            self.model = await _first_model(self.base_url, self.api_key)
+        await self._probe()
         return self.client()
+
+    async def _probe(self) -> None:
+        """Ask a server named by URL for its models: the first one is the model when none is named. A server that is
+        not there, or a base URL without ``/v1``, fails here in one line; other refusals are left to the first
+        request when a model is named (a server may serve chat without listing its models)."""
+        assert self.base_url is not None
+        if self.engine is not None and self.model:
+            return  # peerstep started it, waited for it, and knows what it serves
+        try:
+            models = await _list_models(self.base_url, self.api_key)
+        except ModelServerError as exc:
+            if self.model and not _server_is_missing(exc, self.base_url):
+                return
+            raise type(exc)(f"{exc}{self._source_note()}") from exc
+        if not self.model:
+            if not models:
+                raise ModelServerError(f"{self.base_url} serves no models; pass --model{self._source_note()}")
+            self.model = models[0]
+
+    def _source_note(self) -> str:
+        if self.base_url_source in _BASE_URL_VARIABLES:
+            return (f" (the base URL {self.base_url} comes from {self.base_url_source}; unset it to let peerstep "
+                    "start its embedded engine)")
+        return ""
 
     def client(self) -> ModelClient:
         """A new client for this (opened) endpoint; every concurrent episode of an eval gets its own."""
@@ -107,15 +136,37 @@ class Endpoint:
         self.close()
 
 
-async def _first_model(base_url: str, api_key: str | None) -> str:
+# where a base URL may come from besides the argument, in order of precedence
+_BASE_URL_VARIABLES = ("PEERSTEP_BASE_URL", "OPENAI_BASE_URL")
+
+
+def base_url_setting(base_url: str | None = None) -> tuple[str | None, str | None]:
+    """The base URL to use and where it came from: ``base_url`` ("argument"), else ``PEERSTEP_BASE_URL``, else
+    ``OPENAI_BASE_URL`` (the variable's name); ``(None, None)`` when none is set (peerstep starts its engine)."""
+    if base_url:
+        return base_url, "argument"
+    for variable in _BASE_URL_VARIABLES:
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return value, variable
+    return None, None
+
+
+async def _list_models(base_url: str, api_key: str | None) -> list[str]:
     client = ModelClient(base_url, "", api_key, max_retries=1)
     try:
-        models = await client.list_models()
+        return await client.list_models()
     finally:
         await client.close()
-    if not models:
-        raise ModelServerError(f"{base_url} serves no models; pass --model")
-    return models[0]
+
+
+def _server_is_missing(exc: ModelServerError, base_url: str) -> bool:
+    """True when nothing answered at the base URL, or it answered 404 for a URL with no ``/v1``: the named server
+    cannot be used at all, whatever the model."""
+    cause = exc.__cause__
+    if isinstance(cause, openai.NotFoundError):
+        return missing_version_hint(base_url, "/models") is not None
+    return isinstance(cause, openai.APIConnectionError | httpx.TransportError)
 
 
 def _run_sync(coro: Coroutine[Any, Any, T]) -> T:

@@ -254,3 +254,18 @@ async def test_a_one_parameter_call_with_a_bare_argument_binds_it(tmp_path: Path
     assert result.error is None and result.correct is True
     first = records(log, StepKind.OBSERVATION)[0]
     assert (first.text or "").strip() == "42"
+
+
+def test_prompts_name_the_finishing_tool_on_offer() -> None:
+    """The finishing tool in the system prompt, the forced answer and the repeat note is the environment's."""
+    from peerstep.agent._prompts import force_final, repeat_note, system_prompt
+    from peerstep.tools import calculator_tool
+
+    tools = [calculator_tool()]
+    assert system_prompt(tools).endswith("When you know the final answer, call submit_answer with the answer only.")
+    assert system_prompt(tools, "complete").endswith("call complete with the answer only.")
+    assert system_prompt(tools, None).endswith("When you know the final answer, state it.")
+    assert "submit_answer" not in system_prompt(tools, None) + force_final(None) + repeat_note(None)
+    assert force_final("submit_answer") == ("You have no budget left for more steps. Give your final answer now by "
+                                            "calling submit_answer with your best answer.")
+    assert "call finish now" in repeat_note("finish")

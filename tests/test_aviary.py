@@ -310,6 +310,26 @@ async def test_forced_answer_names_the_aviary_answer_tool(tmp_path: Path) -> Non
     assert env.finish_tool == "complete"
     assert client.requests_seen[1]["tool_choice"] == {"type": "function", "function": {"name": "complete"}}
     assert result.answer == "7" and result.reward == 1.0 and result.gold == "7"
+    # every sentence that names the finishing tool names this one
+    opening = client.requests_seen[0]["messages"][0]["content"]
+    assert "call complete with the answer only" in opening and "submit_answer" not in opening
+    forced = client.requests_seen[1]["messages"][-1]["content"]
+    assert "by calling complete with your best answer" in forced and "submit_answer" not in forced
+
+
+async def test_hints_name_only_the_tools_on_offer(tmp_path: Path) -> None:
+    """A repeated call's note and the no-call hint name the environment's finishing tool and tools."""
+    env = AviaryEnvironment(LedgerEnv())
+    client = ScriptedClient(["Thinking.", text_call("lookup", account="bob"), text_call("lookup", account="bob"),
+                             text_call("complete", answer="7")])
+    result = await arun(env, client, log=StepLog.create(directory=tmp_path))
+    assert result.answer == "7"
+    hint = client.requests_seen[1]["messages"][-1]["content"]
+    assert "Tools: lookup." in hint and "call complete with it" in hint
+    repeated = client.requests_seen[3]["messages"][-1]["content"]
+    assert "If it answers the question, call complete now" in repeated
+    sent = "\n".join(str(m.get("content")) for r in client.requests_seen for m in r["messages"])
+    assert "submit_answer" not in sent and "calculate" not in sent
 
 
 async def test_majority_on_calculator_in_process(tmp_path: Path) -> None:
@@ -380,6 +400,66 @@ async def test_raising_tool_is_an_observation_and_the_episode_goes_on(tmp_path: 
     assert "KeyError" in client.requests_seen[1]["messages"][-1]["content"]
     errors = [r for r in records(log) if r.kind == StepKind.ERROR]
     assert len(errors) == 1 and errors[0].parent_id == obs[0].step_id and "KeyError" in (errors[0].text or "")
+
+
+def _action(*calls: tuple[str, str, Any]) -> dict[str, Any]:
+    return {"role": "assistant", "content": None, "tool_calls": [
+        {"id": call_id, "type": "function",
+         "function": {"name": name, "arguments": args if isinstance(args, str) else json.dumps(args)}}
+        for call_id, name, args in calls]}
+
+
+async def test_an_invented_argument_is_an_observation_naming_the_aviary_tools_arguments() -> None:
+    """Aviary's ``calculator(expr)`` called as ``calculator(expression=...)``: before, a TypeError reached the
+    model (which submitted it as its answer); now the observation names ``expr`` and nothing reaches Aviary."""
+    env = aviary_calculator().make(0)
+    await env.reset()
+    observations, reward, done, truncated = await env.step(_action(("c1", "calculator", {"expression": "24*17"})))
+    assert (reward, done, truncated) == (0.0, False, False)
+    (obs,) = observations
+    assert obs["role"] == "tool" and obs["tool_call_id"] == "c1" and obs["name"] == "calculator"
+    assert obs["info"]["ok"] is False and "error" not in obs["info"]  # the agent's mistake, not a failing env
+    assert obs["content"] == ("Error: calculator got an unexpected argument 'expression' and is missing the required "
+                              "argument 'expr'. It takes: expr (string, required).")
+    assert "TypeError" not in obs["content"] and env.errors == 0
+    # a missing argument, a wrong type: the same kind of answer
+    for args, problem in [({}, "calculator is missing the required argument 'expr'."),
+                          ({"expr": ["24", "17"]}, "calculator got [\"24\", \"17\"] for 'expr', which must be a "
+                                                    "string."),
+                          ({"answer": "408"}, "calculator got an unexpected argument 'answer' and is missing")]:
+        (obs,), _, done, _ = await env.step(_action(("c2", "calculator", args)))
+        assert obs["content"].startswith(f"Error: {problem}") and "It takes: expr (string, required)." in obs["content"]
+        assert not done
+    (obs,), _, done, _ = await env.step(_action(("c3", "submit_answer", {"answer": {"value": 408}})))
+    assert obs["content"] == ("Error: submit_answer got {\"value\": 408} for 'answer', which must be a string. "
+                              "It takes: answer (string, required).") and not done
+    # in one action, the good call still runs and the observations keep the calls' order
+    observations, _, done, _ = await env.step(_action(("a", "calculator", {"x": 1}), ("b", "calculator",
+                                                                                      {"expr": "24*17"})))
+    assert [o["tool_call_id"] for o in observations] == ["a", "b"] and observations[1]["content"] == "408"
+    # a bare string goes to the only argument (Aviary itself would rename the call INVALID and give -1)
+    observations, reward, _, _ = await env.step(_action(("d", "calculator", "24*17")))
+    assert observations[0]["content"] == "408" and reward == 0.0
+    # a number for the string answer is its text, as the model meant it
+    _, reward, done, _ = await env.step(_action(("e", "submit_answer", {"answer": 408})))
+    assert done and reward == 1.0
+
+
+async def test_an_episode_recovers_from_a_bad_argument(tmp_path: Path) -> None:
+    client = ScriptedClient([[native_call("calculator", expression="24 * 17")],
+                             [native_call("calculator", expr="24 * 17")],
+                             [native_call("submit_answer", answer="408")]])
+    log = StepLog.create(directory=tmp_path)
+    result = await arun(aviary_calculator().make(0), client, log=log, agent=AgentConfig(native_tools=True))
+    assert (result.answer, result.reward, result.steps, result.error) == ("408", 1.0, 3, None)
+    told = client.requests_seen[1]["messages"][-1]
+    assert told["role"] == "tool" and told["content"] == (
+        "Error: calculator got an unexpected argument 'expression' and is missing the required argument 'expr'. "
+        "It takes: expr (string, required).")
+    assert client.requests_seen[2]["messages"][-1]["content"] == "408"
+    obs = [r for r in records(log) if r.kind == StepKind.OBSERVATION]
+    assert obs[0].tool is not None and obs[0].tool.ok is False and obs[1].text == "408"
+    assert not [r for r in records(log) if r.kind == StepKind.ERROR]
 
 
 async def test_repeated_failures_end_the_episode_as_truncated(tmp_path: Path) -> None:

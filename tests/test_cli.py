@@ -92,3 +92,18 @@ def test_too_many_trajectories_for_the_sandbox_is_refused_before_starting() -> N
     assert result.exit_code == 2 and "more than the limit" in result.output
     result = runner.invoke(app, ["solve", "What is 2+2?", "--strategy", "majority", "-n", "0"])
     assert result.exit_code == 2 and "at least 1" in result.output
+
+
+def test_a_dead_openai_base_url_is_named_and_no_engine_starts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    monkeypatch.delenv("PEERSTEP_BASE_URL", raising=False)
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    # an unknown engine would fail if peerstep tried to start one; the named server is tried instead
+    result = runner.invoke(app, ["solve", "1+1?", "--engine", "no-such-engine", "--no-python", "-q"])
+    assert result.exit_code != 0
+    assert f"unreachable at {url}" in result.output and "comes from OPENAI_BASE_URL" in result.output
+    assert "starting the" not in result.output

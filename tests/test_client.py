@@ -718,3 +718,95 @@ async def test_retried_call_counts_once(server: FakeOpenAIServer, client: ModelC
     await client.chat(MESSAGES, on_token=TokenRecorder())
     assert len(server.chat_bodies) == 3
     assert (client.prompt_tokens, client.completion_tokens, client.requests) == (8, 2, 1)
+
+
+# --- where the base URL comes from, and a base URL without /v1 --------------------------------------
+
+
+@pytest.fixture
+def no_base_url_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for variable in ("PEERSTEP_BASE_URL", "OPENAI_BASE_URL", "PEERSTEP_MODEL"):
+        monkeypatch.delenv(variable, raising=False)
+    return monkeypatch
+
+
+def dead_url() -> str:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+def test_a_base_url_without_v1_says_so(server: FakeOpenAIServer, no_base_url_env: pytest.MonkeyPatch) -> None:
+    from peerstep import Endpoint
+
+    root = server.base_url.removesuffix("/v1")
+    with pytest.raises(ModelServerError) as info:
+        Endpoint(base_url=root).open()
+    assert str(info.value) == (f"{root} answered 404 for /models; OpenAI-compatible servers serve under /v1: "
+                               f"try --base-url {root}/v1")
+    # with a model named, open() still asks for the models, and fails the same way before any episode
+    with pytest.raises(ModelServerError, match=f"try --base-url {root}/v1$"):
+        Endpoint(base_url=root + "/", model=MODEL).open()
+    # the right URL works
+    assert Endpoint(base_url=server.base_url).open().model == MODEL
+
+
+async def test_a_chat_request_without_v1_says_so(server: FakeOpenAIServer) -> None:
+    root = server.base_url.removesuffix("/v1")
+    c = make_client(root)
+    try:
+        with pytest.raises(ModelServerError) as info:
+            await c.chat(MESSAGES)
+    finally:
+        await c.close()
+    assert str(info.value) == (f"{root} answered 404 for /chat/completions; OpenAI-compatible servers serve under "
+                               f"/v1: try --base-url {root}/v1")
+    # a 404 under /v1 is not blamed on the path
+    c = make_client(server.base_url)
+    server.queue(status(404))
+    try:
+        with pytest.raises(ModelServerError) as info:
+            await c.list_models()
+    finally:
+        await c.close()
+    assert "answered 404" in str(info.value) and "/v1:" not in str(info.value)
+
+
+def test_openai_base_url_is_used_when_peerstep_base_url_is_not(server: FakeOpenAIServer,
+                                                              no_base_url_env: pytest.MonkeyPatch) -> None:
+    from peerstep import Endpoint
+
+    no_base_url_env.setenv("OPENAI_BASE_URL", server.base_url)
+    endpoint = Endpoint()
+    assert (endpoint.base_url, endpoint.base_url_source) == (server.base_url, "OPENAI_BASE_URL")
+    client = endpoint.open()
+    assert client.base_url == server.base_url and client.model == MODEL and endpoint.engine is None
+    # PEERSTEP_BASE_URL wins over it, and an argument over both
+    no_base_url_env.setenv("PEERSTEP_BASE_URL", "http://127.0.0.1:1/v1")
+    endpoint = Endpoint()
+    assert (endpoint.base_url, endpoint.base_url_source) == ("http://127.0.0.1:1/v1", "PEERSTEP_BASE_URL")
+    endpoint = Endpoint(base_url=server.base_url)
+    assert (endpoint.base_url, endpoint.base_url_source) == (server.base_url, "argument")
+
+
+@pytest.mark.parametrize("model", [None, MODEL])
+def test_a_dead_openai_base_url_fails_at_once_without_starting_an_engine(
+        no_base_url_env: pytest.MonkeyPatch, model: str | None) -> None:
+    import time
+
+    from peerstep import Endpoint
+
+    url = dead_url()
+    no_base_url_env.setenv("OPENAI_BASE_URL", url)
+    endpoint = Endpoint(model=model)
+    started = time.perf_counter()
+    with pytest.raises(ModelServerError) as info:
+        endpoint.open()
+    assert time.perf_counter() - started < 10
+    message = str(info.value)
+    assert "\n" not in message and f"unreachable at {url}" in message
+    assert message.endswith(f"(the base URL {url} comes from OPENAI_BASE_URL; unset it to let peerstep start its "
+                            "embedded engine)")
+    assert endpoint.engine is None

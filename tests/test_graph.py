@@ -156,7 +156,7 @@ async def test_tool_exception_is_observation(tmp_path: Path) -> None:
     result = await arun(env, client, log=StepLog.create(directory=tmp_path))
     assert result.answer == "none"
     assert "RuntimeError: kaboom" in client.requests_seen[1]["messages"][-1]["content"]
-    assert "invalid arguments for explode" in client.requests_seen[2]["messages"][-1]["content"]
+    assert "explode got 'not a number' for 'x'" in client.requests_seen[2]["messages"][-1]["content"]
 
 
 class RaisingEnv(Environment):

@@ -67,7 +67,7 @@ def decide(text: str, *, policy: AnswerPolicy, finish_tool: str, tool_names: lis
             # from the question's numbers, as a program when Python is offered.
             how = ("one ```python program that computes it from the numbers in the question and prints the result"
                    if "python" in computes else
-                   "one calculate call with the whole calculation from the numbers in the question")
+                   f"one {computes[0]} call with the whole calculation from the numbers in the question")
             return NoCall(message=(f"You wrote {stated} without running a tool. Compute it again with {how}; if "
                                    f"the result is the same, call {finish_tool} with it."), key="check",
                           stated=stated)

@@ -14,18 +14,30 @@ Tools:
 
 Use a tool for every calculation instead of computing in your head; write a whole calculation as one expression
 when you can. Read each tool result, then take the next step.
-When you know the final answer, call submit_answer with the answer only."""
+{finish}"""
 
-FORCE_FINAL = ("You have no budget left for more steps. Give your final answer now by calling submit_answer "
-               "with your best answer.")
+# Every sentence that names the finishing tool is built from the one the environment offers (``finish_tool``):
+# an Aviary environment may end with ``complete`` or ``submit``, and a prompt naming a tool that is not on offer
+# sends the model after it. Without a finishing tool the model is asked to state its answer.
+_FINISH_LINE = "When you know the final answer, call {name} with the answer only."
+_STATE_LINE = "When you know the final answer, state it."
+
+
+def force_final(finish_tool: str | None) -> str:
+    """The request for the final answer when the budget is spent."""
+    how = f"by calling {finish_tool} with your best answer" if finish_tool else "as your best answer"
+    return f"You have no budget left for more steps. Give your final answer now {how}."
 
 
 ONE_CALL_NOTE = ("\n(Only your first tool call was run. Make one tool call per reply and wait for its result "
                  "before using it.)")
 
 
-REPEAT_NOTE = ("\n(You already made this exact call; the result is the same. If it answers the question, "
-               "call submit_answer now; otherwise try something different.)")
+def repeat_note(finish_tool: str | None) -> str:
+    """Added to the result of a call the model already made."""
+    then = f"call {finish_tool} now" if finish_tool else "give your final answer now"
+    return (f"\n(You already made this exact call; the result is the same. If it answers the question, {then}; "
+            "otherwise try something different.)")
 
 
 # When Python is offered, the opening prompt is the bare-program baseline's, word for word (one constant, used by
@@ -36,9 +48,9 @@ REPEAT_NOTE = ("\n(You already made this exact call; the result is the same. If 
 # explanations and wrong programs; showing the JSON call format beside the fence got JSON calls inside fences.
 PROGRAM_PROMPT = ("Write one Python program that computes the answer to the problem and prints only the final "
                   "answer. Reply with the program in a single ```python code block.")
-# Tools other than these are listed after the program prompt (a program covers arithmetic; the finishing tool is
-# reached by stating the answer).
-_PROGRAM_COVERS = {"python", "calculate", "submit_answer"}
+# Tools other than these and the finishing tool are listed after the program prompt (a program covers arithmetic;
+# the finishing tool is reached by stating the answer).
+_PROGRAM_COVERS = {"python", "calculate"}
 OTHER_TOOLS = """
 You can also call these tools, one per reply, by writing one JSON object
 {{"name": "<tool name>", "arguments": {{...}}}}:
@@ -47,15 +59,19 @@ OUTPUT_NEXT = ("\nIf the program ran and printed the answer, reply with the fina
                "failed, reply with the fixed program.")
 
 
-def system_prompt(tools: list[Tool]) -> str:
+def system_prompt(tools: list[Tool], finish_tool: str | None = "submit_answer") -> str:
+    """The opening system prompt, listing ``tools``; ``finish_tool`` is the environment's finishing tool (None when
+    it offers none)."""
     lines = []
     for t in tools:
         first = t.description.strip().splitlines()[0] if t.description.strip() else ""
         lines.append(f"- {t.signature_text()}: {first}")
     if any(t.name == "python" for t in tools):
-        others = [line for t, line in zip(tools, lines, strict=True) if t.name not in _PROGRAM_COVERS]
+        covered = {*_PROGRAM_COVERS, *([finish_tool] if finish_tool else [])}
+        others = [line for t, line in zip(tools, lines, strict=True) if t.name not in covered]
         return PROGRAM_PROMPT + (OTHER_TOOLS.format(tools="\n".join(others)) if others else "")
-    return SYSTEM_TEMPLATE.format(tools="\n".join(lines))
+    finish = _FINISH_LINE.format(name=finish_tool) if finish_tool else _STATE_LINE
+    return SYSTEM_TEMPLATE.format(tools="\n".join(lines), finish=finish)
 
 
 def tool_result_message(name: str, arguments: object, output: str, source: str | None = None) -> str:

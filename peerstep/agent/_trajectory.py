@@ -18,7 +18,7 @@ from langgraph.types import interrupt
 from peerstep._errors import PeerstepError
 from peerstep.agent._config import AgentConfig
 from peerstep.agent._policy import decide
-from peerstep.agent._prompts import FORCE_FINAL, ONE_CALL_NOTE, REPEAT_NOTE, system_prompt, tool_result_message
+from peerstep.agent._prompts import ONE_CALL_NOTE, force_final, repeat_note, system_prompt, tool_result_message
 from peerstep.agent._state import TrajectoryState
 from peerstep.client import Completion, ModelClient
 from peerstep.client._parsing import ParsedCall, cut_after, parse_tool_calls
@@ -78,7 +78,7 @@ class Trajectory:
         """Reset the environment and build the opening state."""
         messages, tools = await self.env.reset()
         self.tools = tools
-        prompt = self.config.system_prompt or system_prompt(tools)
+        prompt = self.config.system_prompt or system_prompt(tools, self.finish_tool)
         opening = [{"role": "system", "content": prompt}, *messages]
         rec = self.record(StepKind.RUN_START, None, text=messages[-1].get("content") if messages else None,
                           data={"tools": [t.name for t in tools], "system_prompt": prompt})
@@ -126,7 +126,7 @@ class Trajectory:
         rec = self.record(StepKind.BUDGET, state["last_step_id"], text=why,
                           data={"steps": state["steps"], "tokens": state["tokens"]})
         return {**state, "forced": True, "last_step_id": rec.step_id,
-                "messages": [*state["messages"], {"role": "user", "content": FORCE_FINAL}]}
+                "messages": [*state["messages"], {"role": "user", "content": force_final(self.finish_tool)}]}
 
     async def reason(self, state: TrajectoryState) -> TrajectoryState:
         """One model call; the reply becomes the pending action (tool calls, or what the answer policy says)."""
@@ -291,7 +291,7 @@ class Trajectory:
             if call is not None:
                 signature = json.dumps([call["function"]["name"], call["function"]["arguments"]], sort_keys=True)
                 if signature in seen and obs.get("role") == "tool":
-                    obs = {**obs, "content": f"{obs.get('content', '')}{REPEAT_NOTE}"}
+                    obs = {**obs, "content": f"{obs.get('content', '')}{repeat_note(self.finish_tool)}"}
                     looping = seen.count(signature) >= MAX_REPEATS - 1
                 seen.append(signature)
             parent = self.record(StepKind.OBSERVATION, parent, text=obs.get("content"), tool=tool).step_id

@@ -30,8 +30,11 @@ err = Console(stderr=True, highlight=False)
 EngineOpt = Annotated[str, typer.Option("--engine", envvar="PEERSTEP_ENGINE", help="llamacpp (default) or vllm.")]
 ModelOpt = Annotated[str | None, typer.Option("--model", envvar="PEERSTEP_MODEL",
                                                help="Model name: an embedded model, or the name a server serves.")]
-BaseUrlOpt = Annotated[str | None, typer.Option("--base-url", envvar="PEERSTEP_BASE_URL",
-                                                 help="Use this OpenAI-compatible server instead of starting one.")]
+# No envvar here: Endpoint reads PEERSTEP_BASE_URL, then OPENAI_BASE_URL, itself, so that its errors can say which
+# one named a server that is not there; the commands ask _named_server whether a server is named at all.
+BaseUrlOpt = Annotated[str | None, typer.Option(
+    "--base-url", help="Use this OpenAI-compatible server instead of starting one. Default: $PEERSTEP_BASE_URL, "
+                       "else $OPENAI_BASE_URL; when either is set, no engine is started.")]
 ApiKeyOpt = Annotated[str | None, typer.Option("--api-key", envvar="PEERSTEP_API_KEY", help="API key for --base-url.")]
 PortOpt = Annotated[int | None, typer.Option("--port", help="Port for a started engine (default: a free one).")]
 DirOpt = Annotated[Path | None, typer.Option("--dir", help="Runs directory.")]
@@ -52,6 +55,14 @@ def _engine_config(model: str | None, port: int | None, context: int | None = No
     if context:
         cfg.context_length = context
     return cfg
+
+
+def _named_server(base_url: str | None) -> str | None:
+    """The server the user named: ``--base-url``, else ``PEERSTEP_BASE_URL``, else ``OPENAI_BASE_URL`` (None: start
+    the embedded engine)."""
+    from peerstep._endpoint import base_url_setting
+
+    return base_url_setting(base_url)[0]
 
 
 @app.command()
@@ -94,7 +105,7 @@ def solve(
     if question == "-":
         question = _read_stdin()
     if tool_choice is None:
-        tool_choice = "required" if engine == "vllm" and not base_url else "auto"
+        tool_choice = "required" if engine == "vllm" and not _named_server(base_url) else "auto"
     if tool_choice not in ("auto", "required"):
         _fail("--tool-choice must be 'auto' or 'required'", 2)
     try:
@@ -120,9 +131,10 @@ def solve(
     parallel = strategy != "single"
     view = LiveView(console, parallel=parallel)
     endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine,
-                        engine_config=None if base_url else _engine_config(model, port))  # type: ignore[arg-type]
+                        engine_config=None if _named_server(base_url)
+                        else _engine_config(model, port))  # type: ignore[arg-type]
     try:
-        if not base_url:
+        if not _named_server(base_url):
             from peerstep.models import DEFAULT_MODEL, MODELS
 
             if (model or DEFAULT_MODEL) in MODELS:
@@ -239,9 +251,10 @@ def resume(
     model = model or meta.get("model")
     view = LiveView(console, parallel=int(meta.get("n", 1)) > 1)
     endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine,
-                        engine_config=None if base_url else _engine_config(model, port))  # type: ignore[arg-type]
+                        engine_config=None if _named_server(base_url)
+                        else _engine_config(model, port))  # type: ignore[arg-type]
     try:
-        if not base_url and not quiet:
+        if not _named_server(base_url) and not quiet:
             err.print(f"[dim]starting the {engine} engine…[/dim]")
 
         result = asyncio.run(on_endpoint(endpoint, lambda client: aresume(
@@ -279,7 +292,8 @@ def fork_command(
         _fail(str(exc), 2)
     view = LiveView(console, parallel=k > 1)
     endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine,
-                        engine_config=None if base_url else _engine_config(model, port))  # type: ignore[arg-type]
+                        engine_config=None if _named_server(base_url)
+                        else _engine_config(model, port))  # type: ignore[arg-type]
     try:
         result = asyncio.run(on_endpoint(endpoint, lambda client: afork(
             run, step, client, k=k, runs_dir=directory, listeners=[] if quiet else [view.on_record],

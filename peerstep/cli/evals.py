@@ -134,7 +134,8 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Dataset seed: the same seed gives the same tasks.")] = 0,
         engine: Annotated[str, typer.Option(envvar="PEERSTEP_ENGINE")] = "llamacpp",
         model: Annotated[str | None, typer.Option(envvar="PEERSTEP_MODEL")] = None,
-        base_url: Annotated[str | None, typer.Option(envvar="PEERSTEP_BASE_URL")] = None,
+        base_url: Annotated[str | None, typer.Option(help="Default: $PEERSTEP_BASE_URL, else $OPENAI_BASE_URL")] \
+            = None,
         api_key: Annotated[str | None, typer.Option(envvar="PEERSTEP_API_KEY")] = None,
         python: Annotated[bool, typer.Option(help="Offer the sandboxed Python tool where the dataset allows.")]
         = True,
@@ -164,7 +165,8 @@ def register(app: typer.Typer) -> None:
         concurrency: Annotated[int, typer.Option()] = 2,
         engine: Annotated[str, typer.Option(envvar="PEERSTEP_ENGINE")] = "llamacpp",
         model: Annotated[str | None, typer.Option(envvar="PEERSTEP_MODEL")] = None,
-        base_url: Annotated[str | None, typer.Option(envvar="PEERSTEP_BASE_URL")] = None,
+        base_url: Annotated[str | None, typer.Option(help="Default: $PEERSTEP_BASE_URL, else $OPENAI_BASE_URL")] \
+            = None,
         api_key: Annotated[str | None, typer.Option(envvar="PEERSTEP_API_KEY")] = None,
         max_steps: Annotated[int, typer.Option()] = 8,
         answer_policy: AnswerPolicyOpt = "accept",

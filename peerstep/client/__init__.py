@@ -13,8 +13,10 @@ from peerstep.client._openai import (
     ModelClient,
     SamplingParams,
     TokenCallback,
+    missing_version_hint,
 )
 from peerstep.client._parsing import ParsedCall, ParseResult, cut_after, expected_format, parse_tool_calls
 
 __all__ = ["STREAM_INTERRUPTED", "Completion", "IncompleteStreamError", "ModelClient", "ParseResult", "ParsedCall",
-           "SamplingParams", "TokenCallback", "cut_after", "expected_format", "parse_tool_calls"]
+           "SamplingParams", "TokenCallback", "cut_after", "expected_format", "missing_version_hint",
+           "parse_tool_calls"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -347,7 +348,28 @@ class ModelClient:
             raise ModelNotFoundError(
                 f"model {self.model!r} is not served by {self.base_url}; available: {', '.join(served)}"
             ) from exc
-        raise ModelServerError(f"model server {self.base_url} answered 404: {_short(exc)}") from exc
+        hint = missing_version_hint(self.base_url, _request_path(exc, self.base_url)) if not served else None
+        raise ModelServerError(hint or f"model server {self.base_url} answered 404: {_short(exc)}") from exc
+
+
+def missing_version_hint(base_url: str, path: str) -> str | None:
+    """What to say when ``base_url`` answered 404 for ``path`` and has no API version in its path.
+
+    OpenAI-compatible servers (vLLM, llama.cpp, OpenAI) serve under ``/v1``; a base URL without it
+    (``http://127.0.0.1:8000``) gets a bare 404 for every request, which says nothing about the fix.
+    """
+    base = base_url.rstrip("/")
+    if re.search(r"/v\d+[a-z0-9]*(/|$)", httpx.URL(base).path):
+        return None
+    return (f"{base} answered 404 for {path}; OpenAI-compatible servers serve under /v1: "
+            f"try --base-url {base}/v1")
+
+
+def _request_path(exc: openai.APIStatusError, base_url: str) -> str:
+    """The path of the failed request below ``base_url`` (``/models``, ``/chat/completions``)."""
+    url = str(exc.request.url).split("?", 1)[0]
+    base = base_url.rstrip("/")
+    return (url[len(base):] or "/") if url.startswith(base) else exc.request.url.path
 
 
 def _short(exc: BaseException) -> str:

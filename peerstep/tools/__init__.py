@@ -1,6 +1,7 @@
 """Tools the agent can call: built from typed, documented functions."""
 
 from peerstep.tools._base import Tool, ToolResult, tool
+from peerstep.tools._schema import check_arguments, describe_parameters
 
 
 def calculator_tool() -> Tool:
@@ -14,4 +15,4 @@ def default_tools() -> list[Tool]:
     return [calculator_tool()]
 
 
-__all__ = ["Tool", "ToolResult", "calculator_tool", "default_tools", "tool"]
+__all__ = ["Tool", "ToolResult", "calculator_tool", "check_arguments", "default_tools", "describe_parameters", "tool"]

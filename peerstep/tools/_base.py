@@ -2,7 +2,8 @@
 
 The JSON schema the model sees is generated from the signature and the docstring (Google
 style ``Args:`` section), never written by hand, and the same pydantic model validates the
-arguments the model sends, so a malformed call gets a precise message back. Every call runs
+arguments the model sends, so a malformed call gets a precise message back (first from ``check_arguments``,
+which every tool path shares, then from the model). Every call runs
 with a timeout and an output cap; whatever goes wrong becomes a ``ToolResult`` with
 ``ok=False`` — an observation for the model, never an exception for the agent loop.
 """
@@ -17,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from peerstep.tools._schema import check_arguments
 
 ToolFunction = Callable[..., Any] | Callable[..., Awaitable[Any]]
 
@@ -107,14 +110,11 @@ class Tool:
 
     async def __call__(self, arguments: dict[str, Any] | str) -> ToolResult:
         started = time.perf_counter()
-        fields = self.arguments_model.model_fields
-        if isinstance(arguments, str) and len(fields) == 1:
-            # Small models write a one-parameter call's argument bare, e.g. {"name": "calculate", "arguments":
-            # "4837 * 293"} (seen on the 1.5B model under LeaP). It names only one thing, so it is that parameter.
-            arguments = {next(iter(fields)): arguments}
-        if not isinstance(arguments, dict):
-            return ToolResult(ok=False, output=f"Error: arguments for {self.name} must be a JSON object, "
-                              f"got {str(arguments)[:200]!r}. Expected: {self.signature_text()}")
+        checked, problem = check_arguments(self.name, self.parameters, arguments)
+        if checked is None:
+            return ToolResult(ok=False, output=problem or f"Error: invalid arguments for {self.name}.",
+                              latency_s=time.perf_counter() - started)
+        arguments = checked
         try:
             validated = self.arguments_model.model_validate(arguments)
         except ValidationError as exc:

@@ -16,19 +16,34 @@ often thinks aloud in its first reply (measured on ``calc-0``: the episode ended
 reward -1). So by default (``no_tool_calls="hint"``) such a reply gets peerstep's hint and is not sent
 to the Aviary environment; ``no_tool_calls="aviary"`` sends it as a ``ToolRequestMessage`` with no
 calls, exactly what an Aviary/LDP agent would send, for rewards comparable with Aviary's numbers.
+
+Bad arguments. Each call's arguments are checked against its tool's schema first, by the check peerstep's own
+tools use (``peerstep.tools.check_arguments``): a call with an invented, missing or mistyped argument, or with
+arguments that are not a JSON object, is answered with an observation naming the arguments the tool takes and
+is not sent (Aviary would call the tool's function with them and fail with a ``TypeError``, or rename the call
+``INVALID`` and give its failure reward). The other calls of the action are sent as usual.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from peerstep.environments._base import Environment, Message, StepOutput, no_call_hint
+from peerstep.environments._base import (
+    Environment,
+    Message,
+    StepOutput,
+    call_arguments,
+    no_call_hint,
+    observation,
+)
 from peerstep.environments.aviary._convert import AviaryTool, to_aviary_message, to_openai_message
 from peerstep.environments.aviary._errors import _require_aviary, describe_exception
 from peerstep.grading import DEFAULT_CHECKER, Checker
-from peerstep.tools._base import Tool
+from peerstep.tools._base import Tool, ToolResult
+from peerstep.tools._schema import check_arguments
 
 if TYPE_CHECKING:
     import aviary.core as av
@@ -164,6 +179,11 @@ class AviaryEnvironment(Environment):
             raise RuntimeError("step() before reset()")
         if not calls and self.no_tool_calls == "hint":
             return [{"role": "user", "content": self._hint()}], 0.0, False, False
+        sent, rejected = self._check_calls(calls)
+        if calls and not sent:  # every call had bad arguments: nothing reaches the Aviary environment
+            return rejected, 0.0, False, False
+        if calls:
+            action = {**action, "tool_calls": sent}
         try:
             observations, reward, done, truncated = await self._inner.step(to_aviary_message(action))
         except Exception as exc:  # an environment failure is an observation, never a crash
@@ -172,8 +192,8 @@ class AviaryEnvironment(Environment):
             give_up = self.errors >= self.max_errors
             tail = (f"The episode ends after {self.errors} failing steps in a row." if give_up else
                     "The step had no result; you may retry, try something else, or submit your answer.")
-            return self._failure(calls, error, "step", f"Error: the environment failed: {error}. {tail}"), \
-                0.0, False, give_up
+            failed = self._failure(sent, error, "step", f"Error: the environment failed: {error}. {tail}")
+            return _in_call_order(calls, [*failed, *rejected]), 0.0, False, give_up
         self.errors = 0
         out = []
         names = {t.name for t in self.tools}
@@ -192,7 +212,29 @@ class AviaryEnvironment(Environment):
                     and isinstance(info.get("end_ts"), int | float):
                 info.setdefault("latency_s", info["end_ts"] - info["start_ts"])  # Aviary's timings, in the log
             out.append(msg)
-        return out, float(reward), bool(done), bool(truncated)
+        return _in_call_order(calls, [*out, *rejected]), float(reward), bool(done), bool(truncated)
+
+    def _check_calls(self, calls: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[Message]]:
+        """The calls to send on (arguments as ``check_arguments`` passes them), and an observation for each call
+        whose arguments do not fit its tool's schema: Aviary would call the tool's function with them and fail with
+        a bare ``TypeError`` (``calculator(expression=...)`` for ``calculator(expr)``). Unknown tools go on to
+        Aviary, whose answer to them is explained in ``step``."""
+        tools = {t.name: t for t in self.tools}
+        sent: list[dict[str, Any]] = []
+        rejected: list[Message] = []
+        for call in calls:
+            fn = call.get("function") or {}
+            tool = tools.get(fn.get("name", ""))
+            if tool is None:
+                sent.append(call)
+                continue
+            arguments, problem = check_arguments(tool.name, tool.parameters, call_arguments(call))
+            if arguments is None:
+                rejected.append(observation(call.get("id") or "call", tool.name, problem or "Error: bad arguments.",
+                                            ToolResult(ok=False, output="")))
+                continue
+            sent.append({**call, "function": {**fn, "arguments": json.dumps(arguments)}})
+        return sent, rejected
 
     async def close(self) -> None:
         """Close the Aviary environment once; it stays referenced so ``gold`` can still be read."""
@@ -202,3 +244,10 @@ class AviaryEnvironment(Environment):
                 await self._inner.close()
             except Exception as exc:  # the episode is over and logged; a failed cleanup must not undo that
                 logger.warning("closing the Aviary environment failed: %s", describe_exception(exc))
+
+
+def _in_call_order(calls: list[dict[str, Any]], messages: list[Message]) -> list[Message]:
+    """Observations in the order of the calls they answer (one per call, as the protocol says); messages that
+    answer no call keep their order, after them."""
+    position = {call.get("id") or "call": i for i, call in enumerate(calls)}
+    return sorted(messages, key=lambda m: position.get(m.get("tool_call_id"), len(calls)))
