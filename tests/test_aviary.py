@@ -33,8 +33,17 @@ from aviary.envs.hotpotqa import HotPotQAEnv
 from peerstep import arun
 from peerstep._errors import PeerstepError
 from peerstep.agent import AgentConfig, Budget
-from peerstep.environments import EnvironmentDataset, QuestionEnvironment, TaskInfo, load_dataset, submit_answer
+from peerstep.environments import (
+    EnvironmentDataset,
+    QuestionEnvironment,
+    TaskInfo,
+    ToolEnvironment,
+    load_dataset,
+    observation,
+    submit_answer,
+)
 from peerstep.environments import aviary as adapter
+from peerstep.environments._base import NO_TOOL_CALLS
 from peerstep.environments.aviary import (
     CALCULATOR_ROWS,
     AviaryDataset,
@@ -53,6 +62,10 @@ from peerstep.steplog import StepKind, StepLog, StepRecord
 from peerstep.tools import Tool as PeerstepTool
 from peerstep.tools import calculator_tool
 from tests.scripted import PerTrajectoryClient, ScriptedClient, native_call
+
+INSTRUCTIONS = ("Answer the question below. Use the tools offered (calculate) as you need them; when you have the "
+                "final answer, call submit_answer with its answer argument set to the final answer only.")
+TOOL_INFO_KEYS = {"ok", "latency_s", "timed_out", "truncated"}
 
 
 def text_call(name: str, **arguments: Any) -> str:
@@ -561,7 +574,7 @@ async def test_aviary_client_drives_a_served_peerstep_environment() -> None:
         assert len(tasks) == 2
         env = tasks.get_new_env_by_idx(0)
         observations, tools = await env.reset()
-        assert [m.content for m in observations] == ["What is 6 * 7?"]
+        assert [m.content for m in observations] == [INSTRUCTIONS + "\n\nWhat is 6 * 7?"]
         expected = calculator_tool().schema()
         expected["function"]["parameters"].setdefault("required", [])
         assert tools[0].model_dump(exclude_none=True, by_alias=True) == expected
@@ -618,6 +631,152 @@ async def test_served_environment_reports_id_and_frame() -> None:
     await env.close()
     with pytest.raises(RuntimeError, match="reset"):
         await env.step(ToolRequestMessage(tool_calls=[]))
+
+
+def final_answer(value: str) -> str:
+    """Give the final answer; the episode ends.
+
+    Args:
+        value: The answer only.
+    """
+    return value
+
+
+class FinalAnswerQuestion(ToolEnvironment):
+    """A peerstep environment whose finishing tool is not submit_answer, to show the instructions are built from
+    the tools offered."""
+
+    finish_tool = "final_answer"
+
+    def __init__(self) -> None:
+        super().__init__([calculator_tool(), PeerstepTool(final_answer)])
+
+    async def reset(self) -> tuple[list[dict[str, Any]], list[PeerstepTool]]:
+        self.done = False
+        return [{"role": "user", "content": "What is 6 * 7?"}], list(self.tools.values())
+
+    async def submit(self, call: dict[str, Any]) -> tuple[dict[str, Any], float]:
+        return observation(call.get("id") or "call", self.finish_tool, "Recorded."), 1.0
+
+
+class FinalAnswerTasks(EnvironmentDataset):
+    name = "final-answer"
+
+    def __len__(self) -> int:
+        return 1
+
+    def info(self, index: int) -> TaskInfo:
+        return TaskInfo(task_id="fa-0", question="What is 6 * 7?", gold="42")
+
+    def make(self, index: int) -> FinalAnswerQuestion:
+        return FinalAnswerQuestion()
+
+
+async def test_served_reply_without_tool_calls_gets_aviary_wording() -> None:
+    with AviaryServer(peerstep_task_dataset(ArithmeticQuestions())) as server:
+        env = TaskDatasetClient(server.url).get_new_env_by_idx(0)
+        await env.reset()
+        for action in (Message(role="assistant", content="It is 42."), ToolRequestMessage(tool_calls=[])):
+            (obs,), reward, done, truncated = await env.step(action)
+            assert (obs.role, obs.content) == ("user", NO_TOOL_CALLS)
+            aviarys_own = LedgerEnv().default_no_tool_calls_response[0][0].content
+            assert (obs.content, reward, done, truncated) == (aviarys_own, 0.0, False, False)
+            assert '{"name"' not in obs.content and "JSON" not in obs.content  # not peerstep's text-call hint
+        await env.close()
+    # in process too: the environment-level reply of every ToolEnvironment
+    question = QuestionEnvironment("2+2?")
+    await question.reset()
+    assert await question.step({"role": "assistant", "content": "4"}) == (
+        [{"role": "user", "content": NO_TOOL_CALLS}], 0.0, False, False)
+
+
+async def test_served_opening_names_the_finish_tool_offered_and_the_task_id() -> None:
+    with AviaryServer(peerstep_task_dataset(FinalAnswerTasks())) as server:
+        env = TaskDatasetClient(server.url).get_new_env_by_idx(0)
+        (opening,), tools = await env.reset()
+        assert [t.info.name for t in tools] == ["calculate", "final_answer"]
+        assert opening.role == "user" and opening.content == (
+            "Answer the question below. Use the tools offered (calculate) as you need them; when you have the "
+            "final answer, call final_answer with its value argument set to the final answer only.\n\n"
+            "What is 6 * 7?")
+        assert "submit_answer" not in opening.content
+        assert opening.info == {"task_id": "fa-0"}  # the task id reaches the client
+        (obs,), reward, done, _ = await env.step(ToolRequestMessage(tool_calls=[
+            ToolCall.from_name("final_answer", value="42")]))
+        assert (obs.content, reward, done) == ("Recorded.", 1.0, True)
+        assert obs.info is not None and set(obs.info) == TOOL_INFO_KEYS
+        await env.close()
+        # and by id, through Aviary's task_kwargs
+        started = httpx.post(f"{server.url}/start", json={"task_kwargs": {"task_id": "fa-0"}})
+        assert started.status_code == 200
+        httpx.post(f"{server.url}/close", json=started.json())
+
+
+async def test_served_finish_observation_has_the_same_info_as_a_tool() -> None:
+    with AviaryServer(peerstep_task_dataset(ArithmeticQuestions())) as server:
+        env = TaskDatasetClient(server.url).get_new_env_by_idx(1)
+        (opening,), _ = await env.reset()
+        assert opening.content == INSTRUCTIONS + "\n\nWhat is 2 to the 10th power?"
+        assert opening.info == {"task_id": "q1"}
+        (calc,), _, _, _ = await env.step(ToolRequestMessage(tool_calls=[
+            ToolCall.from_name("calculate", expression="2**10")]))
+        (final,), reward, done, _ = await env.step(ToolRequestMessage(tool_calls=[
+            ToolCall.from_name("submit_answer", answer="1024")]))
+        assert (final.content, reward, done) == ("Answer submitted: 1024", 1.0, True)
+        assert calc.info is not None and final.info is not None
+        assert set(final.info) == set(calc.info) == TOOL_INFO_KEYS
+        assert final.info["ok"] is True and final.info["timed_out"] is False and final.info["latency_s"] >= 0
+        await env.close()
+
+
+def test_served_bad_requests_get_4xx_with_a_reason() -> None:
+    with AviaryServer(peerstep_task_dataset(ArithmeticQuestions())) as server:
+        def post(path: str, **kwargs: Any) -> httpx.Response:
+            return httpx.post(f"{server.url}{path}", timeout=30, **kwargs)
+
+        out_of_range = post("/start", json={"task_idx": 2})
+        assert out_of_range.status_code == 404
+        assert out_of_range.json() == {"detail": "task index 2 is out of range: 'arithmetic' has 2 tasks, "
+                                                 "indices 0 to 1"}
+        assert post("/start", json={"task_idx": -1}).status_code == 404
+        unknown_id = post("/start", json={"task_kwargs": {"task_id": "nope"}})
+        assert unknown_id.status_code == 404 and "no task with id 'nope'" in unknown_id.json()["detail"]
+        no_index = post("/start", json={})
+        assert no_index.status_code == 400 and "start one by task_idx" in no_index.json()["detail"]
+        assert post("/start", json={"task_kwargs": {"seed": 1}}).status_code == 400
+        not_a_number = post("/start", json={"task_idx": "first"})
+        assert not_a_number.status_code == 422 and "valid integer" in not_a_number.text
+        not_json = post("/start", content=b"{task_idx: 0", headers={"content-type": "application/json"})
+        assert not_json.status_code == 422 and "JSON decode error" in not_json.text
+        env_id = post("/start", json={"task_idx": 0}).json()["env_id"]
+        early = post("/step", json={"env_id": env_id, "action": {"role": "assistant", "content": "hi"}})
+        assert early.status_code == 409 and "before reset" in early.json()["detail"]
+        assert post("/step", json={"env_id": env_id}).status_code == 422  # no action
+        assert post("/step", json={"env_id": "nope", "action": {"role": "assistant", "content": "hi"}}
+                    ).status_code == 404
+        assert post("/close", json={"env_id": env_id}).status_code == 200
+        assert running_envs(server.url) == []
+    assert_stopped(server)
+
+
+async def test_peerstep_datasets_by_aviary_name() -> None:
+    from aviary.env import TASK_DATASET_REGISTRY
+
+    assert {"peerstep-math", "peerstep-wiki-qa", "peerstep-taskfile"} <= set(TASK_DATASET_REGISTRY)
+    assert not any(name.startswith("peerstep-aviary-") for name in TASK_DATASET_REGISTRY)
+    tasks = TaskDataset.from_name("peerstep-math", limit=2, python=False)
+    assert len(tasks) == 2
+    gold = load_dataset("math", limit=2, python=False).info(0).gold
+    env = tasks.get_new_env_by_idx(0)
+    (opening,), _ = await env.reset()
+    assert "call submit_answer with its answer argument" in opening.content
+    assert opening.info == {"task_id": await env.get_id()}
+    (obs,), reward, done, _ = await env.step(ToolRequestMessage(tool_calls=[
+        ToolCall.from_name("submit_answer", answer=gold)]))
+    assert (reward, done) == (1.0, True) and obs.info is not None and set(obs.info) == TOOL_INFO_KEYS
+    await env.close()
+    with pytest.raises(ValueError, match="Unknown environment name"):
+        TaskDataset.from_name("peerstep-no-such-dataset")
 
 
 def test_server_start_failure_is_clear() -> None:

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -107,3 +114,70 @@ def test_a_dead_openai_base_url_is_named_and_no_engine_starts(monkeypatch: pytes
     assert result.exit_code != 0
     assert f"unreachable at {url}" in result.output and "comes from OPENAI_BASE_URL" in result.output
     assert "starting the" not in result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.timeout(300)
+def test_serve_env_serves_math_to_an_aviary_client_and_stops_on_ctrl_c() -> None:
+    """``peerstep serve-env math`` as a real process; Aviary's own client plays one episode; SIGINT stops it."""
+    import httpx
+    from aviary.core import TaskDatasetClient, ToolCall, ToolRequestMessage
+
+    from peerstep.environments import load_dataset
+
+    port = _free_port()
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    proc = subprocess.Popen([sys.executable, "-m", "peerstep", "serve-env", "math", "--port", str(port)],
+                            cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            try:
+                if httpx.get(f"{url}/info", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass  # not listening yet
+            assert time.monotonic() < deadline, "serve-env did not start listening"
+            time.sleep(0.5)
+
+        gold = load_dataset("math", python=False).info(0).gold  # the same seed gives the same tasks
+
+        async def episode() -> tuple[float, bool]:
+            tasks = TaskDatasetClient(server_url=url)
+            assert len(tasks) == len(load_dataset("math", python=False))
+            client_env = tasks.get_new_env_by_idx(0)
+            (opening,), tools = await client_env.reset()
+            assert "call submit_answer" in opening.content and opening.info["task_id"].startswith("math-")
+            assert "python" not in [t.info.name for t in tools]  # off unless --python
+            _, reward, done, _ = await client_env.step(ToolRequestMessage(tool_calls=[
+                ToolCall.from_name("submit_answer", answer=gold)]))
+            await client_env.close()
+            return reward, done
+
+        assert asyncio.run(episode()) == (1.0, True)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            out, errors = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, errors = proc.communicate()
+    assert proc.returncode == 0, errors
+    assert f"at {url}" in out and f'TaskDatasetClient(server_url="{url}")' in out
+    assert out.rstrip().endswith("stopped")
+    assert "Traceback" not in errors
+
+
+def test_serve_env_unknown_dataset_is_one_clear_line() -> None:
+    result = runner.invoke(app, ["serve-env", "no-such-dataset"])
+    assert result.exit_code == 2
+    assert "'no-such-dataset' is neither a dataset" in result.output and "math" in result.output

@@ -59,6 +59,22 @@ OUTPUT_NEXT = ("\nIf the program ran and printed the answer, reply with the fina
                "failed, reply with the fixed program.")
 
 
+def no_call_hint(tool_names: list[str], finish_tool: str | None) -> str:
+    """What this agent tells a reply without a tool call, in place of the environment's neutral
+    ``NO_TOOL_CALLS``: how to write a call in its text format, schematically, with the tools on offer.
+
+    The agent's, not the environment's: it names the JSON-text call format this agent's prompt teaches, which means
+    nothing to an agent with native tool calls. Neutral on purpose: the old hint ("call submit_answer only with a
+    result you have computed") read to small models as "your answer is wrong", and its concrete example expression
+    was copied into answers.
+    """
+    others = [n for n in tool_names if n != finish_tool]
+    return ("Your reply had no tool call, so nothing was run. To use a tool, reply with one JSON object: "
+            '{"name": "<tool name>", "arguments": {"<argument name>": <value>}}. '
+            f"Tools: {', '.join(others) or 'none'}."
+            + (f" When you have the final answer, call {finish_tool} with it." if finish_tool else ""))
+
+
 def system_prompt(tools: list[Tool], finish_tool: str | None = "submit_answer") -> str:
     """The opening system prompt, listing ``tools``; ``finish_tool`` is the environment's finishing tool (None when
     it offers none)."""

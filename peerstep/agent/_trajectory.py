@@ -18,11 +18,18 @@ from langgraph.types import interrupt
 from peerstep._errors import PeerstepError
 from peerstep.agent._config import AgentConfig
 from peerstep.agent._policy import decide
-from peerstep.agent._prompts import ONE_CALL_NOTE, force_final, repeat_note, system_prompt, tool_result_message
+from peerstep.agent._prompts import (
+    ONE_CALL_NOTE,
+    force_final,
+    no_call_hint,
+    repeat_note,
+    system_prompt,
+    tool_result_message,
+)
 from peerstep.agent._state import TrajectoryState
 from peerstep.client import Completion, ModelClient
 from peerstep.client._parsing import ParsedCall, cut_after, parse_tool_calls
-from peerstep.environments._base import Environment
+from peerstep.environments._base import NO_TOOL_CALLS, Environment
 from peerstep.grading import parse_number, stated_answer
 from peerstep.steplog import StepKind, StepLog, StepRecord, ToolInfo, Usage
 from peerstep.tools._base import Tool
@@ -270,6 +277,12 @@ class Trajectory:
             self.record(StepKind.ERROR, parent, text=text, data={"error": type(exc).__name__, "stage": "environment"})
             return {"messages": messages, "action": None, "done": True, "error": text}
         finish = getattr(self.env, "finish_tool", "submit_answer")
+        if not calls:
+            # the environment's neutral "no tool calls" (Aviary's words) becomes this agent's own hint, which
+            # shows the call format its prompt teaches
+            observations = [{**o, "content": no_call_hint([t.name for t in self.tools], self.finish_tool)}
+                            if o.get("role") != "tool" and o.get("content") == NO_TOOL_CALLS else o
+                            for o in observations]
         by_id = {c["id"]: c for c in calls}
         sources = action.get("sources") or {}
         seen = list(state.get("seen_calls") or [])

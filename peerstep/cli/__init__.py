@@ -1,4 +1,4 @@
-"""The ``peerstep`` command line: solve, serve, runs, show, models."""
+"""The ``peerstep`` command line: solve, serve, serve-env, runs, show, models."""
 
 from __future__ import annotations
 
@@ -224,6 +224,39 @@ def serve(
     except PeerstepError as exc:
         eng.stop()
         _fail(str(exc))
+
+
+@app.command("serve-env")
+def serve_env(
+    dataset: Annotated[str, typer.Argument(help="A dataset name (e.g. math) or a YAML/JSONL task file.")],
+    port: Annotated[int, typer.Option(help="Port to listen on (0: a free one).")] = 8041,
+    host: Annotated[str, typer.Option(help="Interface to bind; 0.0.0.0 exposes it to the network.")] = "127.0.0.1",
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="PEERSTEP_ENV_API_KEY",
+                                                help="Clients must send it as X-API-Key.")] = None,
+    seed: Annotated[int, typer.Option(help="Dataset seed: the same seed gives the same tasks.")] = 0,
+    python: Annotated[bool, typer.Option(help="Offer the sandboxed Python tool (off: every client could run "
+                                              "code here).")] = False,
+) -> None:
+    """Serve a dataset over Aviary's HTTP protocol, for any Aviary or LDP agent (Ctrl-C stops it)."""
+    from peerstep.environments.aviary import AviaryServer, load_served_dataset, peerstep_task_dataset
+
+    try:
+        ds = load_served_dataset(dataset, seed=seed, python=python)
+        server = AviaryServer(peerstep_task_dataset(ds), host=host, port=port, api_key=api_key).start()
+    except PeerstepError as exc:
+        _fail(str(exc), 2 if isinstance(exc, InputError) else 1)
+    key = ", api_key=..." if api_key else ""
+    console.print(f"serving [bold]{ds.name}[/bold] ({len(ds)} tasks) at {server.url}")
+    console.print(f"connect with: aviary.core.TaskDatasetClient(server_url=\"{server.url}\"{key})", soft_wrap=True)
+    try:
+        server.wait()
+    except KeyboardInterrupt:
+        pass  # Ctrl-C (or SIGTERM, see main) is how this command is meant to end
+    except PeerstepError as exc:
+        _fail(str(exc))
+    finally:
+        server.stop()
+    console.print("stopped")
 
 
 @app.command()

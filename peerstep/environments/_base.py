@@ -11,6 +11,7 @@ registry so that the CLI and eval runner can build them from a string.
 from __future__ import annotations
 
 import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -20,6 +21,13 @@ from peerstep.tools._base import Tool, ToolResult
 
 Message = dict[str, Any]
 StepOutput = tuple[list[Message], float, bool, bool]
+
+# What an environment says to a reply with no tool calls: Aviary's own words
+# (``aviary.core.Environment.default_no_tool_calls_response``), as a ``user`` message, reward 0, not done. It is
+# environment-level and neutral about how the calls are written: an agent with native tool calls reads it as it
+# is, and peerstep's agent, which writes calls as text, replaces it with its own format hint
+# (``peerstep.agent._prompts.no_call_hint``).
+NO_TOOL_CALLS = "No tool calls received. Please call one or more tools to proceed."
 
 def register_environment(name: str) -> Callable[[Callable[..., Environment]], Callable[..., Environment]]:
     """Class decorator: make an environment constructible with ``Environment.from_name(name, **kwargs)``."""
@@ -95,9 +103,13 @@ def observation(call_id: str, name: str, content: str, result: ToolResult | None
     """A ``role: "tool"`` message; ``info`` carries execution facts for the step log, not for the model."""
     msg: Message = {"role": "tool", "tool_call_id": call_id, "name": name, "content": content}
     if result is not None:
-        msg["info"] = {"ok": result.ok, "latency_s": result.latency_s, "timed_out": result.timed_out,
-                       "truncated": result.truncated}
+        msg["info"] = _info(result)
     return msg
+
+
+def _info(result: ToolResult) -> dict[str, Any]:
+    return {"ok": result.ok, "latency_s": result.latency_s, "timed_out": result.timed_out,
+            "truncated": result.truncated}
 
 
 def call_arguments(call: dict[str, Any]) -> dict[str, Any] | str:
@@ -141,7 +153,7 @@ class ToolEnvironment(Environment):
         if self.done:
             return [], 0.0, True, False
         if not calls:
-            return [{"role": "user", "content": no_call_hint(list(self.tools), self.finish_tool)}], 0.0, False, False
+            return [{"role": "user", "content": NO_TOOL_CALLS}], 0.0, False, False
         messages: list[Message] = []
         reward = 0.0
         for call in calls:
@@ -153,11 +165,16 @@ class ToolEnvironment(Environment):
                     # task): ask once, instead of grading a sentence as wrong
                     self._asked_for_form = True
                     messages.append(observation(call.get("id") or "call", self.finish_tool, _form_hint(
-                        answer, self.finish_tool)))
+                        answer, self.finish_tool), ToolResult(ok=False, output="")))
                     break
                 self.done = True  # ``submit`` may reopen the episode (e.g. a wrong guess in a game)
                 self.submitted = canonical or answer.strip()
+                started = time.perf_counter()
                 msg, reward = await self.submit(call)
+                if msg.get("role") == "tool" and "info" not in msg:
+                    # the finishing tool's observation carries the same execution facts as every other tool's
+                    msg = {**msg, "info": _info(ToolResult(ok=True, output="",
+                                                           latency_s=time.perf_counter() - started))}
                 messages.append(msg)
                 break  # calls after the finishing call are not run
             messages.append(await self.run_tool(call))
@@ -168,17 +185,29 @@ class ToolEnvironment(Environment):
         """Handle the finishing call: the observation and the reward. Set ``self.done = False`` to go on."""
 
 
-def no_call_hint(tool_names: list[str], finish_tool: str | None) -> str:
-    """What a reply without a tool call is told: how to call a tool, schematically, with the tools on offer.
+def finish_argument(tool: Tool | None) -> str:
+    """The argument of a finishing tool that takes the answer: ``answer``, else its only (first) one."""
+    params = list(tool.parameters.get("properties", {})) if tool is not None else []
+    return "answer" if "answer" in params or not params else params[0]
 
-    Neutral on purpose: the old hint ("call submit_answer only with a result you have computed") read to small
-    models as "your answer is wrong", and its concrete example expression was copied into answers.
+
+def task_instructions(tools: list[Tool], finish_tool: str | None) -> str:
+    """What to do, for an agent that knows nothing of this environment: built from the tools actually offered.
+
+    ``"Answer the question below. Use the tools offered (calculate, search) as you need them; when you have the
+    final answer, call submit_answer with its answer argument set to the final answer only."``
     """
-    others = [n for n in tool_names if n != finish_tool]
-    return ("Your reply had no tool call, so nothing was run. To use a tool, reply with one JSON object: "
-            '{"name": "<tool name>", "arguments": {"<argument name>": <value>}}. '
-            f"Tools: {', '.join(others) or 'none'}."
-            + (f" When you have the final answer, call {finish_tool} with it." if finish_tool else ""))
+    finish = next((t for t in tools if t.name == finish_tool), None)
+    others = [t.name for t in tools if t is not finish]
+    text = "Answer the question below."
+    if others:
+        text += f" Use the tools offered ({', '.join(others)}) as you need them"
+        text += ";" if finish is not None else "."
+    if finish is not None:
+        text += (" when" if others else " When") + (
+            f" you have the final answer, call {finish.name} with its {finish_argument(finish)} argument set to "
+            "the final answer only.")
+    return text
 
 
 def _answer_argument(call: dict[str, Any]) -> str:

@@ -19,8 +19,9 @@ messages), so the adapter is a faithful translation, not a re-interpretation:
 
 Modules: ``_errors`` (the optional dependency and how failures are described), ``_convert``
 (messages and tools), ``_environment`` (``AviaryEnvironment``; how it treats failures and replies
-without tool calls), ``_dataset`` (``AviaryDataset``), ``_calculator`` (``aviary-calculator``) and
-``_server`` (peerstep in Aviary, and ``AviaryServer``). Everything public is imported from here.
+without tool calls), ``_dataset`` (``AviaryDataset``), ``_calculator`` (``aviary-calculator``),
+``_server`` (peerstep in Aviary, and ``AviaryServer``; ``_http``, its routes) and ``_registry`` (Aviary's
+``from_name``). Everything public is imported from here.
 
 GSM8K and HotPotQA with network access. Aviary's ``TaskDataset.from_name("gsm8k", split="test")``
 and ``TaskDataset.from_name("hotpotqa", split="dev")`` download their rows from the Hugging Face
@@ -35,10 +36,17 @@ offline. Where the network is available::
 A single HotPotQA task needs no download: ``HotPotQAEnv(question_id=None, question=..., correct_answer=...)``
 builds from a local row (only its ``search`` tool needs the network).
 
+Served, and by name. ``peerstep serve-env math`` serves a dataset over Aviary's HTTP protocol (``AviaryServer``);
+``TaskDatasetClient(server_url="http://127.0.0.1:8041")`` connects. Importing this package adds every peerstep
+dataset to Aviary's registry as ``peerstep-<name>`` (``_registry``), so ``TaskDataset.from_name("peerstep-math")``
+works as ``from_name("gsm8k")`` does. What a served episode says (instructions, the reply to no tool calls, the
+task id, 4xx statuses) is described in ``_server``.
+
 Install: ``pip install 'peerstep[aviary]'`` (``fhaviary[server,gsm8k,hotpotqa]``: the server extra
 brings FastAPI/uvicorn for ``TaskDatasetServer``; ``gsm8k`` brings the calculator environment).
-``aviary`` is imported only when one of these adapters is used, so importing this package (which
-the eval runner does, to register ``aviary-calculator``) costs nothing without it.
+Importing this package imports ``aviary`` when it is installed (to add to its registry; Aviary in turn imports
+LiteLLM, a few seconds); without it the import still works and registers nothing. ``aviary-calculator`` is a lazy
+entry of ``peerstep.registry``, so naming other datasets never imports this package.
 """
 
 from __future__ import annotations
@@ -60,7 +68,21 @@ from peerstep.environments.aviary._errors import INSTALL_HINT, AviaryNotInstalle
 from peerstep.environments.aviary._errors import (
     _require_aviary as _require_aviary,  # tests clear its cache
 )
-from peerstep.environments.aviary._server import AviaryServer, peerstep_aviary_env, peerstep_task_dataset
+from peerstep.environments.aviary._registry import AVIARY_PREFIX, aviary_dataset_name, register_aviary_datasets
+from peerstep.environments.aviary._server import (
+    DEFAULT_PORT,
+    AviaryServer,
+    EpisodeStateError,
+    TaskNotFoundError,
+    TaskRequestError,
+    load_served_dataset,
+    peerstep_aviary_env,
+    peerstep_task_dataset,
+    with_instructions,
+)
+
+# peerstep's datasets become Aviary's "peerstep-<name>" (TaskDataset.from_name); a no-op without fhaviary
+register_aviary_datasets()
 
 
 def __getattr__(name: str) -> Any:
@@ -73,7 +95,9 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["ANSWER_TOOL_NAMES", "CALCULATOR_ROWS", "INSTALL_HINT", "AviaryCalculatorChecker", "AviaryDataset",
-           "AviaryEnvironment", "AviaryNotInstalledError", "AviaryServer", "AviaryTool", "CalculatorRow",
-           "aviary_calculator", "aviary_gold", "calculator_task_dataset", "describe_exception", "peerstep_aviary_env",
-           "peerstep_task_dataset", "to_aviary_message", "to_aviary_tool", "to_openai_message"]
+__all__ = ["ANSWER_TOOL_NAMES", "AVIARY_PREFIX", "CALCULATOR_ROWS", "DEFAULT_PORT", "INSTALL_HINT",
+           "AviaryCalculatorChecker", "AviaryDataset", "AviaryEnvironment", "AviaryNotInstalledError", "AviaryServer",
+           "AviaryTool", "CalculatorRow", "EpisodeStateError", "TaskNotFoundError", "TaskRequestError",
+           "aviary_calculator", "aviary_dataset_name", "aviary_gold", "calculator_task_dataset", "describe_exception",
+           "load_served_dataset", "peerstep_aviary_env", "peerstep_task_dataset", "register_aviary_datasets",
+           "to_aviary_message", "to_aviary_tool", "to_openai_message", "with_instructions"]

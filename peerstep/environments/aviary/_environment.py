@@ -10,11 +10,12 @@ consecutive failing steps it ends as truncated (no reward), so a dead environmen
 whole budget. A failing ``reset`` (e.g. the remote server is unreachable) gives one observation
 stating the error and no tools, and the first ``step`` ends the episode as truncated.
 
-A reply without tool calls. peerstep's own environments answer it with a format hint and go on;
+A reply without tool calls. peerstep's own environments answer it with Aviary's neutral "No tool
+calls received" (``NO_TOOL_CALLS``; peerstep's agent shows its own format hint instead) and go on;
 Aviary's calculator instead ends the episode with its failure reward, and the embedded small model
 often thinks aloud in its first reply (measured on ``calc-0``: the episode ended at step 1 with
-reward -1). So by default (``no_tool_calls="hint"``) such a reply gets peerstep's hint and is not sent
-to the Aviary environment; ``no_tool_calls="aviary"`` sends it as a ``ToolRequestMessage`` with no
+reward -1). So by default (``no_tool_calls="hint"``) such a reply gets ``NO_TOOL_CALLS`` and is not
+sent to the Aviary environment; ``no_tool_calls="aviary"`` sends it as a ``ToolRequestMessage`` with no
 calls, exactly what an Aviary/LDP agent would send, for rewards comparable with Aviary's numbers.
 
 Bad arguments. Each call's arguments are checked against its tool's schema first, by the check peerstep's own
@@ -32,11 +33,11 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from peerstep.environments._base import (
+    NO_TOOL_CALLS,
     Environment,
     Message,
     StepOutput,
     call_arguments,
-    no_call_hint,
     observation,
 )
 from peerstep.environments.aviary._convert import AviaryTool, to_aviary_message, to_openai_message
@@ -167,9 +168,6 @@ class AviaryEnvironment(Environment):
         self.finish_tool = self._explicit_finish or next((n for n in ANSWER_TOOL_NAMES if n in names), None)
         return [to_openai_message(m) for m in messages], list(self.tools)
 
-    def _hint(self) -> str:
-        return no_call_hint([t.name for t in self.tools], self.finish_tool)
-
     async def step(self, action: Message) -> StepOutput:
         calls = list(action.get("tool_calls") or [])
         if self._broken is not None:
@@ -178,7 +176,7 @@ class AviaryEnvironment(Environment):
         if self._inner is None:
             raise RuntimeError("step() before reset()")
         if not calls and self.no_tool_calls == "hint":
-            return [{"role": "user", "content": self._hint()}], 0.0, False, False
+            return [{"role": "user", "content": NO_TOOL_CALLS}], 0.0, False, False
         sent, rejected = self._check_calls(calls)
         if calls and not sent:  # every call had bad arguments: nothing reaches the Aviary environment
             return rejected, 0.0, False, False
