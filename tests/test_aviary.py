@@ -704,7 +704,7 @@ async def test_served_opening_names_the_finish_tool_offered_and_the_task_id() ->
         (obs,), reward, done, _ = await env.step(ToolRequestMessage(tool_calls=[
             ToolCall.from_name("final_answer", value="42")]))
         assert (obs.content, reward, done) == ("Recorded.", 1.0, True)
-        assert obs.info is not None and set(obs.info) == TOOL_INFO_KEYS
+        assert obs.info is not None and set(obs.info) == {*TOOL_INFO_KEYS, "episode"}
         await env.close()
         # and by id, through Aviary's task_kwargs
         started = httpx.post(f"{server.url}/start", json={"task_kwargs": {"task_id": "fa-0"}})
@@ -724,7 +724,10 @@ async def test_served_finish_observation_has_the_same_info_as_a_tool() -> None:
             ToolCall.from_name("submit_answer", answer="1024")]))
         assert (final.content, reward, done) == ("Answer submitted: 1024", 1.0, True)
         assert calc.info is not None and final.info is not None
-        assert set(final.info) == set(calc.info) == TOOL_INFO_KEYS
+        assert set(final.info) - {"episode"} == set(calc.info) == TOOL_INFO_KEYS
+        # the outcome, gold included, only once the episode is over
+        assert "episode" not in calc.info and "1024" not in str(opening.info)
+        assert final.info["episode"] == {"task_id": "q1", "gold": "1024", "answer": "1024", "correct": True}
         assert final.info["ok"] is True and final.info["timed_out"] is False and final.info["latency_s"] >= 0
         await env.close()
 
@@ -773,7 +776,7 @@ async def test_peerstep_datasets_by_aviary_name() -> None:
     assert opening.info == {"task_id": await env.get_id()}
     (obs,), reward, done, _ = await env.step(ToolRequestMessage(tool_calls=[
         ToolCall.from_name("submit_answer", answer=gold)]))
-    assert (reward, done) == (1.0, True) and obs.info is not None and set(obs.info) == TOOL_INFO_KEYS
+    assert (reward, done) == (1.0, True) and obs.info is not None and set(obs.info) == {*TOOL_INFO_KEYS, "episode"}
     await env.close()
     with pytest.raises(ValueError, match="Unknown environment name"):
         TaskDataset.from_name("peerstep-no-such-dataset")

@@ -132,6 +132,14 @@ def _classes() -> _AviaryClasses:
                 raise EpisodeStateError("step() before reset(): reset the environment first")
             observations, reward, done, truncated = await self.env.step(to_openai_message(action))
             self.last = {"reward": reward, "done": done, "truncated": truncated}
+            if (done or truncated) and observations:
+                # the episode is over, so the gold answer can no longer help the agent: the last observation carries
+                # the outcome (Aviary's HTTP protocol has no export_frame), for clients that score or train on it
+                submitted = getattr(self.env, "submitted", None)
+                last = observations[-1]
+                last["info"] = {**(last.get("info") or {}), "episode": {
+                    "task_id": self.task_id, "gold": self.gold, "answer": submitted,
+                    "correct": self.env.grade(submitted) if submitted is not None else None}}
             return [to_aviary_message(o) for o in observations], reward, done, truncated
 
         async def get_id(self) -> str:
