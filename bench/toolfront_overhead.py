@@ -1,13 +1,13 @@
 """What does the tool-call front cost? llama-cpp-python's server with and without it, side by side.
 
-1. Throughput of plain requests (no ``tools``: the front only reads the body and passes it on). Two servers
-   with the same model and arguments, one ``python -m llama_cpp.server`` and one peerstep's
-   ``peerstep.engines._llamacpp_server``, answer the same chat requests one at a time, alternating, for
-   several rounds. Prints generated tokens/s of each (median) and the ratio front / plain. Goal: >= 0.98.
+1. Throughput of plain requests (no ``tools``: the front only reads the body and passes it on). The same
+   model and arguments served by ``python -m llama_cpp.server`` and by peerstep's
+   ``peerstep.engines._llamacpp_server``, one server at a time, started afresh per round in alternating order,
+   answer the same chat requests. Prints generated tokens/s of each (median) and the ratio front / plain. Goal: >= 0.98.
 2. Framework cost of a tool request: translating a request with tools and a tool history, and reading a
    reply's calls (``text_request`` + ``tool_reply``), in microseconds, median of many.
 
-    .venv/bin/python bench/toolfront_overhead.py [--model NAME] [--rounds 4] [--max-tokens 64]
+    .venv/bin/python bench/toolfront_overhead.py [--model NAME] [--rounds 4] [--max-tokens 64] [--control]
 """
 
 from __future__ import annotations
@@ -73,30 +73,30 @@ def main() -> None:
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--control", action="store_true",
+                        help="both servers without the front: how far apart two identical servers measure")
     args = parser.parse_args()
     print(f"tool request translated and its reply read: {translation_us():.0f} us (median)")
+    # One server at a time, started afresh for each measurement and in alternating order: two servers loaded side
+    # by side measured 7% apart even when both were llama-cpp-python's own (the first started was the slower).
+    classes = {"front": PlainLlamaCpp if args.control else LlamaCppEngine, "plain": PlainLlamaCpp}
+    rates: dict[str, list[float]] = {"front": [], "plain": []}
     with tempfile.TemporaryDirectory() as state:
-        front = LlamaCppEngine(EngineConfig(model=args.model), state_dir=Path(state) / "front")
-        plain = PlainLlamaCpp(EngineConfig(model=args.model), state_dir=Path(state) / "plain")
-        try:
-            front.start(reuse=False)
-            plain.start(reuse=False)
-            sdks = {"front": openai.OpenAI(base_url=front.base_url, api_key="x"),
-                    "plain": openai.OpenAI(base_url=plain.base_url, api_key="x")}
-            for sdk in sdks.values():  # warm both (first-request allocations)
-                tokens_per_s(sdk, front.served_name, 8)
-            rates: dict[str, list[float]] = {"front": [], "plain": []}
-            for r in range(args.rounds):
-                order = ["front", "plain"] if r % 2 == 0 else ["plain", "front"]
-                for name in order:
-                    rates[name].append(tokens_per_s(sdks[name], front.served_name, args.max_tokens))
-            f, p = statistics.median(rates["front"]), statistics.median(rates["plain"])
-            print(f"plain llama_cpp.server: {p:.2f} tok/s  with the front: {f:.2f} tok/s  "
-                  f"ratio front/plain = {f / p:.3f}  (rounds: {args.rounds}, {len(PROMPTS)} requests each)")
-        finally:
-            front.stop()
-            plain.stop()
-
+        for r in range(args.rounds):
+            for name in (["front", "plain"] if r % 2 == 0 else ["plain", "front"]):
+                engine = classes[name](EngineConfig(model=args.model), state_dir=Path(state) / f"{name}{r}")
+                try:
+                    engine.start(reuse=False)
+                    sdk = openai.OpenAI(base_url=engine.base_url, api_key="x")
+                    tokens_per_s(sdk, engine.served_name, 8)  # warm up (first-request allocations)
+                    rates[name].append(tokens_per_s(sdk, engine.served_name, args.max_tokens))
+                finally:
+                    engine.stop()
+    print("per round (tok/s):", {k: [round(x, 2) for x in v] for k, v in rates.items()})
+    f, p = statistics.median(rates["front"]), statistics.median(rates["plain"])
+    label = "the same server (control)" if args.control else "with the front"
+    print(f"plain llama_cpp.server: {p:.2f} tok/s  {label}: {f:.2f} tok/s  ratio = {f / p:.3f}  "
+          f"(rounds: {args.rounds}, {len(PROMPTS)} requests each)")
 
 if __name__ == "__main__":
     main()
