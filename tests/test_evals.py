@@ -206,3 +206,28 @@ async def test_unknown_strategy() -> None:
 def test_dataset_grade_uses_the_environment_checker() -> None:
     ds = TinyDataset()
     assert ds.grade(1, "5/2") and ds.grade(3, "TAC") and not ds.grade(3, "cat") and not ds.grade(0, None)
+
+
+def test_resuming_with_other_strategies_keeps_the_first_runs_episodes(tmp_path: Path) -> None:
+    """``eval --resume`` with another strategy than the first run (as bench/heldout.py does, one strategy at a time)
+    once rewrote the per-episode file with only the strategies being run: the first run's episodes were gone."""
+    from peerstep.cli.evals import run_and_report
+    from tests.test_client import MODEL, FakeOpenAIServer
+
+    out = tmp_path / "r.json"
+    jsonl = out.with_suffix(".jsonl")
+    first = [json.dumps({"task_id": f"tiny-{i}", "index": i, "strategy": "majority", "n": 4, "answer": gold,
+                         "gold": gold, "correct": True, "tokens": 7, "tool_calls": 1, "seconds": 0.1, "run_id": f"r{i}",
+                         "error": None, "steps": 3}) for i, (_, gold) in enumerate(TASKS)]
+    jsonl.write_text("\n".join(first) + "\n")
+    server = FakeOpenAIServer()
+    server.start()
+    try:
+        run_and_report(TinyDataset(), ["single"], n=1, limit=None, concurrency=1, seed=0, engine="llamacpp",
+                       model=MODEL, base_url=server.base_url, api_key=None, out=out, price_per_mtok=None,
+                       max_steps=2, resume=True)
+    finally:
+        server.stop()
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert [r for r in rows if r["strategy"] == "majority"] == [json.loads(line) for line in first]
+    assert sorted(r["index"] for r in rows if r["strategy"] == "single") == list(range(len(TASKS)))

@@ -54,10 +54,16 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
     jsonl = out.with_suffix(".jsonl") if out else None
     skip: set[tuple[str, int]] = set()
     if resume and jsonl is not None:  # the episodes the interrupted eval finished stand; the rest run
-        outcomes = [o for o in load_finished(jsonl, dataset, count) if o.strategy in strategies]
+        finished = load_finished(jsonl, dataset, count)
+        outcomes = [o for o in finished if o.strategy in strategies]
         skip = {(o.strategy, o.index) for o in outcomes}
-        jsonl.write_text("".join(o.model_dump_json() + "\n" for o in outcomes))  # drops a half-written last line
-        err.print(f"[dim]resuming: {len(outcomes)} finished episodes kept from {jsonl}[/dim]")
+        # every finished episode stays in the file, those of strategies this run does not run too (a resume with
+        # other strategies than the first run once emptied the file of them); only a half-written last line goes
+        jsonl.write_text("".join(o.model_dump_json() + "\n" for o in finished))
+        others = len(finished) - len(outcomes)
+        err.print(f"[dim]resuming: {len(outcomes)} finished episodes kept from {jsonl}"
+                  + (f" (and {others} of other strategies, left in the file but not in this table)" if others else "")
+                  + "[/dim]")
     elif jsonl is not None:
         jsonl.parent.mkdir(parents=True, exist_ok=True)
         jsonl.write_text("")
