@@ -28,7 +28,8 @@ class AgentConfig(BaseModel):
     budget: Budget = Field(default_factory=Budget)
     tool_choice: Literal["auto", "required"] = Field(
         default="auto",
-        description="'required' asks the server to constrain decoding to a tool call (vLLM structured output); "
+        description="'required' asks the server to constrain decoding to a tool call (vLLM structured output; on "
+        "llama.cpp, the JSON-schema grammar of peerstep's tool-call front); "
         "'auto' lets the model write calls as text, which peerstep parses.",
     )
     native_tools: bool = Field(
