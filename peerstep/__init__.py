@@ -13,7 +13,17 @@ from peerstep._errors import (
     PeerstepError,
 )
 from peerstep._runner import EpisodeResult, afork, aresume, arun, asolve, fork, resume, run, solve
-from peerstep.agent import AgentConfig, Budget, ModelClient, SamplingParams
+from peerstep.agent import (
+    AgentConfig,
+    ApprovalDecision,
+    ApprovalPolicy,
+    ApprovalRequest,
+    ApprovalRule,
+    Approver,
+    Budget,
+    ModelClient,
+    SamplingParams,
+)
 from peerstep.environments import Environment, QuestionEnvironment, ToolEnvironment, register_environment
 from peerstep.graphs import ParallelConfig
 from peerstep.peers import SharingConfig
@@ -24,6 +34,11 @@ from peerstep.tools import Tool, tool
 __all__ = [
     "STRATEGIES",
     "AgentConfig",
+    "ApprovalDecision",
+    "ApprovalPolicy",
+    "ApprovalRequest",
+    "ApprovalRule",
+    "Approver",
     "Budget",
     "Endpoint",
     "EngineError",

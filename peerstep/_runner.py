@@ -21,8 +21,8 @@ from pydantic import BaseModel, Field
 
 from peerstep._endpoint import Endpoint, _run_sync
 from peerstep._errors import InputError
-from peerstep.agent import AgentConfig, ModelClient, Trajectory
-from peerstep.agent._trajectory import Listener, TokenSink
+from peerstep.agent import AgentConfig, ApprovalDecision, Approver, ModelClient, Trajectory
+from peerstep.agent._trajectory import APPROVAL_KIND, Listener, TokenSink
 from peerstep.environments import Environment, QuestionEnvironment
 from peerstep.graphs import ParallelConfig, ParallelRun
 from peerstep.graphs.parallel import Paused, PendingDecision
@@ -122,6 +122,7 @@ async def arun(
     on_token: TokenSink | None = None,
     meta: dict[str, Any] | None = None,
     checkpoint: bool | BaseCheckpointSaver[Any] = True,
+    approver: Approver | None = None,
 ) -> EpisodeResult:
     """Run ``task`` under ``strategy`` with ``client``; every step goes to ``log`` (a new run if None).
 
@@ -131,6 +132,9 @@ async def arun(
     the model's tokens for every strategy. With ``checkpoint`` (the default) the run is checkpointed beside its
     log, so ``aresume`` can continue it after a crash and a paused run (``EpisodeResult.pending``) can be answered;
     a LangGraph saver of your own (``checkpoint=saver``) holds the checkpoints instead, and is passed to ``aresume``.
+    Calls that ``agent.approve`` asks about go to ``approver`` (a callable, sync or async, taking an
+    ``ApprovalRequest`` and returning an ``ApprovalDecision``) while the other trajectories run on; without one
+    the run pauses for them.
     """
     agent = agent or AgentConfig()
     width = check_run(strategy, n, python=python and isinstance(task, str))
@@ -146,15 +150,17 @@ async def arun(
                                         "max_question_chars": max_question_chars}, config.n, tools=tools)
     return await _drive(factory, client, strategy=strategy, agent=agent, config=config, verifiers=verifiers,
                         log=log, runs_dir=runs_dir, listeners=listeners, on_token=on_token, meta=meta, pool=pool,
-                        checkpoint=checkpoint)
+                        checkpoint=checkpoint, approver=approver)
 
 
 async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None, runs_dir: Path | None = None,
                   decisions: dict[str, Any] | None = None, verifiers: list[Verifier] | None = None,
                   listeners: list[Listener] | None = None, on_token: TokenSink | None = None,
-                  checkpointer: BaseCheckpointSaver[Any] | None = None) -> EpisodeResult:
+                  checkpointer: BaseCheckpointSaver[Any] | None = None,
+                  approver: Approver | None = None) -> EpisodeResult:
     """Continue a run from its checkpoint: after a crash or a kill, or, with ``decisions`` (interrupt id → value),
-    a run paused for decisions.
+    a run paused for decisions. An approval's value is anything ``ApprovalDecision.coerce`` takes; it is checked
+    before anything runs. Approvals asked after the resume go to ``approver`` when one is given.
 
     Finished model and tool calls are not redone: each trajectory continues from its last checkpointed reason/act
     step, and steps the killed process wrote after it are superseded (kept on disk, out of the log). The Python
@@ -162,6 +168,7 @@ async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None,
     built from a question is rebuilt from its log; any other needs its ``task`` (the same factory) again.
     """
     meta = resumable(run_id, runs_dir, task_given=task is not None, checkpointer=checkpointer)
+    decisions = checked_decisions(decisions, meta.get("pending") or [])
     log = StepLog.open(run_id, runs_dir)
     try:
         if task is None:
@@ -183,7 +190,7 @@ async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None,
         return await _drive(factory, client, strategy=strategy, agent=agent, config=config, verifiers=verifiers,
                             log=log, runs_dir=runs_dir, listeners=listeners, on_token=on_token, meta=None, pool=pool,
                             checkpoint=checkpointer or True, resume=True, decisions=decisions, own_log=True,
-                            fork=fork)
+                            fork=fork, approver=approver)
     except BaseException:
         log.close()
         raise
@@ -191,7 +198,7 @@ async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None,
 
 async def afork(run_id: str, step_id: str, client: ModelClient, *, k: int = 4, task: Task | None = None,
                 runs_dir: Path | None = None, agent: AgentConfig | None = None, listeners: list[Listener] | None = None,
-                on_token: TokenSink | None = None) -> EpisodeResult:
+                on_token: TokenSink | None = None, approver: Approver | None = None) -> EpisodeResult:
     """Start ``k`` new continuations of a logged trajectory from its step ``step_id``: the same conversation up to
     that step (from the run's checkpoints), new samples after it, and the Python sandbox rebuilt by replaying the
     cells logged up to it. The continuations are a new run (a majority vote of the ``k``) whose meta names its
@@ -215,7 +222,7 @@ async def afork(run_id: str, step_id: str, client: ModelClient, *, k: int = 4, t
     return await _drive(factory, client, strategy="majority", agent=agent, config=config, verifiers=[], log=None,
                         runs_dir=runs_dir or origin["parent_path"].parent, listeners=listeners, on_token=on_token,
                         meta={**keep, "fork": {key: origin[key] for key in ("run", "step", "trajectory")}},
-                        pool=pool, checkpoint=True, fork=origin)
+                        pool=pool, checkpoint=True, fork=origin, approver=approver)
 
 
 async def fork_origin(run_id: str, step_id: str, runs_dir: Path | None) -> dict[str, Any]:
@@ -263,6 +270,23 @@ def _factory_for(task: Task, meta: dict[str, Any], width: int, *,
     return task, None
 
 
+def checked_decisions(decisions: dict[str, Any] | None,
+                      pending: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``decisions`` with every approval's value read as an ``ApprovalDecision`` (stored as its dict), so a bad
+    value is an ``InputError`` before the run continues, not a failed trajectory after it did. An id the run does
+    not wait for is refused too, naming the ones it waits for."""
+    if not decisions:
+        return decisions
+    kinds = {str(p.get("id")): (p.get("value") or {}).get("kind") if isinstance(p.get("value"), dict) else None
+             for p in pending}
+    out = {}
+    for key, value in decisions.items():
+        if pending and key not in kinds:
+            raise InputError(f"the run waits for no decision {key!r}; it waits for: {', '.join(kinds)}")
+        out[key] = ApprovalDecision.coerce(value).model_dump() if kinds.get(key) == APPROVAL_KIND else value
+    return out
+
+
 def resumable(run_id: str, runs_dir: Path | None = None, *, task_given: bool = False,
               checkpointer: BaseCheckpointSaver[Any] | None = None) -> dict[str, Any]:
     """The meta of a run that ``aresume`` can continue, or an ``InputError`` saying why it cannot. Read only: cheap,
@@ -291,7 +315,7 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
                  meta: dict[str, Any] | None, pool: Any, checkpoint: bool | BaseCheckpointSaver[Any],
                  resume: bool = False,
                  decisions: dict[str, Any] | None = None, own_log: bool | None = None,
-                 fork: dict[str, Any] | None = None) -> EpisodeResult:
+                 fork: dict[str, Any] | None = None, approver: Approver | None = None) -> EpisodeResult:
     """The one place a run is carried out: environments, trajectories, the graph, and how the run ended."""
     from peerstep._checkpoint import checkpoint_meta, checkpoint_path, open_saver, replay, sweep
 
@@ -326,7 +350,7 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
         trajectories = [
             Trajectory(client, env, log, agent.model_copy(update={
                 "sampling": trajectory_sampling(agent.sampling, i, config.n)}),
-                trajectory_id=i, listeners=[count, *(listeners or [])], on_token=on_token)
+                trajectory_id=i, listeners=[count, *(listeners or [])], on_token=on_token, approver=approver)
             for i, env in enumerate(envs)
         ]
         origin = {key: fork[key] for key in ("run", "step", "trajectory")} if fork else None

@@ -79,7 +79,7 @@ async def test_parallel_interrupts_each_reach_their_own_trajectory(tmp_path: Pat
     assert paused.status == "paused" and len(paused.pending) == 3
     asked = {p.value["trajectory_id"]: p for p in paused.pending}
     assert sorted(asked) == [0, 1, 2] and len({p.id for p in paused.pending}) == 3
-    assert all(p.value["calls"][0]["name"] == "calculate" for p in paused.pending)
+    assert all(p.value["kind"] == "approve_tool_call" and p.value["tool"] == "calculate" for p in paused.pending)
     with StepLog.open(paused.run_id, tmp_path) as log:
         assert log.meta()["status"] == "paused"
         assert not any(r.kind == StepKind.OBSERVATION for r in log.records())  # nothing ran before a decision
@@ -95,7 +95,9 @@ async def test_parallel_interrupts_each_reach_their_own_trajectory(tmp_path: Pat
         obs = [r for r in log.records(kind=StepKind.OBSERVATION) if r.data.get("approval")]
     by_tid = {r.trajectory_id: r for r in obs}
     assert by_tid[0].data["approval"] == "approved"
-    assert by_tid[1].data == {"approval": "rejected", "reason": "not one", "calls": by_tid[1].data["calls"]}
+    assert by_tid[1].data == {"approval": "rejected", "reason": "not one", "by": "person", "rule": "calc*=ask",
+                              "call": {"id": asked[1].value["call_id"], "name": "calculate",
+                                       "arguments": {"expression": "1+1"}}, "edited": None}
     assert by_tid[2].data["reason"] == "not two" and "not two" in (by_tid[2].text or "")
     with StepLog.open(paused.run_id, tmp_path) as log:
         tool_outputs = [r for r in log.records(kind=StepKind.OBSERVATION) if r.tool and r.tool.name == "calculate"]

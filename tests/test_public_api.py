@@ -13,7 +13,8 @@ import peerstep
 ROOT = Path(peerstep.__file__).parent
 
 PUBLIC = [
-    "STRATEGIES", "AgentConfig", "Budget", "Endpoint", "EngineError", "Environment", "EpisodeResult", "InputError",
+    "STRATEGIES", "AgentConfig", "ApprovalDecision", "ApprovalPolicy", "ApprovalRequest", "ApprovalRule", "Approver",
+    "Budget", "Endpoint", "EngineError", "Environment", "EpisodeResult", "InputError",
     "ModelClient", "ModelFetchError", "ModelNotFoundError", "ModelServerError", "ParallelConfig", "PeerstepError",
     "QuestionEnvironment", "SamplingParams", "SharingConfig", "StepKind", "StepLog", "StepRecord", "Tool",
     "ToolEnvironment", "afork", "aresume", "arun", "asolve", "fork", "register_environment", "resume", "run",

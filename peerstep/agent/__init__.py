@@ -1,9 +1,11 @@
-"""The agent side: the model client, tool-call parsing, prompts and one trajectory's steps."""
+"""The agent side: the model client, tool-call parsing, prompts, approvals and one trajectory's steps."""
 
+from peerstep.agent._approval import ApprovalDecision, ApprovalPolicy, ApprovalRequest, ApprovalRule, Approver
 from peerstep.agent._config import AgentConfig, Budget
 from peerstep.agent._trajectory import Trajectory
 from peerstep.client import Completion, ModelClient, SamplingParams
 from peerstep.client._parsing import ParsedCall, ParseResult, parse_tool_calls
 
-__all__ = ["AgentConfig", "Budget", "Completion", "ModelClient", "ParseResult", "ParsedCall", "SamplingParams",
-           "Trajectory", "parse_tool_calls"]
+__all__ = ["AgentConfig", "ApprovalDecision", "ApprovalPolicy", "ApprovalRequest", "ApprovalRule", "Approver",
+           "Budget", "Completion", "ModelClient", "ParseResult", "ParsedCall", "SamplingParams", "Trajectory",
+           "parse_tool_calls"]

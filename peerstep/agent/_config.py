@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from peerstep.agent._approval import ApprovalPolicy, ApprovalRule
 from peerstep.client import SamplingParams
 
 DEFAULT_STOP = ("```output",)
@@ -46,9 +47,20 @@ class AgentConfig(BaseModel):
         "submits it, 'confirm' asks once quoting it, 'check' asks once for a tool check when no tool was used "
         "(see peerstep.agent._policy).",
     )
-    approve: list[str] = Field(
-        default_factory=list,
-        description="Tool names (shell patterns, e.g. 'python' or '*') whose calls wait for a decision before they "
-        "run: the run pauses (LangGraph interrupt) and is resumed with {'approve': bool, 'reason': str} per call. "
-        "Needs a checkpointed run (the default).",
+    approve: ApprovalPolicy = Field(
+        default_factory=ApprovalPolicy,
+        description="Which tool calls wait for a person (see peerstep.agent._approval): an ApprovalPolicy, a spec "
+        "such as 'python=ask,calculate=auto', a policy file, or (as before) a list of tool-name globs, each asked. "
+        "A call asked without an approver pauses the run (LangGraph interrupt; needs a checkpointed run, the "
+        "default) until it is resumed with a decision per call.",
     )
+
+    @field_validator("approve", mode="before")
+    @classmethod
+    def _policy(cls, value: Any) -> Any:
+        """Older configs and stored run metas give a list of globs; the CLI and users may give a spec string."""
+        if isinstance(value, str):
+            return ApprovalPolicy.from_option(value)
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return ApprovalPolicy(rules=[ApprovalRule(tool=glob, action="ask") for glob in value])
+        return value

@@ -7,15 +7,16 @@ returns, so a crash or SIGKILL loses at most the step in flight.
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 from collections.abc import Callable
-from fnmatch import fnmatch
 from typing import Any
 
 from langgraph.types import interrupt
 
 from peerstep._errors import PeerstepError
+from peerstep.agent._approval import ApprovalDecision, ApprovalRequest, Approver, rejection_text
 from peerstep.agent._config import AgentConfig
 from peerstep.agent._policy import decide
 from peerstep.agent._prompts import (
@@ -29,7 +30,7 @@ from peerstep.agent._prompts import (
 from peerstep.agent._state import TrajectoryState
 from peerstep.client import Completion, ModelClient
 from peerstep.client._parsing import ParsedCall, cut_after, parse_tool_calls
-from peerstep.environments._base import NO_TOOL_CALLS, Environment
+from peerstep.environments._base import NO_TOOL_CALLS, Environment, call_arguments
 from peerstep.grading import parse_number, stated_answer
 from peerstep.steplog import StepKind, StepLog, StepRecord, ToolInfo, Usage
 from peerstep.tools._base import Tool
@@ -38,6 +39,15 @@ Listener = Callable[[StepRecord], None]
 TokenSink = Callable[[int, str], None]
 _WIRE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
 MAX_REPEATS = 3  # an identical call made this many times forces the final answer
+APPROVAL_KIND = "approve_tool_call"  # the interrupt payload's kind: an ApprovalRequest, one per call
+ENDED = "ended by the person at an approval"
+PAST = {"approve": "approved", "edit": "edited", "reject": "rejected", "end": "ended"}
+
+
+def edited_note(call: dict[str, Any]) -> str:
+    """Told to the model with the result of a call the person edited: what actually ran."""
+    return (f"(Note: the person edited this call before it ran; it ran with the arguments "
+            f"{call['function']['arguments']}.)")
 
 
 def wire_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -59,7 +69,9 @@ class Trajectory:
         episode_id: str = "0",
         listeners: list[Listener] | None = None,
         on_token: TokenSink | None = None,
+        approver: Approver | None = None,
     ) -> None:
+        """``approver`` decides the calls the approval policy asks about, inline; without one they pause the run."""
         self.client = client
         self.env = env
         self.log = log
@@ -68,6 +80,7 @@ class Trajectory:
         self.episode_id = episode_id
         self.listeners = list(listeners or [])
         self.on_token = on_token
+        self.approver = approver
         self.tools: list[Tool] = []
         # runtime notes for the model, sent before its next call (not state: they concern this process's resources)
         self.notices: list[str] = []
@@ -230,6 +243,77 @@ class Trajectory:
                   "parse_error": parsed.error, "dropped_calls": dropped, "policy": policy}
         return {**update, "messages": messages, "action": action, "native_calls": native, "last_step_id": last}
 
+    async def _approvals(self, calls: list[dict[str, Any]]) -> list[tuple[dict[str, Any], ApprovalDecision, str]]:
+        """The decision on each call the policy does not let run: (call, decision, why it was asked or rejected).
+
+        One request per call, asked of the approver inline (the other trajectories run meanwhile) or, without one,
+        by ``interrupt`` (the run pauses; one interrupt per call, matched to its answer by order on resume). Writes
+        nothing: it runs again from the start when an interrupted node resumes. After an "end", nothing more is
+        asked.
+        """
+        policy = self.config.approve
+        if policy.allows_all:
+            return []
+        out = []
+        for call in calls:
+            name = call["function"]["name"]
+            arguments = call_arguments(call)
+            verdict, rule = policy.check(name, arguments, finish_tool=self.finish_tool)
+            if verdict == "auto":
+                continue
+            why = rule.describe() if rule else f"default {policy.default}"
+            if verdict == "reject":
+                decision = ApprovalDecision(action="reject", by="policy",
+                                            reason=(rule.reason if rule else "") or "the approval policy rejects it")
+            else:
+                request = ApprovalRequest(trajectory_id=self.trajectory_id, call_id=call["id"], tool=name,
+                                          arguments=arguments, rule=why)
+                if self.approver is not None:
+                    answer = self.approver(request)
+                    if inspect.isawaitable(answer):
+                        answer = await answer
+                else:
+                    answer = interrupt({"kind": APPROVAL_KIND, **request.model_dump()})
+                decision = ApprovalDecision.coerce(answer)
+            out.append((call, decision, why))
+            if decision.action == "end":
+                break
+        return out
+
+    def _apply(self, decided: list[tuple[dict[str, Any], ApprovalDecision, str]], calls: list[dict[str, Any]],
+               parent: str | None, messages: list[dict[str, Any]],
+               native: bool) -> tuple[str | None, list[dict[str, Any]], set[str], bool]:
+        """Log each decision as a step and tell the model about rejected calls (``messages`` grows in place).
+
+        Returns the new parent step, the calls to run (edited ones with their new arguments), the ids of edited
+        calls, and whether the person ended the trajectory (then nothing runs)."""
+        by_id = {call["id"]: decision for call, decision, _ in decided}
+        ended = any(d.action == "end" for d in by_id.values())
+        for call, decision, why in decided:
+            text = {"approve": f"approved by {decision.by or 'policy'}", "edit": f"edited by {decision.by}",
+                    "reject": rejection_text(decision.reason), "end": ENDED}[decision.action]
+            parent = self.record(StepKind.OBSERVATION, parent, text=text, data={
+                "approval": PAST[decision.action], "by": decision.by or "policy", "rule": why,
+                "call": {"id": call["id"], "name": call["function"]["name"], "arguments": call_arguments(call)},
+                "edited": decision.arguments if decision.action == "edit" else None,
+                "reason": decision.reason}).step_id
+            if decision.action == "reject" and not ended:
+                if native:  # every native call is answered by a tool message, or the next request is refused
+                    messages.append({"role": "tool", "tool_call_id": call["id"], "name": call["function"]["name"],
+                                     "content": text})
+                else:
+                    messages.append({"role": "user", "content": text})
+        if ended:
+            return parent, [], set(), True
+        run: list[dict[str, Any]] = []
+        for call in calls:
+            verdict = by_id.get(call["id"])
+            if verdict is None or verdict.action == "approve":
+                run.append(call)
+            elif verdict.action == "edit":
+                run.append({**call, "function": {**call["function"], "arguments": json.dumps(verdict.arguments)}})
+        return parent, run, {c["id"] for c, d, _ in decided if d.action == "edit"}, False
+
     async def act(self, state: TrajectoryState) -> TrajectoryState:
         """Send the pending action to the environment and fold the observations into the conversation."""
         action = state["action"] or {}
@@ -251,24 +335,19 @@ class Trajectory:
                                 f"{state.get('idle', 0)} replies in a row without a tool call or an answer")
             return {"messages": forced["messages"], "action": None, "forced": True,
                     "last_step_id": forced["last_step_id"]}
-        if self.config.approve and (ask := [c for c in calls if c["function"]["name"] != self.finish_tool
-                                            and any(fnmatch(c["function"]["name"], p) for p in self.config.approve)]):
-            # Nothing is written before this point: on resume the node reruns from its start (LangGraph), so the
-            # steps are logged once, after the decision.
-            decision = _approval(interrupt({
-                "kind": "approve_tool_calls", "trajectory_id": self.trajectory_id,
-                "calls": [{"id": c["id"], "name": c["function"]["name"], "arguments": c["function"]["arguments"]}
-                          for c in ask]}))
-            if not decision["approve"]:
-                text = (f"The call was not approved: {decision['reason']}" if decision["reason"]
-                        else "The call was not approved.") + " Do not repeat it; continue another way."
-                messages.append({"role": "user", "content": text})
-                rec = self.record(StepKind.OBSERVATION, parent, text=text,
-                                  data={"approval": "rejected", "reason": decision["reason"],
-                                        "calls": [c["id"] for c in ask]})
-                return {"messages": messages, "action": None, "last_step_id": rec.step_id}
-            parent = self.record(StepKind.OBSERVATION, parent, text="approved", data={
-                "approval": "approved", "reason": decision["reason"], "calls": [c["id"] for c in ask]}).step_id
+        # Nothing is written before the decisions are in: on resume the node reruns from its start (LangGraph), so
+        # an interrupt's steps are logged once, after it returned.
+        decided = await self._approvals(calls)
+        edited: set[str] = set()
+        if decided:
+            native = bool(state.get("native_calls"))
+            parent, calls, edited, ended = self._apply(decided, calls, parent, messages, native)
+            if ended:
+                return {"messages": messages, "action": None, "last_step_id": parent, "done": True, "answer": None,
+                        "error": ENDED}
+            if not calls:  # every call was rejected: the model hears why and goes on
+                return {"messages": messages, "action": None, "last_step_id": parent}
+            action = {**action, "tool_calls": calls}
         try:
             observations, reward, done, truncated = await self.env.step(
                 {k: action[k] for k in ("role", "content", "tool_calls")})
@@ -303,6 +382,8 @@ class Trajectory:
                         last_result = str(obs["content"]).strip()[:500]
             if call is not None:
                 signature = json.dumps([call["function"]["name"], call["function"]["arguments"]], sort_keys=True)
+                if call["id"] in edited and obs.get("role") == "tool":
+                    obs = {**obs, "content": f"{obs.get('content', '')}\n{edited_note(call)}"}
                 if signature in seen and obs.get("role") == "tool":
                     obs = {**obs, "content": f"{obs.get('content', '')}{repeat_note(self.finish_tool)}"}
                     looping = seen.count(signature) >= MAX_REPEATS - 1
@@ -338,15 +419,6 @@ class Trajectory:
             forced = self.force({**state, **update}, f"the same tool call was made {MAX_REPEATS} times")
             update.update({"messages": forced["messages"], "forced": True, "last_step_id": forced["last_step_id"]})
         return update
-
-
-def _approval(value: Any) -> dict[str, Any]:
-    """A decision as given to ``Command(resume=...)``: a bool, "approve"/"reject", or {"approve", "reason"}."""
-    if isinstance(value, dict):
-        return {"approve": bool(value.get("approve")), "reason": str(value.get("reason") or "")}
-    if isinstance(value, str):
-        return {"approve": value.strip().lower() in ("approve", "approved", "yes", "y"), "reason": ""}
-    return {"approve": bool(value), "reason": ""}
 
 
 def _submitted_answer(calls: list[dict[str, Any]], finish_tool: str) -> str | None:
