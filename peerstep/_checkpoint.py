@@ -177,23 +177,33 @@ async def replay(tools: list[Any], log: StepLog, trajectory_id: int, until: floa
     python = next((t for t in tools if t.name == "python"), None)
     if python is None:
         return {"replayed": 0, "mismatched": 0}
-    outputs = {r.tool.call_id: r.tool.output if r.tool.output is not None else r.text
-               for r in log.records(trajectory_id=trajectory_id, kind=StepKind.OBSERVATION)
-               if r.tool is not None and r.tool.call_id}
     replayed = mismatched = 0
-    for rec in log.records(trajectory_id=trajectory_id, kind=StepKind.TOOL_CALL):
-        if rec.tool is None or rec.tool.name != "python" or rec.tool.call_id not in outputs:
-            continue
-        if until is not None and rec.created_at > until:
-            break
-        args = rec.tool.arguments
-        result = await python(args if isinstance(args, dict) else {"code": str(args)})
+    for rec, code, logged in python_cells(log, trajectory_id, until):
+        result = await python({"code": code})
         replayed += 1
-        logged = (outputs[rec.tool.call_id] or "").strip()
-        if result.output.strip() != logged:
+        if result.output.strip() != logged.strip():
             mismatched += 1
             into.log(StepKind.ERROR, trajectory_id=into_trajectory, parent_id=rec.step_id if into is log else None,
                     text="the Python session was restarted on resume and this cell's output differs from the logged "
                          "one: variables it defined may differ", data={"error": "ReplayMismatch", "stage": "replay",
                                                                        "replayed_output": result.output[:2000]})
     return {"replayed": replayed, "mismatched": mismatched}
+
+
+def python_cells(log: StepLog, trajectory_id: int, until: float | None = None) -> list[tuple[Any, str, str]]:
+    """The Python cells a trajectory ran, in order, as (call record, code, logged output): what rebuilds its
+    sandbox (a resume, a fork, a chat session's next turn). A call that never ran (rejected, cut off) has no
+    output in the log and is left out; a call edited at its approval ran with the edited code."""
+    outputs = {r.tool.call_id: r.tool.output if r.tool.output is not None else r.text
+               for r in log.records(trajectory_id=trajectory_id, kind=StepKind.OBSERVATION)
+               if r.tool is not None and r.tool.call_id}
+    cells: list[tuple[Any, str, str]] = []
+    for rec in log.records(trajectory_id=trajectory_id, kind=StepKind.TOOL_CALL):
+        if rec.tool is None or rec.tool.name != "python" or rec.tool.call_id not in outputs:
+            continue
+        if until is not None and rec.created_at > until:
+            break
+        args = rec.tool.arguments
+        code = str(args.get("code", "")) if isinstance(args, dict) else str(args)
+        cells.append((rec, code, outputs[rec.tool.call_id] or ""))
+    return cells

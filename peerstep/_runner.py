@@ -62,6 +62,10 @@ class EpisodeResult(BaseModel):
     seconds: float = 0.0
     status: str = Field(default="done", description="done | error | paused (waiting for ``pending`` decisions)")
     pending: list[PendingDecision] = Field(default_factory=list, description="decisions a paused run waits for")
+    transcripts: dict[int, list[dict[str, Any]]] = Field(
+        default_factory=dict, exclude=True, repr=False,
+        description="each trajectory's conversation at the end, as the model saw it (a chat's next turn continues "
+        "from the adopted one); in memory only: the step log is the record")
 
 
 def question_factory(question: str, *, gold: str | None = None, tools: list[Tool] | None = None,
@@ -398,7 +402,7 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
             tokens=client.completion_tokens - tokens_before, tool_calls=tool_calls, rounds=result.rounds,
             stop_reason=result.stop_reason, answers=result.answers, errors=result.errors, error=error,
             decision=result.decision, seconds=round(time.perf_counter() - started, 3),
-            status="error" if error else "done")
+            status="error" if error else "done", transcripts=result.transcripts)
         log.log(StepKind.RUN_END, trajectory_id=-1, text=out.answer, data={
             "strategy": strategy, "error": error, "steps": out.steps, "tokens": out.tokens, "reward": out.reward,
             "correct": out.correct, "rounds": out.rounds, "stop_reason": out.stop_reason})

@@ -13,6 +13,7 @@ from typing import Any, TypedDict
 class TrajectoryState(TypedDict, total=False):
     trajectory_id: int
     messages: list[dict[str, Any]]  # the conversation as the model sees it (OpenAI format)
+    opening: int  # how many of ``messages`` the opening holds (system prompt, earlier turns, the question)
     action: dict[str, Any] | None  # the assistant message waiting for the environment
     native_calls: bool  # whether ``action``'s calls came back as structured tool_calls
     steps: int  # model calls made

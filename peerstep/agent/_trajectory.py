@@ -107,7 +107,8 @@ class Trajectory:
             if info.get("ok") is False and info.get("error"):
                 self.record(StepKind.ERROR, rec.step_id, text=str(info["error"]),
                             data={"error": str(info["error"]).split(":", 1)[0], "stage": info.get("stage", "reset")})
-        return TrajectoryState(trajectory_id=self.trajectory_id, messages=opening, action=None, native_calls=False,
+        return TrajectoryState(trajectory_id=self.trajectory_id, messages=opening, opening=len(opening),
+                               action=None, native_calls=False,
                                steps=0, tokens=0, started_at=time.time(), forced=False, last_step_id=rec.step_id,
                                done=False, answer=None, reward=None, error=None, seen_calls=[], stated_answer=None,
                                last_result=None, tools_used=0, nudged=[], idle=0, forced_calls=0)

@@ -1,4 +1,4 @@
-"""The ``peerstep`` command line: solve, serve, serve-env, runs, show, models."""
+"""The ``peerstep`` command line: solve, chat, serve, serve-env, runs, sessions, show, models."""
 
 from __future__ import annotations
 
@@ -343,6 +343,94 @@ def fork_command(
 
 
 @app.command()
+def chat(
+    session_id: Annotated[str | None, typer.Argument(
+        metavar="[SESSION]", help="With --resume: the session to continue (default: the last one).")] = None,
+    resume_: Annotated[bool, typer.Option("--resume", help="Continue a saved session: its turns, strategy, approval "
+                                                           "policy and (replayed) Python state.")] = False,
+    strategy: Annotated[str | None, typer.Option(help="single | majority | best-of-n | leap | leap+verify "
+                                                      "(/strategy changes it)")] = None,
+    n: Annotated[int | None, typer.Option("-n", help="Trajectories for the parallel strategies.")] = None,
+    engine: EngineOpt = "llamacpp",
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    api_key: ApiKeyOpt = None,
+    port: PortOpt = None,
+    approve: Annotated[str | None, typer.Option(
+        help="Approval policy: per tool, e.g. python=ask,calculator=auto,search=auto, or a YAML/JSON policy file "
+             "(/approve changes it).")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Model calls per turn before the answer is forced.")] = None,
+    python: Annotated[bool, typer.Option(help="Offer the sandboxed Python tool; its state lasts the session.")]
+    = True,
+    context: Annotated[int | None, typer.Option(help="The model's context window in tokens (default: the "
+                                                     "embedded engine's, else 8192); old turns are folded to fit.")]
+    = None,
+    directory: DirOpt = None,
+) -> None:
+    """Talk to a tool-using agent over many turns; the session is saved after every step."""
+    from peerstep.agent import AgentConfig
+    from peerstep.cli._chat import chat as run_chat
+    from peerstep.session import Session
+
+    if session_id is not None and not resume_:
+        _fail("a session id is given without --resume: `peerstep chat --resume SESSION`", 2)
+    named = _named_server(base_url)
+    try:
+        saved = None
+        if resume_:  # a missing or corrupt session fails here, before any engine starts
+            from peerstep.session import load
+
+            saved = load(session_id, directory)
+            session_id = saved.id
+        agent = None
+        if temperature is not None or max_steps is not None:
+            agent = AgentConfig.model_validate(saved.agent) if saved is not None and saved.agent else AgentConfig()
+            if temperature is not None:
+                agent.sampling.temperature = temperature
+            if max_steps is not None:
+                agent.budget.max_steps = max_steps
+        embedded = not named and (saved is None or saved.engine is not None)
+        model = model or (saved.model if saved is not None else None)
+        session = Session(base_url=base_url, model=model, api_key=api_key, engine=engine,
+                          engine_config=_engine_config(model, port, context) if embedded else None,
+                          strategy=strategy, n=n, agent=agent, approve=approve, python=python, runs_dir=directory,
+                          context_tokens=context, session_id=session_id, resume=resume_)
+        if embedded:
+            from peerstep.models import DEFAULT_MODEL, MODELS
+
+            if (model or DEFAULT_MODEL) in MODELS:
+                fetch_with_progress(model or DEFAULT_MODEL)
+            err.print(f"[dim]starting the {engine} engine…[/dim]")
+    except InputError as exc:
+        _fail(str(exc), 2)
+    except ValidationError as exc:
+        _fail(_validation_message(exc), 2)
+    except PeerstepError as exc:
+        _fail(str(exc))
+    try:
+        code = asyncio.run(run_chat(session, console, interactive=sys.stdin.isatty()))
+    except KeyboardInterrupt:
+        _fail(f"interrupted; the session is saved: `peerstep chat --resume {session.id}`", 130)
+    except PeerstepError as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
+
+
+@app.command()
+def sessions(directory: DirOpt = None) -> None:
+    """List chat sessions, newest first."""
+    from peerstep.cli._chat import sessions_table
+    from peerstep.session import list_sessions, sessions_dir
+
+    found = list_sessions(directory)
+    if not found:
+        console.print(f"no sessions in {sessions_dir(directory)}")
+        return
+    console.print(sessions_table(found))
+
+
+@app.command()
 def runs(directory: Annotated[Path | None, typer.Option("--dir", help="Runs directory.")] = None) -> None:
     """List recorded runs, newest first."""
     from peerstep.steplog import list_runs, runs_dir
@@ -360,12 +448,14 @@ def show(
     directory: Annotated[Path | None, typer.Option("--dir", help="Runs directory.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print records as JSON lines.")] = False,
 ) -> None:
-    """Print every step of one run."""
+    """Print every step of one run, or of every turn of a chat session."""
     from peerstep.steplog import StepLog
 
     try:
         log = StepLog.open(run, directory)
     except PeerstepError as exc:
+        if _show_session(run, directory, json_out):
+            return
         _fail(str(exc))
     with log:
         if json_out:
@@ -378,6 +468,36 @@ def show(
         parallel = any(rec.trajectory_id != 0 for rec in records)
         for rec in records:
             render_record(console, rec, parallel=parallel)
+
+
+def _show_session(name: str, directory: Path | None, json_out: bool) -> bool:
+    """``show`` on a session: its turns, each with its run's steps. False when ``name`` is no session."""
+    from peerstep.session import load
+    from peerstep.steplog import StepLog
+
+    try:
+        record = load(name, directory)
+    except InputError:
+        return False
+    if json_out:
+        print(record.model_dump_json())
+        return True
+    console.print(f"[bold]session {record.id}[/bold]  model={record.model}  turns={len(record.kept)}")
+    for turn in record.turns:
+        console.print(f"[bold]── turn {turn.index} ({turn.status}, {turn.strategy}) ──[/bold] "
+                      f"[bold]you>[/bold] {turn.question}")
+        if turn.run_id is None:
+            continue
+        try:
+            with StepLog.open(turn.run_id, directory) as log:
+                records = list(log.records())
+        except PeerstepError as exc:
+            console.print(f"[red]{exc}[/red]")
+            continue
+        parallel = any(rec.trajectory_id > 0 for rec in records)
+        for rec in records:
+            render_record(console, rec, parallel=parallel)
+    return True
 
 
 @models_app.command("list")

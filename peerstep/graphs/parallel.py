@@ -98,13 +98,17 @@ class ParallelResult(BaseModel):
     errors: dict[int, str]
     correct: bool | None = Field(default=None, description="the decision graded by the task's checker (with gold)")
     reward: float | None = Field(default=None, description="a single trajectory's reward; None for several")
+    transcripts: dict[int, list[dict[str, Any]]] = Field(
+        default_factory=dict, description="each trajectory's conversation at the end (what a chat's next turn "
+        "continues from)")
 
 
 def view_of(state: TrajectoryState, question: str, gold: str | None = None,
             peers: list[str | None] | None = None) -> TrajectoryView:
-    """A verifier's view of a trajectory, built from the conversation (system prompt and question left out)."""
+    """A verifier's view of a trajectory, built from the conversation (its opening left out: the system prompt,
+    earlier turns of a chat, the question)."""
     steps = []
-    for msg in state["messages"][2:]:
+    for msg in state["messages"][state.get("opening", 2):]:
         content = msg.get("content") or ""
         if msg.get("role") == "assistant":
             steps.append(content)
@@ -311,13 +315,16 @@ class ParallelRun:
             steps=sum(st.get("steps", 0) for st in states.values()),
             errors={tid: str(st.get("error")) for tid, st in states.items() if st.get("error")},
             correct=final.get("correct"),
-            reward=next(iter(states.values())).get("reward") if len(states) == 1 else None)
+            reward=next(iter(states.values())).get("reward") if len(states) == 1 else None,
+            transcripts={tid: list(st.get("messages") or []) for tid, st in sorted(states.items())})
 
 
 def _question(state: TrajectoryState) -> str:
-    """The task as the model was given it (the first message after the system prompt): state, so resumable."""
-    opening = state["messages"]
-    return str(opening[1].get("content", "")) if len(opening) > 1 else ""
+    """The task as the model was given it (the opening's last message; in a chat, earlier turns come before it):
+    state, so resumable. Checkpoints older than the ``opening`` field held the question second."""
+    messages = state["messages"]
+    at = state.get("opening", 2) - 1
+    return str(messages[at].get("content", "")) if len(messages) > at >= 0 else ""
 
 
 def _mean(scores: dict[str, float] | None, default: float | None = 0.5) -> Any:
