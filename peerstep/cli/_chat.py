@@ -39,6 +39,7 @@ from peerstep.session import (
     Turn,
     list_sessions,
 )
+from peerstep.steplog import StepKind
 
 COMMANDS = {
     "/help": "this list",
@@ -75,7 +76,7 @@ class ChatUI:
             history.parent.mkdir(parents=True, exist_ok=True)
             nested: dict[str, Any] = {cmd: None for cmd in COMMANDS}
             nested["/strategy"] = {name: None for name in STRATEGIES}
-            self._prompt = PromptSession(history=FileHistory(str(history)),
+            self._prompt = PromptSession(history=FileHistory(str(history)), reserve_space_for_menu=3,
                                          completer=NestedCompleter.from_nested_dict(nested))
 
     # --- input -------------------------------------------------------------------------------
@@ -160,6 +161,12 @@ class ChatUI:
         if isinstance(event, TokenEvent):
             view.on_token(event.trajectory_id, event.text)
         elif isinstance(event, StepEvent):
+            kind = event.record.kind
+            # the question was just typed, and with one trajectory the round and the vote say nothing
+            if kind == StepKind.RUN_START and event.record.trajectory_id == 0 and not view.parallel:
+                return
+            if kind in (StepKind.BARRIER, StepKind.AGGREGATE) and not view.parallel:
+                return
             view.on_record(event.record)
         elif isinstance(event, NoticeEvent):
             self.console.print(f"[yellow]{escape(event.text)}[/yellow]")
@@ -181,7 +188,7 @@ class ChatUI:
     def _print_past(self, turn: Turn) -> None:
         mark = {"done": "", "interrupted": " [yellow](interrupted)[/yellow]", "lost": " [red](lost)[/red]",
                 "undone": " [dim](undone)[/dim]", "error": " [red](no answer)[/red]"}.get(turn.status, "")
-        self.console.print(f"[dim]turn {turn.index}[/dim]{mark} [bold]you>[/bold] {escape(_short(turn.question))}")
+        self.console.print(f"[dim]turn {turn.index}[/dim]{mark} [bold]›[/bold] {escape(_short(turn.question))}")
         if turn.answer is not None:
             self.console.print(f"      [magenta]answer: {escape(turn.answer)}[/magenta]")
 

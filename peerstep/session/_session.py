@@ -38,6 +38,27 @@ from peerstep.tools.python import PythonSession
 
 DEFAULT_CONTEXT = 8192
 INTERRUPTED_NOTE = "[This reply was interrupted by the user.]"
+WORKSPACE_NOTE = ("(The Python session already holds these names from the turns above: {}. They are defined now: "
+                  "use them as they are; do not assign them again.)")
+
+
+WORKSPACE = """
+def __peerstep_workspace():
+    import types
+    shown = []
+    for name, value in list(globals().items()):
+        if name.startswith("_") or name in ("In", "Out", "exit", "quit", "get_ipython"):
+            continue
+        if isinstance(value, types.ModuleType):
+            shown.append(f"{name} (module)")
+        elif callable(value):
+            shown.append(f"{name}() ({type(value).__name__})")
+        else:
+            shown.append(f"{name} ({type(value).__name__})")
+    print("; ".join(shown[:40]) + (f"; and {len(shown) - 40} more" if len(shown) > 40 else ""))
+__peerstep_workspace()
+del __peerstep_workspace
+"""
 
 
 class ReplayedPython(PythonSession):
@@ -57,6 +78,17 @@ class ReplayedPython(PythonSession):
                 if result.to_observation(self.max_output_chars).strip() != cell.output.strip():
                     self.mismatched.append(i)
         return sandbox
+
+    async def workspace(self) -> str:
+        """The names the session's code defined, with their types: told to the model at the next turn, so it uses
+        them instead of recomputing them (small models otherwise rerun the earlier turns' code). Not their values:
+        shown a value, the 1.5B model typed it back as a literal instead of using the name (measured in
+        tests/e2e/test_chat_e2e.py), which is no use for data too big to type."""
+        if self.sandbox is None and not self.cells:
+            return ""
+        sandbox = await self._ensure()
+        result = await sandbox.run(WORKSPACE, timeout=self.timeout_s)
+        return result.stdout.strip()[:3000] if result.ok else ""
 
 
 class ChatEnvironment(QuestionEnvironment):
@@ -163,8 +195,24 @@ class Session:
                                     "stopped: marked lost, its steps stay in run " + str(turn.run_id))
         self._save()
         self._live = self._new_live()
+        if self._live is not None and self._live.cells:
+            await self._rebuild_now()
         self._opened = True
         return self
+
+    async def _rebuild_now(self) -> None:
+        """Replay the cells at once (a resume), so the person hears before the first question whether the state
+        came back exactly: a cell whose output differs (randomness, time, files) may have set other values."""
+        assert self._live is not None
+        try:
+            await self._live._ensure()
+        except PeerstepError as exc:
+            self.notices.append(f"the Python session could not be rebuilt: {exc}")
+            return
+        if self._live.mismatched:
+            cells = ", ".join(str(i + 1) for i in self._live.mismatched)
+            self.notices.append(f"replayed cell(s) {cells} printed something different this time (randomness, "
+                                "time or files): variables they set may differ from before")
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
@@ -305,7 +353,11 @@ class Session:
         from peerstep._runner import arun
 
         # half the window for earlier turns; the other half is this turn's (its prompt, calls and outputs)
-        history, note = fit([t.messages for t in self.record.kept if t is not turn], self.context_tokens // 2)
+        earlier = [t for t in self.record.kept if t is not turn]
+        history, note = fit([t.messages for t in earlier], self.context_tokens // 2)
+        workspace = next((t.workspace for t in reversed(earlier) if t.workspace), "")
+        if workspace:
+            history.append({"role": "user", "content": WORKSPACE_NOTE.format(workspace)})
         if note:
             await queue.put(NoticeEvent(note))
         live = self._live
@@ -388,6 +440,16 @@ class Session:
             if self._live is not None:
                 await self._live.close()
             self._live = self._new_live()
+        await self._note_workspace(turn)
+
+    async def _note_workspace(self, turn: Turn) -> None:
+        if self._live is None or not turn.cells:
+            return
+        try:
+            turn.workspace = await self._live.workspace()
+        except PeerstepError as exc:  # the note is a help, not a need: the turn stands without it
+            self.notices.append(f"could not list the Python session's names: {exc}")
+        self._save()
 
     def _interrupted(self, turn: Turn, partial: str) -> None:
         """Ctrl-C mid-turn: keep what was streamed (logged as an interrupted reply) and the cells that ran."""
@@ -423,7 +485,7 @@ class Session:
             return None
         cells = self.record.cells()
         if cells:
-            self.notices.append(f"the Python session will be rebuilt by rerunning {len(cells)} cell"
+            self.notices.append(f"the Python session is rebuilt by rerunning {len(cells)} cell"
                                 f"{'s' if len(cells) != 1 else ''} of earlier turns")
         return ReplayedPython(cells)
 

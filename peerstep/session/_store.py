@@ -48,6 +48,7 @@ class Turn(BaseModel):
     messages: list[dict[str, Any]] = Field(
         default_factory=list, description="the turn as the model saw it, the question first (its history)")
     cells: list[Cell] = Field(default_factory=list)
+    workspace: str = Field(default="", description="the names the sandbox held after the turn, for the next one")
     tokens: int = 0
     steps: int = 0
     started_at: float = Field(default_factory=time.time)
