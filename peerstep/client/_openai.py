@@ -252,34 +252,37 @@ class ModelClient:
         lps: dict[int, list[float]] = {}
         chunks: dict[int, int] = {}
         usage_prompt, usage_completion, model = 0, None, ""
-        async for chunk in stream:
-            model = chunk.model or model
-            if chunk.usage is not None:
-                usage_prompt, usage_completion = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
-            for choice in chunk.choices:
-                i = choice.index
-                delta = choice.delta
-                if delta is not None and delta.content:
-                    texts.setdefault(i, []).append(delta.content)
-                    chunks[i] = chunks.get(i, 0) + 1
-                    on_token(i, delta.content)
-                for tc in (delta.tool_calls or []) if delta is not None else []:
-                    slot = calls.setdefault(i, {}).setdefault(
-                        tc.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
-                    )
-                    if tc.id:
-                        slot["id"] = tc.id
-                    if tc.function is not None:
-                        # llama-cpp-python repeats the whole name in every delta; OpenAI sends it once
-                        piece = tc.function.name or ""
-                        if piece and piece != slot["function"]["name"]:
-                            slot["function"]["name"] += piece
-                        slot["function"]["arguments"] += tc.function.arguments or ""
-                if choice.logprobs is not None and choice.logprobs.content:
-                    lps.setdefault(i, []).extend(t.logprob for t in choice.logprobs.content)
-                if choice.finish_reason:
-                    finish[i] = choice.finish_reason
-                texts.setdefault(i, [])
+        # closed on every way out (a cancelled turn, Ctrl-C, an error): the server then stops generating the
+        # abandoned reply at once instead of making the next request wait for it
+        async with stream:
+            async for chunk in stream:
+                model = chunk.model or model
+                if chunk.usage is not None:
+                    usage_prompt, usage_completion = chunk.usage.prompt_tokens, chunk.usage.completion_tokens
+                for choice in chunk.choices:
+                    i = choice.index
+                    delta = choice.delta
+                    if delta is not None and delta.content:
+                        texts.setdefault(i, []).append(delta.content)
+                        chunks[i] = chunks.get(i, 0) + 1
+                        on_token(i, delta.content)
+                    for tc in (delta.tool_calls or []) if delta is not None else []:
+                        slot = calls.setdefault(i, {}).setdefault(
+                            tc.index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}}
+                        )
+                        if tc.id:
+                            slot["id"] = tc.id
+                        if tc.function is not None:
+                            # llama-cpp-python repeats the whole name in every delta; OpenAI sends it once
+                            piece = tc.function.name or ""
+                            if piece and piece != slot["function"]["name"]:
+                                slot["function"]["name"] += piece
+                            slot["function"]["arguments"] += tc.function.arguments or ""
+                    if choice.logprobs is not None and choice.logprobs.content:
+                        lps.setdefault(i, []).extend(t.logprob for t in choice.logprobs.content)
+                    if choice.finish_reason:
+                        finish[i] = choice.finish_reason
+                    texts.setdefault(i, [])
         # a finish reason is the server's word that a choice is complete; without one the reply was cut off
         expected = int(body.get("n") or 1)
         missing = [i for i in range(expected) if not finish.get(i)]

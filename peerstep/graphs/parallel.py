@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from peerstep.agent import Trajectory
 from peerstep.agent._state import TrajectoryState
 from peerstep.grading import Checker
-from peerstep.graphs.react import Loop
+from peerstep.graphs.react import Loop, thin
 from peerstep.peers._share import SharingConfig, share
 from peerstep.steplog import StepKind, StepLog, StepRecord
 from peerstep.verify import (
@@ -266,11 +266,11 @@ class ParallelRun:
     # --- wiring --------------------------------------------------------------------------------
     def build(self, checkpointer: BaseCheckpointSaver[Any] | None = None) -> Any:
         graph: Any = StateGraph(ParallelState)  # langgraph's node typing cannot express Send payload nodes
-        graph.add_node("start", self.start)
-        graph.add_node("advance", self.advance)
-        graph.add_node("barrier", self.barrier)
-        graph.add_node("force", self.force)
-        graph.add_node("finalize", self.finalize)
+        graph.add_node("start", thin(self.start))
+        graph.add_node("advance", thin(self.advance))
+        graph.add_node("barrier", thin(self.barrier))
+        graph.add_node("force", thin(self.force))
+        graph.add_node("finalize", thin(self.finalize))
         graph.add_edge(START, "start")
         graph.add_conditional_edges("start", self.fan_out, ["advance", "force", "finalize"])
         graph.add_edge("advance", "barrier")
