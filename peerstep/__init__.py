@@ -28,6 +28,7 @@ from peerstep.environments import Environment, QuestionEnvironment, ToolEnvironm
 from peerstep.graphs import ParallelConfig
 from peerstep.peers import SharingConfig
 from peerstep.registry import STRATEGIES
+from peerstep.session import Session, SyncSession
 from peerstep.steplog import StepKind, StepLog, StepRecord
 from peerstep.tools import Tool, tool
 
@@ -53,10 +54,12 @@ __all__ = [
     "PeerstepError",
     "QuestionEnvironment",
     "SamplingParams",
+    "Session",
     "SharingConfig",
     "StepKind",
     "StepLog",
     "StepRecord",
+    "SyncSession",
     "Tool",
     "ToolEnvironment",
     "afork",

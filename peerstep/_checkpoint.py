@@ -194,16 +194,19 @@ def python_cells(log: StepLog, trajectory_id: int, until: float | None = None) -
     """The Python cells a trajectory ran, in order, as (call record, code, logged output): what rebuilds its
     sandbox (a resume, a fork, a chat session's next turn). A call that never ran (rejected, cut off) has no
     output in the log and is left out; a call edited at its approval ran with the edited code."""
+    observations = list(log.records(trajectory_id=trajectory_id, kind=StepKind.OBSERVATION))
     outputs = {r.tool.call_id: r.tool.output if r.tool.output is not None else r.text
-               for r in log.records(trajectory_id=trajectory_id, kind=StepKind.OBSERVATION)
-               if r.tool is not None and r.tool.call_id}
+               for r in observations if r.tool is not None and r.tool.call_id}
+    edits = {r.data["call"]["id"]: r.data["edited"] for r in observations
+             if r.data.get("approval") == "edited" and isinstance(r.data.get("call"), dict)
+             and isinstance(r.data.get("edited"), dict)}
     cells: list[tuple[Any, str, str]] = []
     for rec in log.records(trajectory_id=trajectory_id, kind=StepKind.TOOL_CALL):
         if rec.tool is None or rec.tool.name != "python" or rec.tool.call_id not in outputs:
             continue
         if until is not None and rec.created_at > until:
             break
-        args = rec.tool.arguments
+        args = edits.get(rec.tool.call_id, rec.tool.arguments)
         code = str(args.get("code", "")) if isinstance(args, dict) else str(args)
         cells.append((rec, code, outputs[rec.tool.call_id] or ""))
     return cells

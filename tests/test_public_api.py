@@ -16,7 +16,8 @@ PUBLIC = [
     "STRATEGIES", "AgentConfig", "ApprovalDecision", "ApprovalPolicy", "ApprovalRequest", "ApprovalRule", "Approver",
     "Budget", "Endpoint", "EngineError", "Environment", "EpisodeResult", "InputError",
     "ModelClient", "ModelFetchError", "ModelNotFoundError", "ModelServerError", "ParallelConfig", "PeerstepError",
-    "QuestionEnvironment", "SamplingParams", "SharingConfig", "StepKind", "StepLog", "StepRecord", "Tool",
+    "QuestionEnvironment", "SamplingParams", "Session", "SharingConfig", "StepKind", "StepLog", "StepRecord",
+    "SyncSession", "Tool",
     "ToolEnvironment", "afork", "aresume", "arun", "asolve", "fork", "register_environment", "resume", "run",
     "solve", "tool",
 ]
@@ -31,6 +32,7 @@ LAYERS: list[set[str]] = [
     {"graphs"},
     {"strategies"},
     {"_endpoint", "_runner", "_checkpoint", "evals", "testing"},
+    {"session"},
     {"cli", "__init__", "__main__"},
 ]
 

@@ -227,3 +227,19 @@ async def test_stream_reports_tool_steps(tmp_path: Path) -> None:
     async with Session(client=client, runs_dir=tmp_path) as s:
         kinds = [e.record.kind async for e in s.stream("3?") if isinstance(e, StepEvent)]
     assert StepKind.TOOL_CALL in kinds and StepKind.OBSERVATION in kinds and StepKind.FINAL in kinds
+
+
+async def test_an_edited_cell_is_kept_as_it_ran(tmp_path: Path) -> None:
+    from peerstep import ApprovalDecision
+
+    def edit_to_two(request: Any) -> ApprovalDecision:
+        return ApprovalDecision(action="edit", arguments={"code": "x = 2"})
+
+    client = ScriptedClient([code("x = 1"), submit("1")])
+    async with Session(client=client, runs_dir=tmp_path, approve="python=ask", approver=edit_to_two) as s:
+        await s.send("Set x.")
+    assert [c.code for c in load(s.id, tmp_path).turns[0].cells] == ["x = 2"]
+    again = ScriptedClient([code("print(x)"), submit("2")])
+    async with Session(client=again, runs_dir=tmp_path, resume=True, approve="python=auto") as resumed:
+        await resumed.send("What is x?")  # the sandbox was rebuilt from the cell as it ran, not as it was asked
+    assert tool_outputs(again)[-1].strip() == "2"
