@@ -243,3 +243,53 @@ async def test_an_edited_cell_is_kept_as_it_ran(tmp_path: Path) -> None:
     async with Session(client=again, runs_dir=tmp_path, resume=True, approve="python=auto") as resumed:
         await resumed.send("What is x?")  # the sandbox was rebuilt from the cell as it ran, not as it was asked
     assert tool_outputs(again)[-1].strip() == "2"
+
+
+async def test_sessions_and_show_on_the_command_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from peerstep.cli import app
+
+    async with Session(client=ScriptedClient([code("print(6 * 7)"), submit("42")]), runs_dir=tmp_path) as s:
+        await s.send("What is six times seven?")
+    runner = CliRunner()
+    listed = runner.invoke(app, ["sessions", "--dir", str(tmp_path)], env={"COLUMNS": "200"})
+    assert listed.exit_code == 0 and s.id in listed.output and "What is six times seven?" in listed.output
+    shown = runner.invoke(app, ["show", s.id, "--dir", str(tmp_path)], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output
+    assert "turn 1" in shown.output and "print(6 * 7)" in shown.output and "Final answer: 42" in shown.output
+    as_json = runner.invoke(app, ["show", s.id, "--dir", str(tmp_path), "--json"])
+    assert json.loads(as_json.output)["turns"][0]["answer"] == "42"
+    missing = runner.invoke(app, ["chat", "--resume", "nope", "--dir", str(tmp_path)])
+    assert missing.exit_code == 2 and "no session 'nope'" in missing.output
+    stray = runner.invoke(app, ["chat", "some-id", "--dir", str(tmp_path)])
+    assert stray.exit_code == 2 and "--resume" in stray.output
+
+
+async def test_chat_commands(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from peerstep.cli._chat import ChatUI
+
+    client = ScriptedClient([code("y = 5"), submit("5"), code("y = 6"), submit("6")])
+    lines = ["/tools", "/strategy bogus", "/strategy majority 2", "/strategy single", "/undo", "/approve",
+             "/model other-model", "Set y.", "/retry", f"/save {tmp_path / 'talk.md'}", "/sessions", "/undo",
+             "/frob", "", "/exit"]
+    console = Console(record=True, width=200)
+    async with Session(client=client, runs_dir=tmp_path) as s:
+        ui = ChatUI(s, console, interactive=False)
+
+        async def read(message: str, default: str = "") -> str | None:
+            return lines.pop(0) if lines else None
+
+        ui.read = read  # type: ignore[method-assign]
+        assert await ui.run() == 0
+    out = console.export_text()
+    for expected in ("python", "submit_answer", "unknown strategy 'bogus'", "strategy: majority@2",
+                     "there is no turn to undo", "approval:", "not 'other-model'", "answer (turn 1)",
+                     "answer (turn 2)", "conversation written to", "unknown command /frob", "empty line"):
+        assert expected in out, expected
+    assert client.requests_seen[2]["sampling"].temperature >= 0.7  # /retry re-samples
+    assert "y = 6" in (tmp_path / "talk.md").read_text()
+    statuses = [t.status for t in load(s.id, tmp_path).turns]
+    assert statuses == ["undone", "undone"]  # /retry undid turn 1, /undo the retried turn
