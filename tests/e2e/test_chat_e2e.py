@@ -71,37 +71,29 @@ def python_outputs(runs: Path, run_id: str | None) -> list[str]:
                 if r.tool is not None and r.tool.name == "python"]
 
 
-SET_TOKEN = ("Use Python: import random, set token = random.randint(10**8, 10**9 - 1) and print(token). "
-             "Then submit the printed number.")
-SHOW_TOKEN = "Run exactly this Python code: print(token % 1000)  Then submit the printed number."
-
-
+# its value never appears in the conversation: turn 3 can only get it from the sandbox (shown a value, the 1.5B model
+# types it back as a literal instead of using the variable)
+SET_HIDDEN = ("Use Python: set hidden = sum(i * i for i in range(1, 5000)) % 99991 and print(hidden > 0). "
+              "Submit what it prints.")
+SHOW_HIDDEN = "Run exactly this Python code: print(hidden * 2)  Then submit the printed number."
 SET_SECRET = "Use Python: secret = sum(i * i for i in range(1, 5000)) % 99991, then print(secret). Submit the number."
 SHOW_SECRET = "Run exactly this Python code: print(secret * 2)  Then submit the printed number."
 SECRET = sum(i * i for i in range(1, 5000)) % 99991
 
 
-def token_of(runs: Path, session_id: str) -> str:
-    first = load(session_id, runs).turns[0]
-    found = re.findall(r"\b\d{9}\b", " ".join(c.output for c in first.cells))
-    assert found, f"turn 1 printed no 9-digit token: {first.cells}"
-    return found[-1]
-
-
-def assert_token_used(runs: Path, run_id: str | None, token: str) -> None:
-    """The turn's Python read ``token`` without assigning it, and printed what turn 1's value gives."""
+def assert_used(runs: Path, run_id: str | None, name: str, expected: str) -> None:
+    """The turn's Python read ``name`` without assigning it, and printed ``expected``: the sandbox still held it."""
     with StepLog.open(run_id or "", runs) as log:
         calls = [r.tool for r in log.records(kind=StepKind.TOOL_CALL) if r.tool is not None and r.tool.name == "python"]
     codes = [str(c.arguments.get("code") if isinstance(c.arguments, dict) else c.arguments) for c in calls]
-    assert codes and not any(re.search(r"\btoken\s*=[^=]", c) for c in codes), codes
-    outputs = python_outputs(runs, run_id)
-    assert str(int(token) % 1000) in [o.strip() for o in outputs], outputs  # the sandbox still held turn 1's token
+    assert codes and not any(re.search(rf"\b{name}\s*=[^=]", c) for c in codes), codes
+    assert expected in [o.strip() for o in python_outputs(runs, run_id)]
 
 
 def test_three_turns_share_python_state_and_a_leap_turn(server: list[str], runs: Path) -> None:
     child = spawn(server, runs)
     child.expect(PROMPT)
-    ask(child, SET_TOKEN, 1)
+    ask(child, SET_HIDDEN, 1)
     child.sendline("/strategy leap 2")
     child.expect("strategy: leap@2")
     child.expect(PROMPT)
@@ -109,16 +101,15 @@ def test_three_turns_share_python_state_and_a_leap_turn(server: list[str], runs:
     assert "t1" in shown and "Decision" in shown  # both trajectories and the vote are on screen
     child.sendline("/strategy single")
     child.expect(PROMPT)
-    shown = ask(child, SHOW_TOKEN, 3)
+    shown = ask(child, SHOW_HIDDEN, 3)
     child.sendeof()
     child.expect(pexpect.EOF)
-    session_id = next(p.stem for p in sessions_dir(runs).glob("*.json"))
-    token = token_of(runs, session_id)
-    record = load(session_id, runs)
+    record = load(next(p.stem for p in sessions_dir(runs).glob("*.json")), runs)
     assert [t.status for t in record.turns] == ["done", "done", "done"]
     assert (record.turns[1].strategy, record.turns[1].n) == ("leap", 2)
-    assert_token_used(runs, record.turns[2].run_id, token)
-    assert str(int(token) % 1000) in shown
+    assert str(SECRET) not in json.dumps(record.turns[0].messages)  # the value was never shown to the model
+    assert_used(runs, record.turns[2].run_id, "hidden", str(SECRET * 2))
+    assert str(SECRET * 2) in shown
 
 
 def test_reject_with_a_reason_the_model_sees(server: list[str], runs: Path) -> None:
@@ -193,11 +184,7 @@ def test_sigkill_then_resume_brings_back_turns_and_python_state(server: list[str
     again.expect(pexpect.EOF)
     record = load(session_id, runs)
     assert [t.status for t in record.turns] == ["done", "lost", "done"]
-    with StepLog.open(record.turns[2].run_id or "", runs) as log:
-        codes = [str(r.tool.arguments) for r in log.records(kind=StepKind.TOOL_CALL)
-                 if r.tool is not None and r.tool.name == "python"]
-    assert codes and not any(re.search(r"\bsecret\s*=[^=]", c) for c in codes), codes
-    assert str(SECRET * 2) in [o.strip() for o in python_outputs(runs, record.turns[2].run_id)]
+    assert_used(runs, record.turns[2].run_id, "secret", str(SECRET * 2))
     assert str(SECRET * 2) in shown
 
 
