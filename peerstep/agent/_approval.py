@@ -62,6 +62,7 @@ class ApprovalRule(BaseModel):
     def applies(self, name: str, arguments: dict[str, Any] | str) -> bool:
         if not fnmatch(name, self.tool):
             return False
+        arguments = _parsed(arguments)
         facts = CallFacts.of(arguments)
         if self.imports and not any(facts.imports_module(m) for m in self.imports):
             return False
