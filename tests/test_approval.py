@@ -394,7 +394,74 @@ async def test_parallel_approvals_with_an_async_approver_others_run_meanwhile(tm
 
 # --- the command line -----------------------------------------------------------------------------------------
 def test_solve_with_a_bad_approval_spec_is_refused_in_one_line() -> None:
-    result = CliRunner().invoke(app, ["solve", "1+1?", "--approve", "python=sometimes", "--engine", "none"])
+    result = CliRunner().invoke(app, ["solve", "1+1?", "--approve", "python=sometimes", "--engine", "none"],
+                                env={"COLUMNS": "300"})
     assert result.exit_code == 2
     assert "bad approval entry 'python=sometimes'" in result.output
     assert len([line for line in result.output.splitlines() if line.strip()]) == 1
+
+
+def test_solve_pauses_off_a_terminal_and_resume_decide_answers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not a terminal: the run pauses (exit 3) showing the call and the command that answers it; ``resume --decide``
+    takes an id prefix and the new decision shapes, and refuses a bad one before any engine starts."""
+    import peerstep._runner as runner_module
+
+    clients = iter([ScriptedClient([calc("6*7")]), ScriptedClient([submit("42")])])
+
+    async def scripted_endpoint(endpoint: Any, work: Any) -> Any:
+        return await work(next(clients))
+
+    monkeypatch.setattr(runner_module, "on_endpoint", scripted_endpoint)
+    monkeypatch.setenv("PEERSTEP_HOME", str(tmp_path))
+    cli = CliRunner()
+    env = {"COLUMNS": "300"}
+    paused = cli.invoke(app, ["solve", Q, "--approve", "calculate=ask", "--no-python", "--base-url",
+                              "http://scripted.invalid/v1", "--model", "scripted", "--json", "-q"], env=env)
+    assert paused.exit_code == 3, paused.output
+    run_id = json.loads(paused.stdout)["run_id"]
+    [pending] = json.loads(paused.stdout)["pending"]
+    assert "t0 asks to run calculate" in paused.output and "6*7" in paused.output
+    assert f"peerstep resume {run_id} --decide ID=approve" in paused.output
+    bad = cli.invoke(app, ["resume", run_id, "--decide", f"{pending['id'][:8]}=perhaps"], env=env)
+    assert bad.exit_code == 2 and "bad approval decision 'perhaps'" in bad.output
+    done = cli.invoke(app, ["resume", run_id, "--base-url", "http://scripted.invalid/v1", "--decide",
+                            f"{pending['id'][:8]}=reject:count in your head", "--json", "-q"], env=env)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout)["answer"] == "42"
+    with StepLog.open(run_id) as log:
+        [step] = [r for r in log.records(kind=StepKind.OBSERVATION) if r.data.get("approval")]
+    assert step.data["approval"] == "rejected" and step.data["reason"] == "count in your head"
+
+
+async def test_the_terminal_approver_asks_one_request_at_a_time() -> None:
+    from rich.console import Console
+
+    from peerstep.cli._approve import TerminalApprover
+
+    answers = iter(["e", "print(1)", "print(2)", ".", "what?", "r", "too slow", "e", "{bad", "e", '{"x": 1}',
+                    "s"])
+    prompts: list[str] = []
+    console = Console(record=True, width=200)
+
+    def reader(prompt: str) -> str:
+        prompts.append(prompt)
+        answer = next(answers, None)
+        if answer is None:
+            raise EOFError
+        return answer
+
+    approver = TerminalApprover(console, reader)
+    code = ApprovalRequest(trajectory_id=0, call_id="a", tool="python", arguments={"code": "import os"},
+                           rule="python=ask")
+    other = ApprovalRequest(trajectory_id=1, call_id="b", tool="search", arguments={"query": "q"}, rule="*=ask")
+    first, second = await asyncio.wait_for(asyncio.gather(approver(code), approver(other)), timeout=10)
+    assert first == ApprovalDecision(action="edit", arguments={"code": "print(1)\nprint(2)"})
+    # the second request was asked only after the first was answered: its prompts come after the code's
+    assert [p for p in prompts if p.startswith("t")] == ["t0 [a]pprove / [e]dit / [r]eject / [s]top: "] + \
+        ["t1 [a]pprove / [e]dit / [r]eject / [s]top: "] * 2
+    assert second == ApprovalDecision(action="reject", reason="too slow")
+    assert await approver(other) == ApprovalDecision(action="edit", arguments={"x": 1})  # after one bad JSON
+    assert (await approver(other)).action == "end"
+    assert (await approver(other)).action == "end"  # end of input: the turn ends, nothing hangs
+    shown = console.export_text()
+    assert "t0 asks to run python" in shown and "import os" in shown and "answer a, e, r or s" in shown
