@@ -465,3 +465,19 @@ async def test_the_terminal_approver_asks_one_request_at_a_time() -> None:
     assert (await approver(other)).action == "end"  # end of input: the turn ends, nothing hangs
     shown = console.export_text()
     assert "t0 asks to run python" in shown and "import os" in shown and "answer a, e, r or s" in shown
+
+
+async def test_a_policy_changed_in_place_during_a_run_applies_to_the_next_call(tmp_path: Path) -> None:
+    """What ``/approve calculate=auto`` relies on: every trajectory's config shares the run's policy object, so
+    replacing its rules in place (with ``with_rule``'s) takes effect at the next call."""
+    agent = AgentConfig(approve="calculate=ask")  # type: ignore[arg-type]
+    asked: list[str] = []
+
+    def approver(request: ApprovalRequest) -> ApprovalDecision:
+        asked.append(request.call_id)
+        agent.approve.rules[:] = agent.approve.with_rule("calculate", "auto").rules
+        return ApprovalDecision(action="approve")
+
+    client = ScriptedClient([calc("6*7"), calc("42+0"), submit("42")])
+    result = await arun(Q, client, python=False, agent=agent, approver=approver, runs_dir=tmp_path)
+    assert result.answer == "42" and len(asked) == 1 and tool_outputs(tmp_path, result.run_id) == ["42", "42"]
