@@ -164,7 +164,8 @@ async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None,
                   approver: Approver | None = None) -> EpisodeResult:
     """Continue a run from its checkpoint: after a crash or a kill, or, with ``decisions`` (interrupt id → value),
     a run paused for decisions. An approval's value is anything ``ApprovalDecision.coerce`` takes; it is checked
-    before anything runs. Approvals asked after the resume go to ``approver`` when one is given.
+    before anything runs. Approvals asked after the resume go to ``approver`` when one is given; a call the run
+    paused at is then asked of it again, so give ``decisions`` or an ``approver`` for the paused calls, not both.
 
     Finished model and tool calls are not redone: each trajectory continues from its last checkpointed reason/act
     step, and steps the killed process wrote after it are superseded (kept on disk, out of the log). The Python

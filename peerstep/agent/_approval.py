@@ -62,7 +62,8 @@ class ApprovalRule(BaseModel):
     def applies(self, name: str, arguments: dict[str, Any] | str) -> bool:
         if not fnmatch(name, self.tool):
             return False
-        facts = CallFacts.of(arguments)
+        arguments = _parsed(arguments)
+        facts = CallFacts(arguments)
         if self.imports and not any(facts.imports_module(m) for m in self.imports):
             return False
         if self.writes_files is not None and facts.writes_files != self.writes_files:
@@ -229,7 +230,11 @@ Approver = Callable[[ApprovalRequest], ApprovalDecision | Awaitable[ApprovalDeci
 
 
 class CallFacts:
-    """What a call's arguments show: modules its code imports, whether it writes files or reaches the network."""
+    """What a call's arguments show: modules its code imports, whether it writes files or reaches the network.
+
+    The code is the ``code`` argument (or raw arguments that are not JSON). Network means a network module is
+    imported or a URL appears anywhere in the arguments (for code too: ``pd.read_csv("https://…")`` needs no
+    import)."""
 
     def __init__(self, arguments: dict[str, Any] | str) -> None:
         code = arguments.get("code") if isinstance(arguments, dict) else arguments
@@ -245,10 +250,6 @@ class CallFacts:
                 self.writes_files = True
         urls = _URL.search(_dumps(arguments)) is not None
         self.network = self.unparseable or urls or any(self.imports_module(m) for m in NETWORK_MODULES)
-
-    @classmethod
-    def of(cls, arguments: dict[str, Any] | str) -> CallFacts:
-        return cls(arguments)
 
     def imports_module(self, module: str) -> bool:
         return self.unparseable or any(m == module or m.startswith(module + ".") for m in self.modules)

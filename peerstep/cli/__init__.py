@@ -97,13 +97,19 @@ def solve(
              "strategy's.", min=1)] = None,
     rounds: Annotated[int | None, typer.Option(
         help="Rounds before unfinished trajectories are forced to answer; default: the strategy's.", min=1)] = None,
+    approve: Annotated[str | None, typer.Option(
+        "--approve", help="Which tool calls wait for you: TOOL=ACTION entries (ACTION auto, ask or reject; first "
+        "match wins), e.g. python=ask,calculate=auto, or a YAML/JSON policy file (rules with conditions: imports, "
+        "writes_files, network, pattern). On a terminal you are asked inline; otherwise the run pauses (exit 3) "
+        "and `peerstep resume RUN --decide ID=approve` answers.")] = None,
 ) -> None:
     """Answer a question with tool-using agents, showing each step as it happens."""
-    from peerstep import AgentConfig, Budget, Endpoint, arun
+    from peerstep import AgentConfig, ApprovalPolicy, Budget, Endpoint, arun
     from peerstep._runner import check_run, on_endpoint, question_factory
     from peerstep.tools.sandbox import SandboxCapacityError
 
-    if question == "-":
+    question_read_from_stdin = question == "-"
+    if question_read_from_stdin:
         question = _read_stdin()
     if tool_choice is None:
         tool_choice = "required" if engine == "vllm" and not _named_server(base_url) else "auto"
@@ -115,6 +121,8 @@ def solve(
         question_factory(question, gold=gold, python=False, search=search, max_question_chars=max_question_chars)()
         config = AgentConfig(budget=Budget(max_steps=max_steps, max_tokens=max_tokens, wall_time_s=wall_time),
                              tool_choice=tool_choice)  # type: ignore[arg-type]
+        if approve is not None:
+            config.approve = ApprovalPolicy.from_option(approve)
         config.sampling.temperature = temperature
         parallel_config = None
         if round_steps is not None or rounds is not None:
@@ -147,7 +155,8 @@ def solve(
             question, client, strategy=strategy, n=n, agent=config, parallel=parallel_config, gold=gold,
             python=python, search=search,
             max_question_chars=max_question_chars, listeners=[] if quiet else [view.on_record],
-            on_token=None if quiet else view.on_token, meta={"engine": engine})))
+            on_token=None if quiet else view.on_token, meta={"engine": engine},
+            approver=_terminal_approver(question_read_from_stdin))))
     except KeyboardInterrupt:
         _fail(INTERRUPTED, 130)
     except PeerstepError as exc:
@@ -161,6 +170,16 @@ INTERRUPTED = ("interrupted; every step finished so far is in the step log (`pee
                "`peerstep resume RUN_ID` continues the run")
 
 
+def _terminal_approver(stdin_used: bool) -> Any:
+    """The inline approver when a person is at the terminal (stdin a TTY, not the question); else None: the run
+    pauses at a call that needs a decision."""
+    if stdin_used or not sys.stdin.isatty():
+        return None
+    from peerstep.cli._approve import TerminalApprover
+
+    return TerminalApprover(console)
+
+
 def _report(result: Any, json_out: bool, quiet: bool, line: str) -> None:
     """Print a run's result as asked; a paused run or one without an answer exits non-zero, saying why."""
     if json_out:
@@ -170,6 +189,9 @@ def _report(result: Any, json_out: bool, quiet: bool, line: str) -> None:
     else:
         console.print(f"[dim]{line}[/dim]")
     if result.status == "paused":
+        from peerstep.cli._approve import show_pending
+
+        show_pending(err, result.run_id, result.pending)
         _fail(f"the run is paused for {len(result.pending)} decision(s)", 3)
     if result.answer is None:
         _fail(result.error or "no trajectory produced an answer")
@@ -272,13 +294,19 @@ def resume(
     port: PortOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
+    decide: Annotated[list[str] | None, typer.Option(
+        "--decide", help="Answer a paused run's request: ID=approve, ID=reject:REASON, ID=edit:{JSON arguments} or "
+        "ID=stop (ID: the request's id or a unique prefix); once per request. Without it, on a terminal, you are "
+        "asked inline.")] = None,
 ) -> None:
     """Continue a run from its checkpoint: finished model and tool calls are not redone, the log continues."""
     from peerstep import Endpoint, aresume
-    from peerstep._runner import on_endpoint, resumable
+    from peerstep._runner import checked_decisions, on_endpoint, resumable
 
     try:  # a run that cannot be resumed says so before any engine starts, and is left untouched
         meta = resumable(run, directory)
+        decisions = checked_decisions(_decisions(decide or [], meta.get("pending") or []),
+                                      meta.get("pending") or [])
     except PeerstepError as exc:
         _fail(str(exc), 2)
     engine = engine or str(meta.get("engine") or "llamacpp")
@@ -291,15 +319,36 @@ def resume(
         if not _named_server(base_url) and not quiet:
             err.print(f"[dim]starting the {engine} engine…[/dim]")
 
+        # given decisions answer the paused calls; asked inline instead, the approver would take them first
         result = asyncio.run(on_endpoint(endpoint, lambda client: aresume(
             run, client, runs_dir=directory, listeners=[] if quiet else [view.on_record],
-            on_token=None if quiet else view.on_token)))
+            on_token=None if quiet else view.on_token, decisions=decisions,
+            approver=None if decisions else _terminal_approver(False))))
     except KeyboardInterrupt:
         _fail(INTERRUPTED, 130)
     except PeerstepError as exc:
         _fail(str(exc))
     _report(result, json_out, quiet, f"run {result.run_id} resumed: {result.steps} model calls in all; "
                                      f"log {result.log_path}")
+
+
+def _decisions(items: list[str], pending: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``--decide ID=VALUE`` options as a map from full interrupt ids (a unique prefix names one) to values."""
+    if not items:
+        return None
+    ids = [str(p.get("id")) for p in pending]
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InputError(f"bad --decide {item!r}: write ID=approve, ID=reject:REASON, ID=edit:{{JSON}} or "
+                             "ID=stop")
+        matches = [i for i in ids if i.startswith(key)]
+        if len(matches) > 1:
+            raise InputError(f"--decide {key!r} names several pending requests: {', '.join(matches)}")
+        out[matches[0] if matches else key] = value
+    return out
 
 
 @app.command("fork")
