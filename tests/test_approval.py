@@ -481,3 +481,15 @@ async def test_a_policy_changed_in_place_during_a_run_applies_to_the_next_call(t
     client = ScriptedClient([calc("6*7"), calc("42+0"), submit("42")])
     result = await arun(Q, client, python=False, agent=agent, approver=approver, runs_dir=tmp_path)
     assert result.answer == "42" and len(asked) == 1 and tool_outputs(tmp_path, result.run_id) == ["42", "42"]
+
+
+def test_a_rule_for_no_tool_is_pointed_out() -> None:
+    from typer.testing import CliRunner
+
+    from peerstep.cli import app
+
+    policy = ApprovalPolicy.parse("python=ask,calculator=auto,search*=auto")
+    assert policy.unmatched(["python", "calculate", "search_docs"]) == ["calculator"]
+    shown = CliRunner().invoke(app, ["solve", "1+1?", "--approve", "calculator=ask", "--engine", "no-such-engine"],
+                               env={"COLUMNS": "200"})
+    assert "approval rule 'calculator' matches no tool" in shown.output and "calculate" in shown.output

@@ -158,6 +158,11 @@ class ApprovalPolicy(BaseModel):
         rules = ", ".join(r.describe() for r in self.rules)
         return f"{rules} (default {self.default})" if rules else f"default {self.default}"
 
+    def unmatched(self, tool_names: list[str]) -> list[str]:
+        """The rules' tool patterns that match none of ``tool_names``: a typo (``calculator`` for ``calculate``)
+        would otherwise leave the tool under the default without a word."""
+        return [r.tool for r in self.rules if not any(fnmatch(name, r.tool) for name in tool_names)]
+
     @property
     def allows_all(self) -> bool:
         """True when every call runs without a decision: no call needs checking."""

@@ -118,11 +118,16 @@ def solve(
     try:
         # validates the strategy, -n, the question, the index and the budgets before any engine starts
         check_run(strategy, n, python=python)
-        question_factory(question, gold=gold, python=False, search=search, max_question_chars=max_question_chars)()
+        probe = question_factory(question, gold=gold, python=False, search=search,
+                                 max_question_chars=max_question_chars)()
         config = AgentConfig(budget=Budget(max_steps=max_steps, max_tokens=max_tokens, wall_time_s=wall_time),
                              tool_choice=tool_choice)  # type: ignore[arg-type]
         if approve is not None:
             config.approve = ApprovalPolicy.from_option(approve)
+            names = [*getattr(probe, "tools", {}), *(["python"] if python else [])]
+            for pattern in config.approve.unmatched(names):
+                err.print(f"[yellow]approval rule {pattern!r} matches no tool; the tools are {', '.join(names)}"
+                          "[/yellow]")
         config.sampling.temperature = temperature
         parallel_config = None
         if round_steps is not None or rounds is not None:

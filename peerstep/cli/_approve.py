@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from rich.console import Console
@@ -21,6 +21,7 @@ from peerstep._errors import InputError
 from peerstep.agent import ApprovalDecision, ApprovalRequest
 
 Reader = Callable[[str], str]
+AsyncReader = Callable[[str], Awaitable["str | None"]]  # None: end of input
 CHOICES = "[a]pprove / [e]dit / [r]eject / [s]top"
 
 
@@ -56,12 +57,24 @@ async def read_line(prompt: str, reader: Reader = input) -> str:
 
 
 class TerminalApprover:
-    """Shows each request (code highlighted, other arguments as JSON) and reads the person's decision."""
+    """Shows each request (code highlighted, other arguments as JSON) and reads the person's decision.
 
-    def __init__(self, console: Console, reader: Reader = input) -> None:
+    ``solve`` reads with ``input`` on a thread; ``peerstep chat`` passes ``read``, its own line editor's async
+    prompt, so the same questions are asked the same way in both."""
+
+    def __init__(self, console: Console, reader: Reader = input, read: AsyncReader | None = None) -> None:
         self.console = console
         self.reader = reader
+        self.read = read
         self._lock: asyncio.Lock | None = None
+
+    async def _line(self, prompt: str) -> str:
+        if self.read is None:
+            return await read_line(prompt, self.reader)
+        line = await self.read(prompt)
+        if line is None:
+            raise EOFError
+        return line
 
     async def __call__(self, request: ApprovalRequest) -> ApprovalDecision:
         self._lock = self._lock or asyncio.Lock()
@@ -74,13 +87,13 @@ class TerminalApprover:
 
     async def _ask(self, request: ApprovalRequest) -> ApprovalDecision:
         while True:
-            choice = (await read_line(f"t{request.trajectory_id} {CHOICES}: ", self.reader)).strip().lower()
+            choice = (await self._line(f"t{request.trajectory_id} {CHOICES}: ")).strip().lower()
             if choice in ("a", "approve", "y", "yes"):
                 return ApprovalDecision(action="approve")
             if choice in ("s", "stop", "end"):
                 return ApprovalDecision(action="end")
             if choice in ("r", "reject", "n", "no"):
-                reason = await read_line("reason (shown to the model): ", self.reader)
+                reason = await self._line("reason (shown to the model): ")
                 return ApprovalDecision(action="reject", reason=reason.strip())
             if choice in ("e", "edit"):
                 arguments = await self._edited(request)
@@ -94,10 +107,10 @@ class TerminalApprover:
         if isinstance(request.arguments, dict) and isinstance(request.arguments.get("code"), str):
             self.console.print("[dim]type the new code; end with a line holding only '.'[/dim]")
             lines: list[str] = []
-            while (line := await read_line("", self.reader)) != ".":
+            while (line := await self._line("")) != ".":
                 lines.append(line)
             return {**request.arguments, "code": "\n".join(lines)}
-        text = await read_line("new arguments as a JSON object: ", self.reader)
+        text = await self._line("new arguments as a JSON object: ")
         try:
             return ApprovalDecision.coerce(f"edit:{text}").arguments
         except InputError as exc:

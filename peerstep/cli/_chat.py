@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import signal
 import sys
 from pathlib import Path
@@ -20,11 +19,10 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
-from rich.syntax import Syntax
 from rich.table import Table
 
 from peerstep._errors import InputError, PeerstepError
-from peerstep.agent._approval import ApprovalDecision, ApprovalRequest
+from peerstep.cli._approve import TerminalApprover
 from peerstep.cli._live import LiveView
 from peerstep.registry import STRATEGIES
 from peerstep.session import (
@@ -63,7 +61,6 @@ class ChatUI:
         self.console = console
         self.interactive = interactive
         self._prompt: Any = None
-        self._ask_lock = asyncio.Lock()
         self._turn_task: asyncio.Task[None] | None = None
         if interactive:
             from prompt_toolkit import PromptSession
@@ -102,6 +99,7 @@ class ChatUI:
             self._print_past(turn)
         for note in s.notices:
             self.console.print(f"[yellow]{escape(note)}[/yellow]")
+        self._check_policy()
         while True:
             try:
                 line = await self.read("you> ")
@@ -192,59 +190,23 @@ class ChatUI:
         if turn.answer is not None:
             self.console.print(f"      [magenta]answer: {escape(turn.answer)}[/magenta]")
 
+    def _check_policy(self) -> None:
+        names = [t.name for t in _tools(self.session)]
+        for pattern in self.session.policy.unmatched(names):
+            self.console.print(f"[yellow]approval rule {escape(pattern)!r} matches no tool; the tools are "
+                               f"{', '.join(names)}[/yellow]")
+
     def _strategy(self) -> str:
         rec = self.session.record
         return rec.strategy if rec.strategy == "single" else f"{rec.strategy}@{rec.n}"
 
     # --- approvals ---------------------------------------------------------------------------
-    async def approve(self, request: ApprovalRequest) -> ApprovalDecision:
-        """The chat's approver: one request at a time (several trajectories may ask at once)."""
-        async with self._ask_lock:
-            args = request.arguments
-            self.console.print(f"\n[bold yellow]approval needed[/bold yellow] t{request.trajectory_id} "
-                               f"[cyan]{escape(request.tool)}[/cyan] [dim]({escape(request.rule)})[/dim]")
-            code = args.get("code") if isinstance(args, dict) and request.tool == "python" else None
-            if isinstance(code, str):
-                self.console.print(Syntax(code, "python", line_numbers=False))
-            else:
-                self.console.print(escape(json.dumps(args, indent=1) if isinstance(args, dict) else str(args)))
-            while True:
-                try:
-                    answer = await self.read("[a]pprove / [e]dit / [r]eject / [s]top the turn? ")
-                except KeyboardInterrupt:
-                    answer = None
-                if answer is None:
-                    return ApprovalDecision(action="end", reason="no answer (end of input)")
-                choice = answer.strip().lower()
-                if choice in ("a", "approve", "y", "yes"):
-                    return ApprovalDecision(action="approve")
-                if choice in ("s", "stop", "end"):
-                    return ApprovalDecision(action="end")
-                if choice in ("r", "reject", "n", "no"):
-                    reason = await self.read("reason (the model sees it)> ")
-                    return ApprovalDecision(action="reject", reason=(reason or "").strip())
-                if choice in ("e", "edit"):
-                    edited = await self._edit(request, code)
-                    if edited is not None:
-                        return ApprovalDecision(action="edit", arguments=edited)
-                    continue
-                self.console.print("[dim]answer a, e, r or s[/dim]")
-
-    async def _edit(self, request: ApprovalRequest, code: str | None) -> dict[str, Any] | None:
-        if code is not None:
-            new = await self.read("new code> ", default=code)
-            return None if new is None else {"code": new}
-        original = request.arguments if isinstance(request.arguments, dict) else {}
-        new = await self.read("new arguments (JSON)> ", default=json.dumps(original))
+    async def read_decision(self, message: str) -> str | None:
+        """A line for an approval question: Ctrl-C there counts as end of input (the turn's trajectory ends)."""
         try:
-            value = json.loads(new or "")
-        except json.JSONDecodeError as exc:
-            self.console.print(f"[red]not JSON: {escape(str(exc))}[/red]")
+            return await self.read(message)
+        except KeyboardInterrupt:
             return None
-        if not isinstance(value, dict):
-            self.console.print("[red]the arguments must be a JSON object[/red]")
-            return None
-        return value
 
     # --- commands ----------------------------------------------------------------------------
     async def command(self, line: str) -> bool:
@@ -279,6 +241,7 @@ class ChatUI:
                 if rest:
                     s.set_approval(rest)
                 self.console.print(f"approval: {escape(s.policy.spec())}")
+                self._check_policy()
             elif name == "/retry":
                 await self.ask(s._last_kept().question, retry=True)
             elif name == "/undo":
@@ -347,7 +310,7 @@ def _short(text: str, limit: int = 60) -> str:
 async def chat(session: Session, console: Console, interactive: bool) -> int:
     """Open the session (starting the engine once for it) and run the REPL until the person leaves."""
     ui = ChatUI(session, console, interactive)
-    if session.approver is None:
-        session.approver = ui.approve
+    if session.approver is None:  # the same questions as ``solve --approve`` asks, through the chat's line editor
+        session.approver = TerminalApprover(console, read=ui.read_decision)
     async with session:
         return await ui.run()

@@ -116,7 +116,7 @@ def test_reject_with_a_reason_the_model_sees(server: list[str], runs: Path) -> N
     child = spawn([*server, "--approve", "python=ask"], runs)
     child.expect(PROMPT)
     child.sendline("Use Python to compute 2**20 and submit the result.")
-    child.expect(r"approval needed")
+    child.expect(r"asks to run python")
     child.expect(r"\[a\]pprove")
     child.sendline("r")
     child.expect("reason")
