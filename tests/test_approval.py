@@ -493,3 +493,14 @@ def test_a_rule_for_no_tool_is_pointed_out() -> None:
     shown = CliRunner().invoke(app, ["solve", "1+1?", "--approve", "calculator=ask", "--engine", "no-such-engine"],
                                env={"COLUMNS": "200"})
     assert "approval rule 'calculator' matches no tool" in shown.output and "calculate" in shown.output
+
+
+def test_the_example_policy_file_loads_and_decides() -> None:
+    from pathlib import Path
+
+    policy = ApprovalPolicy.from_option(str(Path(__file__).parents[1] / "examples" / "approval_policy.yaml"))
+    assert policy.check("python", {"code": "import urllib.request"})[0] == "reject"
+    assert policy.check("python", {"code": "import os\nos.listdir('.')"})[0] == "ask"
+    assert policy.check("python", {"code": "open('out.txt', 'w').write('x')"})[0] == "ask"
+    assert policy.check("python", {"code": "print(sum(range(10)))"})[0] == "auto"
+    assert policy.check("calculate", {"expression": "2+2"})[0] == "auto"
