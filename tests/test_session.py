@@ -194,7 +194,7 @@ def test_missing_and_corrupt_sessions_say_so(tmp_path: Path) -> None:
 
 
 def test_history_folds_old_outputs_then_drops_old_turns() -> None:
-    big = "1234567890" * 300
+    big = "```output\n" + "1234567890" * 300 + "\n```"
     turns = [[{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "code"},
               {"role": "user", "content": big}] for i in range(4)]
     flat, note = fit(turns, budget=10_000)
@@ -293,3 +293,22 @@ async def test_chat_commands(tmp_path: Path) -> None:
     assert "y = 6" in (tmp_path / "talk.md").read_text()
     statuses = [t.status for t in load(s.id, tmp_path).turns]
     assert statuses == ["undone", "undone"]  # /retry undid turn 1, /undo the retried turn
+
+
+async def test_a_turn_that_outgrows_the_window_folds_old_outputs(tmp_path: Path) -> None:
+    from peerstep import AgentConfig, arun
+    from peerstep.agent._context import estimate
+
+    client = ScriptedClient([code("print('a' * 5000)"), code("print('b' * 5000)"), code("print('c' * 5000)"),
+                             submit("done")])
+    agent = AgentConfig(context_tokens=4000)
+    agent.sampling.max_tokens = 300
+    result = await arun("Print a lot.", client, agent=agent, runs_dir=tmp_path)
+    assert result.answer == "done"
+    for request in client.requests_seen:  # every request fitted the window, with room for the reply
+        assert estimate(request["messages"]) <= 4000 - 300
+    last = json.dumps(client.requests_seen[-1]["messages"])
+    assert "c" * 5000 in last and "a" * 5000 not in last  # the newest output kept, the oldest folded
+    with StepLog.open(result.run_id, tmp_path) as log:
+        folds = [r for r in log.records(kind=StepKind.BUDGET) if r.data.get("context_folded")]
+    assert folds and "folded to fit" in (folds[0].text or "")

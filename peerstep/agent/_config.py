@@ -47,6 +47,12 @@ class AgentConfig(BaseModel):
         "submits it, 'confirm' asks once quoting it, 'check' asks once for a tool check when no tool was used "
         "(see peerstep.agent._policy).",
     )
+    context_tokens: int | None = Field(
+        default=None, ge=512,
+        description="The model's context window, when known: before each call, the oldest tool outputs of a "
+        "conversation that would not fit (with room for the reply) are folded to a one-line placeholder, and a "
+        "step says so, instead of the server refusing the request. None: unknown, nothing is folded.",
+    )
     approve: ApprovalPolicy = Field(
         default_factory=ApprovalPolicy,
         description="Which tool calls wait for a person (see peerstep.agent._approval): an ApprovalPolicy, a spec "

@@ -18,6 +18,7 @@ from langgraph.types import interrupt
 from peerstep._errors import PeerstepError
 from peerstep.agent._approval import ApprovalDecision, ApprovalRequest, Approver, rejection_text
 from peerstep.agent._config import AgentConfig
+from peerstep.agent._context import estimate, fold
 from peerstep.agent._policy import decide
 from peerstep.agent._prompts import (
     ONE_CALL_NOTE,
@@ -39,6 +40,7 @@ Listener = Callable[[StepRecord], None]
 TokenSink = Callable[[int, str], None]
 _WIRE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
 MAX_REPEATS = 3  # an identical call made this many times forces the final answer
+CONTEXT_MARGIN = 64  # tokens kept free beyond the reply's max_tokens: the estimate is not exact
 APPROVAL_KIND = "approve_tool_call"  # the interrupt payload's kind: an ApprovalRequest, one per call
 ENDED = "ended by the person at an approval"
 PAST = {"approve": "approved", "edit": "edited", "reject": "rejected", "end": "ended"}
@@ -149,6 +151,20 @@ class Trajectory:
         return {**state, "forced": True, "last_step_id": rec.step_id,
                 "messages": [*state["messages"], {"role": "user", "content": force_final(self.finish_tool)}]}
 
+    def _fit(self, state: TrajectoryState, messages: list[dict[str, Any]],
+             parent: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Fold the oldest tool outputs when the conversation and a full reply would not fit the window (logged)."""
+        assert self.config.context_tokens is not None
+        budget = self.config.context_tokens - self.config.sampling.max_tokens - CONTEXT_MARGIN
+        if estimate(messages) <= budget:
+            return messages, parent
+        messages, folded = fold(messages, budget, start=state.get("opening", 2))
+        if folded:
+            parent = self.record(StepKind.BUDGET, parent, text=f"context: {folded} old tool output(s) folded to fit "
+                                 f"the {self.config.context_tokens:,}-token window", data={"context_folded": folded,
+                                 "estimate": estimate(messages)}).step_id
+        return messages, parent
+
     async def reason(self, state: TrajectoryState) -> TrajectoryState:
         """One model call; the reply becomes the pending action (tool calls, or what the answer policy says)."""
         parent = state["last_step_id"]
@@ -162,6 +178,8 @@ class Trajectory:
         if not forced and (why := self._budget_reason(state)):
             forced_state = self.force(state, why)
             forced, parent, messages = True, forced_state["last_step_id"], list(forced_state["messages"])
+        if self.config.context_tokens:
+            messages, parent = self._fit(state, messages, parent)
         tool_names = [t.name for t in self.tools]
         finish = self.finish_tool
         tool_choice: Any = None

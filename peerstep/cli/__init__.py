@@ -142,6 +142,8 @@ def solve(
         _fail(_validation_message(exc), 2)
     except PeerstepError as exc:
         _fail(str(exc))
+    if not _named_server(base_url):  # the embedded engine's window is known: the loop keeps requests inside it
+        config.context_tokens = getattr(_engine_config(model, port), "context_length", None)
     parallel = strategy != "single"
     view = LiveView(console, parallel=parallel)
     endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine,

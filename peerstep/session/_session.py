@@ -165,6 +165,8 @@ class Session:
         self.tools = tools
         self.python = python
         self.context_tokens = context_tokens or _context_of(engine_config) or DEFAULT_CONTEXT
+        if self.agent.context_tokens is None:  # the loop folds old outputs within a turn, too
+            self.agent = self.agent.model_copy(update={"context_tokens": self.context_tokens})
         self.max_chars = max_chars
         self.approvals: asyncio.Queue[ApprovalEvent] = asyncio.Queue()
         self.notices: list[str] = []
