@@ -413,7 +413,7 @@ def chat(
     api_key: ApiKeyOpt = None,
     port: PortOpt = None,
     approve: Annotated[str | None, typer.Option(
-        help="Approval policy: per tool, e.g. python=ask,calculator=auto,search=auto, or a YAML/JSON policy file "
+        help="Approval policy: per tool, e.g. python=ask,calculate=auto,search=auto, or a YAML/JSON policy file "
              "(/approve changes it).")] = None,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature.")] = None,
     max_steps: Annotated[int | None, typer.Option(help="Model calls per turn before the answer is forced.")] = None,
