@@ -113,7 +113,7 @@ def test_three_turns_share_python_state_and_a_leap_turn(server: list[str], runs:
 
 
 def test_reject_with_a_reason_the_model_sees(server: list[str], runs: Path) -> None:
-    child = spawn([*server, "--approve", "python=ask"], runs)
+    child = spawn([*server, "--approve", "python=ask", "--max-steps", "4"], runs)  # bounds retries of Python
     child.expect(PROMPT)
     child.sendline("Use Python to compute 2**20 and submit the result.")
     child.expect(r"asks to run python")
