@@ -27,7 +27,6 @@ from peerstep.cli._live import LiveView
 from peerstep.registry import STRATEGIES
 from peerstep.session import (
     AnswerEvent,
-    ApprovalEvent,
     Event,
     NoticeEvent,
     Session,
@@ -168,8 +167,6 @@ class ChatUI:
             view.on_record(event.record)
         elif isinstance(event, NoticeEvent):
             self.console.print(f"[yellow]{escape(event.text)}[/yellow]")
-        elif isinstance(event, ApprovalEvent):  # not reached: the chat answers approvals as the session's approver
-            event.end(by="chat")
         elif isinstance(event, AnswerEvent):
             self._print_end(event.turn)
 

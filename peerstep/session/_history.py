@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from peerstep.agent._context import FOLDED, KEEP_CHARS, estimate, is_output
+from peerstep.agent._context import estimate, fold
 
 PREAMBLE = ("(Earlier in this conversation. The Python session keeps its variables, functions and imports "
             "between questions.)\n")
@@ -18,15 +18,14 @@ PREAMBLE = ("(Earlier in this conversation. The Python session keeps its variabl
 
 def fit(turns: list[list[dict[str, Any]]], budget: int) -> tuple[list[dict[str, Any]], str | None]:
     """The turns' messages, flattened and fitted into ``budget`` tokens; and a note saying what was left out."""
-    turns = [[dict(m) for m in t] for t in turns if t]
-    folded = dropped = 0
-    for turn in turns:  # oldest first: the newest turn keeps its outputs unless nothing else is left to fold
-        if estimate([m for t in turns for m in t]) <= budget:
-            break
-        for msg in turn:
-            if is_output(msg) and len(str(msg.get("content") or "")) > KEEP_CHARS:
-                msg["content"] = FOLDED.format(size=len(str(msg.get("content"))))
-                folded += 1
+    sizes = [len(t) for t in turns if t]
+    # the loop's own folding, oldest output first, over all turns (the newest keeps its outputs unless it must not)
+    folded_flat, folded = fold([m for t in turns for m in t], budget)
+    turns, at = [], 0
+    for size in sizes:
+        turns.append(folded_flat[at:at + size])
+        at += size
+    dropped = 0
     while turns and estimate([m for t in turns for m in t]) > budget:
         turns.pop(0)
         dropped += 1

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import textwrap
 import time
 import unicodedata
 from collections.abc import AsyncIterator
@@ -26,6 +27,7 @@ from peerstep._endpoint import Endpoint
 from peerstep._errors import InputError, PeerstepError
 from peerstep.agent import AgentConfig, ModelClient
 from peerstep.agent._approval import ApprovalDecision, ApprovalPolicy, ApprovalRequest, Approver
+from peerstep.agent._trajectory import wire_messages
 from peerstep.environments.question import MAX_QUESTION_CHARS, QuestionEnvironment
 from peerstep.registry import STRATEGIES
 from peerstep.session import _store
@@ -193,8 +195,9 @@ class Session:
                 turn.status = "lost"
                 turn.error = (f"the session stopped while this turn was in flight; its steps so far are in run "
                               f"{turn.run_id}, and none of it (conversation or Python state) is kept")
-                self.notices.append(f"turn {turn.index} ({_short(turn.question, 60)}) was cut off when the session "
-                                    "stopped: marked lost, its steps stay in run " + str(turn.run_id))
+                asked = textwrap.shorten(turn.question, 60, placeholder="…")
+                self.notices.append(f"turn {turn.index} ({asked}) was cut off when the session stopped: marked lost, "
+                                    f"its steps stay in run {turn.run_id}")
         self._save()
         self._live = self._new_live()
         if self._live is not None and self._live.cells:
@@ -427,7 +430,7 @@ class Session:
         transcript = result.transcripts.get(tid) or []
         start = next((i for i, m in enumerate(transcript) if m.get("role") == "user"
                       and m.get("content") == turn.question), None)
-        messages = [_clean(m) for m in transcript[start:]] if start is not None else [
+        messages = wire_messages(transcript[start:]) if start is not None else [
             {"role": "user", "content": turn.question}]
         if result.answer is not None:
             messages.append({"role": "assistant", "content": f"The answer is {result.answer}."})
@@ -468,13 +471,12 @@ class Session:
         self._save()
 
     def _approver(self, queue: asyncio.Queue[Event | None]) -> Approver:
-        """Ask the session's approver, or the stream's consumer (an ``ApprovalEvent``), for each request."""
-        given = self.approver
+        """The session's approver when it has one (the trajectory awaits it, sync or async), else one that asks the
+        stream's consumer with an ``ApprovalEvent`` and waits for its answer."""
+        if self.approver is not None:
+            return self.approver
 
         async def ask(request: ApprovalRequest) -> ApprovalDecision:
-            if given is not None:
-                decision = given(request)
-                return await decision if asyncio.iscoroutine(decision) else decision  # type: ignore[return-value]
             future: asyncio.Future[ApprovalDecision] = asyncio.get_running_loop().create_future()
             queue.put_nowait(ApprovalEvent(request, future))
             return await future
@@ -507,11 +509,3 @@ def _policy(approve: ApprovalPolicy | str) -> ApprovalPolicy:
 
 def _context_of(engine_config: Any) -> int | None:
     return getattr(engine_config, "context_length", None)
-
-
-def _clean(message: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in message.items() if k in ("role", "content", "tool_calls", "tool_call_id", "name")}
-
-
-def _short(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
