@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from peerstep._errors import InputError, PeerstepError
+from peerstep.cli._export import register as register_export_command
 from peerstep.cli._live import LiveView, render_record, runs_table
 from peerstep.cli.evals import register as register_eval_commands
 from peerstep.cli.index import index_app
@@ -24,6 +25,7 @@ models_app = typer.Typer(no_args_is_help=True, help="Embedded models: list and f
 app.add_typer(models_app, name="models")
 app.add_typer(index_app, name="index", help="Search indexes: build, list, search.")
 register_eval_commands(app)
+register_export_command(app)
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 

@@ -1,0 +1,9 @@
+"""Exports of recorded runs to the formats other tools read (OpenTelemetry traces, Inspect logs, ...).
+
+Every exporter reads the step logs alone (no replay). ``peerstep export`` picks one by ``--format``; the runs come
+from run ids or from an eval's ``OUT.json`` (:func:`select_runs`).
+"""
+
+from peerstep.export._select import select_runs
+
+__all__ = ["select_runs"]

@@ -1,0 +1,38 @@
+"""Which runs an export covers: run ids given by the user, or every episode's run of an eval."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from peerstep._errors import InputError
+
+
+def select_runs(run_ids: list[str], eval_path: Path | None) -> list[str]:
+    """Run ids to export, in order, without duplicates.
+
+    ``eval_path`` is an eval's ``OUT.json`` (or its per-episode ``.jsonl``); each outcome names its run. A path
+    that is missing or not an eval report is an :class:`InputError` naming it, so the command fails with one line.
+    """
+    found: list[str] = list(run_ids)
+    if eval_path is not None:
+        found.extend(outcome_run_ids(eval_path))
+    if not found:
+        raise InputError("nothing to export: give run ids or --eval OUT.json")
+    return list(dict.fromkeys(found))
+
+
+def outcome_run_ids(eval_path: Path) -> list[str]:
+    """The run id of every episode of an eval report (``.json``) or per-episode file (``.jsonl``)."""
+    try:
+        text = eval_path.read_text()
+    except OSError as exc:
+        raise InputError(f"cannot read eval report {eval_path}: {exc.strerror or exc}") from exc
+    try:
+        if eval_path.suffix == ".jsonl":
+            outcomes = [json.loads(line) for line in text.splitlines() if line.strip()]
+        else:
+            outcomes = json.loads(text)["outcomes"]
+        return [str(o["run_id"]) for o in outcomes if o.get("run_id")]
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise InputError(f"{eval_path} is not an eval report (peerstep eval --out): {exc}") from exc
