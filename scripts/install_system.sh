@@ -3,9 +3,12 @@
 # `apt-get update` only when something must be installed.
 #   bubblewrap  - the default Python sandbox (peerstep.tools.sandbox, backend "bwrap")
 #   util-linux  - provides setpriv, with which the sandbox drops root to an unprivileged uid
+#   chromium, chromium-driver - headless browser for the page tests (peerstep view, eval reports); Debian's, so
+#               nothing downloads its own browser at run time
+#   fonts-dejavu-core - a font for the browser's screenshots
 set -euo pipefail
 
-PACKAGES=(bubblewrap util-linux)
+PACKAGES=(bubblewrap util-linux chromium chromium-driver fonts-dejavu-core)
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
