@@ -27,14 +27,15 @@ async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: P
     # Seen on llama.cpp: two of three submitted a head-computed answer to "37 * 43 + 19" in their first reply; the
     # third then heard their summaries (finished peers share). Larger numbers make a first calculator call likelier.
     # vLLM's CPU build decodes ~3.5 tokens/s here (llama.cpp about twice that): on vLLM the same run with two
-    # trajectories, two rounds and shorter replies, so it fits CI's per-test limit; the code path is the same.
+    # trajectories, two rounds and shorter replies (96 tokens, 32-token summaries: 144/48 took 596 s of CI's 45
+    # minutes), so it fits CI's per-test limit; the code path is the same.
     small = engine.name == "vllm"
     n = 2 if small else 3
     config = ParallelConfig(n=n, max_rounds=2 if small else 3, round_steps=1,
-                            sharing=SharingConfig(summary_tokens=48 if small else 96),
+                            sharing=SharingConfig(summary_tokens=32 if small else 96),
                             barrier_verify=True, aggregate="weighted")
     agent = AgentConfig(answer_policy="confirm")
-    agent.sampling = agent.sampling.model_copy(update={"max_tokens": 144 if small else 512})
+    agent.sampling = agent.sampling.model_copy(update={"max_tokens": 96 if small else 512})
     log = StepLog.create(directory=runs_dir)
     try:
         result = await arun(lambda: QuestionEnvironment("What is 4837 * 293 + 19?", gold="1417260", python=False),
