@@ -40,7 +40,7 @@ def _build_dataset(name: str, seed: int, python: bool) -> Any:
 def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | None, concurrency: int, seed: int,
                    engine: str, model: str | None, base_url: str | None, api_key: str | None, out: Path | None,
                    price_per_mtok: float | None, max_steps: int, answer_policy: str = "accept",
-                   resume: bool = False) -> None:
+                   resume: bool = False, report_html: Path | None = None) -> None:
     from peerstep import Endpoint
     from peerstep.agent import AgentConfig, Budget
     from peerstep.evals import EpisodeOutcome, EvalAborted, EvalReport, load_finished, run_eval, summarize
@@ -110,6 +110,11 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
     if out is not None:
         out.write_text(report.model_dump_json(indent=1))
         console.print(f"[dim]results: {out} (per episode: {jsonl})[/dim]")
+    if report_html is not None and outcomes:
+        from peerstep.cli._report import write_outputs
+        from peerstep.evals import pool
+
+        write_outputs(pool([report], [str(out) if out else "this eval"]), report_html, None)
     if interrupted:
         err.print("[bold red]interrupted[/bold red]: the table covers the episodes that finished")
         raise typer.Exit(130)
@@ -124,6 +129,8 @@ AnswerPolicyOpt = Annotated[str, typer.Option(
 ResumeOpt = Annotated[Path | None, typer.Option(
     help="Continue an interrupted eval whose --out was this file: episodes in its .jsonl are kept, the rest run "
          "(start it with the same dataset, seed, limit and strategies).")]
+ReportOpt = Annotated[Path | None, typer.Option(
+    "--report", help="Also write the results as one self-contained HTML page with plots (see `peerstep report`).")]
 Strategies = Annotated[str, typer.Option("--strategy", help="Comma-separated: single,majority,best-of-n,leap,"
                                                             "leap+verify, and the bare-model baselines "
                                                             "bare-cot,bare-program (one request, no framework).")]
@@ -151,13 +158,18 @@ def register(app: typer.Typer) -> None:
         = None,
         price_per_mtok: Annotated[float | None, typer.Option(help="Dollars per million generated tokens.")] = None,
         resume: ResumeOpt = None,
+        report: ReportOpt = None,
     ) -> None:
         """Evaluate strategies on a dataset: accuracy with a 95% interval, tokens, tool calls, cost-of-pass."""
         try:
             chosen = _strategies(strategy, n, python)
+            if report is not None:
+                from peerstep.evals._plots import require_matplotlib
+
+                require_matplotlib()
             ds = _build_dataset(dataset, seed, python)
             run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key, resume or out,
-                           price_per_mtok, max_steps, answer_policy, resume=resume is not None)
+                           price_per_mtok, max_steps, answer_policy, resume=resume is not None, report_html=report)
         except (PeerstepError, ValueError, KeyError) as exc:
             err.print(f"[bold red]error:[/bold red] {exc}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | KeyError | SandboxCapacityError)
