@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from peerstep._errors import PeerstepError
 
@@ -45,8 +46,12 @@ def report(
 
     try:
         pooled = load_reports(reports)
+        if out is not None or png is not None:
+            from peerstep.evals._plots import require_matplotlib
+
+            require_matplotlib()
         console.print(pooled.markdown(), markup=False, soft_wrap=True)
         write_outputs(pooled, out, png)
     except PeerstepError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}")
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)  # one line, however long the path
         raise typer.Exit(2) from None

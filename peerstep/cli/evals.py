@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from peerstep._errors import InputError, PeerstepError
@@ -171,7 +172,7 @@ def register(app: typer.Typer) -> None:
             run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key, resume or out,
                            price_per_mtok, max_steps, answer_policy, resume=resume is not None, report_html=report)
         except (PeerstepError, ValueError, KeyError) as exc:
-            err.print(f"[bold red]error:[/bold red] {exc}")
+            err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | KeyError | SandboxCapacityError)
                              else 1) from None
 
@@ -204,5 +205,5 @@ def register(app: typer.Typer) -> None:
             run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, resume or out, None,
                            max_steps, answer_policy, resume=resume is not None)
         except (PeerstepError, ValueError) as exc:
-            err.print(f"[bold red]error:[/bold red] {exc}")
+            err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | SandboxCapacityError) else 1) from None

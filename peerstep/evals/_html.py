@@ -30,12 +30,13 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bott
 .sources{color:#555;margin:0 0 8px;padding-left:18px}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums}
 th,td{padding:4px 8px;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
-th{background:#f6f6f6;font-weight:600}
+th{background:#f6f6f6;font-weight:600;white-space:normal;vertical-align:bottom}
+.results th,.comparisons th{max-width:96px}
 td.name,th.name{text-align:left}
-td.where{white-space:normal;max-width:220px}
 .where small{color:#666;font-weight:400}
 tr.baseline td{color:#555;font-style:italic}
-tr.pooled td{font-weight:600;border-top:2px solid #ccc}
+tr.pooled td{font-weight:600}
+tr:not(.pooled)+tr.pooled td{border-top:2px solid #bbb}
 figure{margin:12px 0 24px}figcaption{color:#555;font-size:13px;max-width:900px}
 figure svg{max-width:100%;height:auto}
 .p-low{color:#0a7d32;font-weight:600}
@@ -63,7 +64,8 @@ def _results_table(report: PooledReport) -> str:
     for r in report.rows():
         s = r.summary
         classes = " ".join(c for c in ("baseline" if r.baseline else "", "pooled" if r.dataset == "all" else "") if c)
-        where = (f"all <small>({escape(' + '.join(r.datasets))})</small>" if r.dataset == "all"
+        where = (f"<span title='pooled over {escape(' + '.join(r.datasets))}'>all <small>"
+                 f"({len(r.datasets)} of {len(report.datasets)} datasets)</small></span>" if r.dataset == "all"
                  else escape(r.dataset))
         per = f"{s.tokens_per_correct:,.0f}" if s.tokens_per_correct is not None else "—"
         if s.dollars_per_correct is not None:

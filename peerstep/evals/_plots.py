@@ -112,9 +112,14 @@ def frontier(report: PooledReport) -> Figure:
     panels = _panels(report)
     colour = colours(report)
     most = max(len(rows) for _, rows in panels)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 0.6, max(3.4, 0.36 * most + 1.6)),
+    cols = min(len(panels), 2)  # two panels a row: wide enough for the label column at a readable size
+    nrows = -(-len(panels) // cols)
+    fig, grid = plt.subplots(nrows, cols, figsize=(4.4 * cols + 0.6, nrows * max(3.2, 0.36 * most + 1.6)),
                              sharey=True, squeeze=False, layout="constrained")
-    for ax, (title, rows) in zip(axes[0], panels, strict=True):
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    for ax, (title, rows) in zip(axes, panels, strict=False):
         xs = [max(r.summary.mean_tokens, 1.0) for r in rows]
         lo, hi = min(xs, default=1.0), max(xs, default=10.0)
         label_x = hi * 1.5
@@ -140,8 +145,9 @@ def frontier(report: PooledReport) -> Figure:
         ax.set_title(title if title != "all" else "all (pooled)")
         ax.set_xlabel("tokens / episode (log scale)")
         ax.grid(color="#eeeeee")
-    axes[0][0].set_ylabel("accuracy (95% CI)")
-    axes[0][0].yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
+    for row in grid:
+        row[0].set_ylabel("accuracy (95% CI)")
+    axes[0].yaxis.set_major_formatter(plt.FuncFormatter(lambda v, _: f"{v:.0%}"))
     return fig
 
 
