@@ -18,7 +18,8 @@ CAPTIONS = {
                 "all pooled. The numbers are correct / episodes.",
     "frontier": "The cost frontier: accuracy against generated tokens per episode (log scale); up and to the left "
                 "is better. Each label gives cost-of-pass, tokens per correct answer. Hollow points are the "
-                "bare-model baselines.",
+                "bare-model baselines. In the pooled panel a strategy's point covers only the datasets it ran (the "
+                "table says which), so compare strategies there only where they ran the same ones.",
     "tool-calls": "Tool calls per episode (every trajectory of an episode counted), per strategy over all "
                   "datasets: the box spans the middle half, each dot is one episode.",
 }
@@ -93,7 +94,8 @@ def _comparisons(report: PooledReport) -> str:
                     f"<td class='{'p-low' if p < 0.05 else ''}'>{p:.3g}</td></tr>")
     return ("<p>Each pair on the tasks both ran (paired by dataset and task id). Only the tasks one got right and "
             "the other wrong tell them apart; the exact McNemar test asks how likely a split at least this "
-            "uneven is if neither is better (two-sided binomial, p &lt; 0.05 in green).</p>"
+            "uneven is if neither is better (two-sided binomial, p &lt; 0.05 in green; not corrected for the "
+            "number of pairs compared).</p>"
             "<table class='comparisons'><thead><tr><th class='name'>A</th><th class='name'>B</th>"
             "<th>paired tasks</th><th>A right, B wrong</th><th>B right, A wrong</th><th>both right</th>"
             "<th>both wrong</th><th>exact McNemar p</th></tr></thead>"
