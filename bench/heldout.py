@@ -20,7 +20,7 @@ import argparse
 import json
 from pathlib import Path
 
-from peerstep.evals import EpisodeOutcome, EvalReport
+from peerstep.evals import EpisodeOutcome, EvalReport, PooledReport
 
 SPLITS = {
     "dev": {"word-problems": 0, "gsm-symbolic": 0},
@@ -96,14 +96,15 @@ def report(args: argparse.Namespace) -> None:
         else:
             found = EvalReport.model_validate_json(text).outcomes
         outcomes.extend(_regrade(found, label or None))
+    # the pairing and the paired test are the library's (peerstep report uses the same); task ids carry their seed,
+    # so one dataset key pairs them all
+    pooled = PooledReport(sources=[], outcomes={("heldout", o.task_id, _label(o)): o for o in outcomes}, prices={})
     labels = list(dict.fromkeys(_label(o) for o in outcomes))
-    by = {(label, o.task_id): o for o in outcomes for label in [_label(o)]}
-    tasks = sorted({o.task_id for o in outcomes})
     print("| strategy | solved | model calls / task | tokens / task | model calls per solved | tokens per solved |"
-          + "".join(f" vs {b}: won / lost |" for b in BASELINES))
+          + "".join(f" vs {b}: won / lost (exact McNemar p) |" for b in BASELINES))
     print("|---|---|---|---|---|---|" + "---|" * len(BASELINES))
     for label in labels:
-        mine = [by[(label, t)] for t in tasks if (label, t) in by]
+        mine = pooled.of(label)
         solved = sum(o.correct for o in mine)
         calls = sum(o.steps for o in mine)
         tokens = sum(o.tokens for o in mine)
@@ -111,10 +112,8 @@ def report(args: argparse.Namespace) -> None:
                f" | {calls / solved if solved else float('nan'):.1f} | "
                f"{tokens / solved if solved else float('nan'):,.0f} |")
         for base in BASELINES:
-            pairs = [(by[(label, t)], by[(base, t)]) for t in tasks if (label, t) in by and (base, t) in by]
-            won = sum(a.correct and not b.correct for a, b in pairs)
-            lost = sum(b.correct and not a.correct for a, b in pairs)
-            row += f" {won} / {lost} |" if pairs and label != base else " — |"
+            c = pooled.compare(label, base)
+            row += f" {c.wins} / {c.losses} (p {c.p_value:.2g}) |" if c.tasks and label != base else " — |"
         print(row)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from peerstep._errors import InputError, PeerstepError
@@ -40,7 +41,7 @@ def _build_dataset(name: str, seed: int, python: bool) -> Any:
 def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | None, concurrency: int, seed: int,
                    engine: str, model: str | None, base_url: str | None, api_key: str | None, out: Path | None,
                    price_per_mtok: float | None, max_steps: int, answer_policy: str = "accept",
-                   resume: bool = False) -> None:
+                   resume: bool = False, report_html: Path | None = None) -> None:
     from peerstep import Endpoint
     from peerstep.agent import AgentConfig, Budget
     from peerstep.evals import EpisodeOutcome, EvalAborted, EvalReport, load_finished, run_eval, summarize
@@ -110,6 +111,11 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
     if out is not None:
         out.write_text(report.model_dump_json(indent=1))
         console.print(f"[dim]results: {out} (per episode: {jsonl})[/dim]")
+    if report_html is not None and outcomes:
+        from peerstep.cli._report import write_outputs
+        from peerstep.evals import pool
+
+        write_outputs(pool([report], [str(out) if out else "this eval"]), report_html, None)
     if interrupted:
         err.print("[bold red]interrupted[/bold red]: the table covers the episodes that finished")
         raise typer.Exit(130)
@@ -124,6 +130,8 @@ AnswerPolicyOpt = Annotated[str, typer.Option(
 ResumeOpt = Annotated[Path | None, typer.Option(
     help="Continue an interrupted eval whose --out was this file: episodes in its .jsonl are kept, the rest run "
          "(start it with the same dataset, seed, limit and strategies).")]
+ReportOpt = Annotated[Path | None, typer.Option(
+    "--report", help="Also write the results as one self-contained HTML page with plots (see `peerstep report`).")]
 Strategies = Annotated[str, typer.Option("--strategy", help="Comma-separated: single,majority,best-of-n,leap,"
                                                             "leap+verify, and the bare-model baselines "
                                                             "bare-cot,bare-program (one request, no framework).")]
@@ -151,15 +159,20 @@ def register(app: typer.Typer) -> None:
         = None,
         price_per_mtok: Annotated[float | None, typer.Option(help="Dollars per million generated tokens.")] = None,
         resume: ResumeOpt = None,
+        report: ReportOpt = None,
     ) -> None:
         """Evaluate strategies on a dataset: accuracy with a 95% interval, tokens, tool calls, cost-of-pass."""
         try:
             chosen = _strategies(strategy, n, python)
+            if report is not None:
+                from peerstep.evals._plots import require_matplotlib
+
+                require_matplotlib()
             ds = _build_dataset(dataset, seed, python)
             run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key, resume or out,
-                           price_per_mtok, max_steps, answer_policy, resume=resume is not None)
+                           price_per_mtok, max_steps, answer_policy, resume=resume is not None, report_html=report)
         except (PeerstepError, ValueError, KeyError) as exc:
-            err.print(f"[bold red]error:[/bold red] {exc}")
+            err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | KeyError | SandboxCapacityError)
                              else 1) from None
 
@@ -192,5 +205,5 @@ def register(app: typer.Typer) -> None:
             run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, resume or out, None,
                            max_steps, answer_policy, resume=resume is not None)
         except (PeerstepError, ValueError) as exc:
-            err.print(f"[bold red]error:[/bold red] {exc}")
+            err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | SandboxCapacityError) else 1) from None
