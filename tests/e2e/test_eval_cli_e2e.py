@@ -46,9 +46,14 @@ def _run(engine: ManagedEngine, tmp_path: Path, *extra: str) -> subprocess.Popen
 
 
 def test_run_task_file(llamacpp_engine: ManagedEngine, tmp_path: Path) -> None:
-    proc = _run(llamacpp_engine, tmp_path, "--concurrency", "2")
+    page = tmp_path / "report.html"
+    proc = _run(llamacpp_engine, tmp_path, "--concurrency", "2", "--report", str(page))
     out, err = proc.communicate(timeout=900)
     assert proc.returncode == 0, err
+    # the report of a real eval: the table row and the three plots, inline (the page itself is tested in test_report)
+    html = page.read_text()
+    assert "single" in html and html.count("<svg") >= 3
+    assert not any(f'{attr}="http' in html or f"{attr}='http" in html for attr in ("src", "href"))
     report = json.loads((tmp_path / "out.json").read_text())
     assert report["interrupted"] is False and len(report["outcomes"]) == 3
     summary = report["summaries"][0]
