@@ -77,5 +77,5 @@ def _open(url: str) -> None:
 
 
 def _fail(message: str, code: int = 1) -> None:
-    err.print(f"[bold red]error:[/bold red] {message}")
+    err.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True)  # one line, however long
     raise typer.Exit(code)

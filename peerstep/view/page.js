@@ -89,7 +89,7 @@
     input.placeholder = 'search steps: text, tool arguments, outputs'; input.value = state.query;
     input.addEventListener('input', function () { clearTimeout(timer);
       timer = setTimeout(function () { search(input.value); }, 120); });
-    input.addEventListener('keydown', function (e) { if (e.key === 'Enter') { search(input.value);
+    input.addEventListener('keydown', function (e) { if (e.key === 'Enter') { if (input.value !== state.query) search(input.value);
       step(e.shiftKey ? -1 : 1); } });
     bar.appendChild(input);
     var count = el('span', 'count', ''); count.id = 'hit-count'; bar.appendChild(count);
