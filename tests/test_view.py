@@ -290,13 +290,18 @@ def test_served_page_shows_records_appended_after_it_loaded(tmp_path: Path) -> N
     log.log(StepKind.REASON, text="first thought")
     with serve(log.run_id, directory=tmp_path, interval=0.3) as server, chromium(offline=False) as driver:
         driver.get(server.url)
-        assert "first thought" in driver.find_element("css selector", ".step").text
+
+        def text(selector: str) -> str:  # read in one script: the page may redraw between a find and a read
+            return str(driver.execute_script(
+                "var e = document.querySelector(arguments[0]); return e ? e.textContent : ''", selector))
+
+        assert "first thought" in text(".step")
         log.log(StepKind.REASON, text="a thought written after the page loaded")
-        assert wait_for(lambda: "written after the page loaded" in driver.find_element("css selector", "#grid").text)
+        assert wait_for(lambda: "written after the page loaded" in text("#grid"))
         log.log(StepKind.FINAL, text="7")
         log.set_meta({"status": "done"})
-        assert wait_for(lambda: "finished" in driver.find_element("css selector", "#live").text)
-        assert driver.find_element("css selector", ".colhead").get_attribute("data-state") == "done"
+        assert wait_for(lambda: "finished" in text("#live"))
+        assert driver.execute_script("return document.querySelector('.colhead').dataset.state") == "done"
         polls = driver.execute_script("return performance.getEntriesByType('resource').length")
         time.sleep(1.0)  # stopped polling: no request after the run ended
         assert driver.execute_script("return performance.getEntriesByType('resource').length") == polls
@@ -343,3 +348,31 @@ def test_record_constructed_fields_survive(tmp_path: Path) -> None:
     assert [s["line"] for s in model["steps"]] == ["budget: max_steps (3) reached"]
     assert model["steps"][0]["budget"] is True
     assert model["events"][0]["err"] and "boom" in model["events"][0]["line"]
+
+
+def test_a_wide_long_run_stays_usable(tmp_path: Path) -> None:
+    """64 trajectories, 2,048 steps: narrow columns, later rounds folded to a line, and a jump to an error in a
+    folded round opens it and shows the error."""
+    log = StepLog.create(meta={"strategy": "leap", "n": 64}, directory=tmp_path)
+    for rnd in range(1, 5):
+        for tid in range(64):
+            for i in range(8):
+                log.log(StepKind.REASON, trajectory_id=tid, text=f"round {rnd} step {i} of T{tid}: thinking")
+        log.log(StepKind.BARRIER, trajectory_id=-1, data={"round": rnd, "active": list(range(64)), "finished": []})
+    log.log(StepKind.ERROR, trajectory_id=63, text="the sandbox ran out of memory")
+    page = render_run(log.run_id, out=tmp_path / "wide.html", directory=tmp_path)
+    with chromium() as driver:
+        driver.get(file_url(page))
+        assert len(driver.find_elements("css selector", ".colhead")) == 64
+        assert driver.find_element("css selector", ".colhead").size["width"] == 190  # narrow columns
+        folded = driver.find_elements("css selector", ".folded")
+        assert folded and "512 steps" in folded[0].text
+        assert len(driver.find_elements("css selector", ".step")) < 2048
+        assert not driver.find_elements("css selector", ".step.err")
+        driver.find_element("css selector", "#next-error").click()
+        current = driver.find_element("css selector", ".step.current")
+        assert "ran out of memory" in current.text and current.is_displayed()
+        assert driver.execute_script(
+            "var r = arguments[0].getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight "
+            "&& r.left >= 0 && r.right <= innerWidth", current)
+        driver.save_screenshot(str(shots() / "wide-64.png"))

@@ -7,7 +7,10 @@
   var KIND = {reason: 'think', tool_call: 'tool', observation: 'obs', summary: 'summary', peer_inject: 'peers',
               final: 'final', prune: 'pruned', error: 'error', budget: 'budget', corrupt: 'corrupt',
               verify: 'verify', resume: 'resume'};
-  var state = {open: {}, query: '', hits: [], hit: -1, err: -1, compact: null};
+  // rounds drawn at first: all of a small run; of a large one, rounds up to about DRAWN steps (the rest are one
+  // line each until opened, by a click, a search hit or a jump to an error)
+  var DRAWN = 1000;
+  var state = {open: {}, query: '', hits: [], hit: -1, err: -1, compact: null, segs: null, known: 0};
   var els = {};   // step id -> element
   var byId = {};  // step id -> step
   var grid = null, wrap = null, timer = null;
@@ -24,6 +27,7 @@
     return c; }
   function verdict(ok) { return ok === true ? chip('\u2713 correct', 'good') : ok === false ? chip('\u2717 wrong', 'bad')
     : null; }
+  function num(x) { return typeof x === 'number' && x % 1 ? String(Number(x.toPrecision(3))) : String(x); }
   function fmtTime(s) { if (!s) return ''; try { return new Date(s * 1000).toISOString().replace('T', ' ')
     .slice(0, 19) + ' UTC'; } catch (e) { return ''; } }
 
@@ -63,8 +67,8 @@
     var head = el('div', 'vote-head');
     head.appendChild(el('b', null, 'Vote (' + (v.method || '?') + '): '));
     head.appendChild(el('span', 'answer', v.answer === null ? '(no answer)' : v.answer));
-    if (v.support !== null && v.support !== undefined) head.appendChild(el('span', null, '  ' + v.support + ' of '
-      + v.total));
+    if (v.support !== null && v.support !== undefined) head.appendChild(el('span', null, '  ' + num(v.support) + ' of '
+      + num(v.total)));
     if (v.gold !== null && v.gold !== undefined) head.appendChild(el('span', 'gold', '  gold: ' + v.gold));
     var ok = verdict(v.correct); if (ok) head.appendChild(ok);
     if (v.stop_reason) head.appendChild(el('span', 'muted', '  (' + v.stop_reason + ')'));
@@ -74,7 +78,7 @@
       var row = el('div', 'group' + (g.won ? ' won' : ''));
       row.appendChild(el('span', 'answer', g.answer === null ? '(none)' : g.answer));
       row.appendChild(el('span', 'members', g.trajectories.map(function (t) { return 'T' + t; }).join(' ')));
-      row.appendChild(el('span', 'weight', 'weight ' + g.weight));
+      row.appendChild(el('span', 'weight', 'weight ' + num(g.weight)));
       if (g.won) row.appendChild(chip('won', 'won-chip'));
       var c = verdict(g.correct); if (c) row.appendChild(c);
       list.appendChild(row);
@@ -102,6 +106,8 @@
     bar.appendChild(eb);
     bar.appendChild(button('expand all', 'open every step', function () { setAll(true); }, 'expand-all'));
     bar.appendChild(button('collapse all', 'close every step', function () { setAll(false); }, 'collapse-all'));
+    bar.appendChild(button('all rounds', 'draw every round (slow on very large runs)', function () {
+      for (var k = 0; k < M.segments; k++) state.segs[k] = true; render(); }, 'all-rounds'));
     bar.appendChild(button('narrow', 'narrow or wide columns', function () {
       state.compact = !isCompact(); applyWidth(); drawLinks(); }, 'toggle-width'));
     if (M.live) { var live = el('span', 'live', M.run.status === 'running' ? 'live' : 'finished'); live.id = 'live';
@@ -131,7 +137,24 @@
       (cells[k] = cells[k] || []).push(s); });
     var events = {};
     M.events.forEach(function (e) { byId[e.id] = e; (events[e.seg] = events[e.seg] || []).push(e); });
+    if (state.segs === null) {
+      state.segs = {};
+      var counts = segCounts(), shown = 0;
+      for (var k = 0; k < M.segments; k++) {
+        if (shown < DRAWN || k === 0) state.segs[k] = true;
+        shown += counts[k] || 0;
+      }
+      state.known = M.segments;
+    }
+    for (; state.known < M.segments; state.known++) state.segs[state.known] = true;  // a live run's new rounds
     for (var seg = 0; seg < M.segments; seg++) {
+      var empty = !events[seg] && !cols.some(function (c) { return cells[seg + ':' + c.tid]; });
+      if (empty && seg > 0) { if (M.bands[seg]) frag.appendChild(band(M.bands[seg])); continue; }
+      if (!state.segs[seg]) {
+        frag.appendChild(folded(seg, cols, cells));
+        if (M.bands[seg]) frag.appendChild(band(M.bands[seg]));
+        continue;
+      }
       cols.forEach(function (c) {
         var cell = el('div', 'cell' + (greyed(c) ? ' greyed' : ''));
         cell.dataset.tid = c.tid; cell.dataset.seg = seg;
@@ -148,6 +171,17 @@
     wrap.appendChild(grid);
     return wrap;
   }
+  function segCounts() { var n = {}; M.steps.forEach(function (s) { n[s.seg] = (n[s.seg] || 0) + 1; }); return n; }
+  function folded(seg, cols, cells) {
+    var d = el('div', 'folded'); d.dataset.seg = seg;
+    var n = 0, errs = 0;
+    cols.forEach(function (c) { (cells[seg + ':' + c.tid] || []).forEach(function (s) { n++; if (s.err) errs++; }); });
+    d.appendChild(el('b', null, 'round ' + (seg + 1) + ': ' + n + ' steps'));
+    d.appendChild(el('span', 'muted', (errs ? ' \u00b7 ' + errs + ' errors' : '') + ' \u00b7 click to show'));
+    d.addEventListener('click', function () { openSeg(seg); });
+    return d;
+  }
+  function openSeg(seg) { state.segs[seg] = true; render(); }
   function greyed(c) { return c.state === 'pruned' || c.state === 'failed'; }
 
   function colHead(c) {
@@ -272,6 +306,8 @@
   function focus(id) {
     var prev = document.querySelectorAll('.current');
     for (var i = 0; i < prev.length; i++) prev[i].classList.remove('current');
+    var s = byId[id]; if (!s) return;
+    if (!els[id] && state.segs && !state.segs[s.seg]) openSeg(s.seg);
     var e = els[id]; if (!e) return;
     toggle(id, true); drawLinks();
     e.classList.add('current');
@@ -289,13 +325,19 @@
     mk.setAttribute('orient', 'auto-start-reverse');
     var tip = document.createElementNS(NS, 'path'); tip.setAttribute('d', 'M0,0 L10,5 L0,10 z');
     tip.setAttribute('class', 'arrowhead'); mk.appendChild(tip); defs.appendChild(mk); svg.appendChild(defs);
-    M.links.forEach(function (l) {
-      var a = l.from && els[l.from], b = els[l.to]; if (!a || !b) return;
-      var ra = a.getBoundingClientRect(), rb = b.getBoundingClientRect();
+    // all reads first, then all writes: reading a rect after each appended path would lay the page out again
+    var rects = M.links.map(function (l) {
+      var a = l.from && els[l.from], b = els[l.to];
+      return a && b ? [a.getBoundingClientRect(), b.getBoundingClientRect()] : null;
+    });
+    var frag = document.createDocumentFragment();
+    M.links.forEach(function (l, i) {
+      if (!rects[i]) return;
+      var ra = rects[i][0], rb = rects[i][1];
       var ltr = ra.left < rb.left;
       var x1 = (ltr ? ra.right : ra.left) - g.left, y1 = ra.top + 11 - g.top;
       var x2 = (ltr ? rb.left : rb.right) - g.left, y2 = rb.top + 11 - g.top;
-      var dx = Math.max(30, Math.abs(x2 - x1) / 3) * (ltr ? 1 : -1);
+      var dx = Math.max(40, Math.abs(x2 - x1) / 3) * (ltr ? 1 : -1);
       var p = document.createElementNS(NS, 'path');
       p.setAttribute('d', 'M' + x1 + ',' + y1 + ' C' + (x1 + dx) + ',' + y1 + ' ' + (x2 - dx) + ',' + y2 + ' ' + x2
         + ',' + y2);
@@ -304,14 +346,15 @@
       var t = document.createElementNS(NS, 'title');
       t.textContent = 'T' + l.src + ' \u2192 T' + l.dst + ' via ' + l.router + ', round ' + l.round
         + (l.sim !== null && l.sim !== undefined ? ', similarity ' + l.sim : '');
-      p.appendChild(t); svg.appendChild(p);
+      p.appendChild(t); frag.appendChild(p);
       if (l.sim !== null && l.sim !== undefined) {
         var lab = document.createElementNS(NS, 'text');
         lab.setAttribute('x', (x1 + x2) / 2); lab.setAttribute('y', (y1 + y2) / 2 - 3);
         lab.setAttribute('class', 'simlabel'); lab.textContent = Number(l.sim).toFixed(2);
-        svg.appendChild(lab);
+        frag.appendChild(lab);
       }
     });
+    svg.appendChild(frag);
   }
 
   function render() {
@@ -323,7 +366,8 @@
     app.appendChild(body());
     if (pos) { wrap.scrollLeft = pos[0]; wrap.scrollTop = pos[1]; }
     if (state.query) search(state.query);
-    drawLinks();
+    // links need every step laid out: drawn after the first frame, so a large run shows its columns at once
+    requestAnimationFrame(function () { setTimeout(drawLinks); });
   }
 
   function poll() {
@@ -341,7 +385,11 @@
   }
 
   render();
+  var drawn = performance.now();
+  requestAnimationFrame(function () { setTimeout(function () { window.peerstepView.shownAt = performance.now(); }); });
   window.addEventListener('resize', function () { clearTimeout(timer); timer = setTimeout(drawLinks, 100); });
-  window.peerstepView = {model: function () { return M; }, search: search, nextError: nextError};
+  window.peerstepView = {model: function () { return M; }, search: search, nextError: nextError, render: render,
+    drawLinks: drawLinks, drawnAt: drawn,
+    shownAt: null};
   if (M.live && M.run.status === 'running') setTimeout(poll, M.live.interval_ms);
 })();
