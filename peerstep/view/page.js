@@ -176,8 +176,10 @@
     var d = el('div', 'folded'); d.dataset.seg = seg;
     var n = 0, errs = 0;
     cols.forEach(function (c) { (cells[seg + ':' + c.tid] || []).forEach(function (s) { n++; if (s.err) errs++; }); });
-    d.appendChild(el('b', null, 'round ' + (seg + 1) + ': ' + n + ' steps'));
-    d.appendChild(el('span', 'muted', (errs ? ' \u00b7 ' + errs + ' errors' : '') + ' \u00b7 click to show'));
+    var label = el('span', 'folded-label');
+    label.appendChild(el('b', null, 'round ' + (seg + 1) + ': ' + n + ' steps'));
+    label.appendChild(el('span', 'muted', (errs ? ' \u00b7 ' + errs + ' errors' : '') + ' \u00b7 click to show'));
+    d.appendChild(label);
     d.addEventListener('click', function () { openSeg(seg); });
     return d;
   }
@@ -202,7 +204,11 @@
     var d = el('div', 'band'); d.dataset.round = b.round;
     var inner = el('div', 'band-label');
     inner.appendChild(el('b', null, 'barrier \u00b7 end of round ' + b.round));
-    var tl = function (xs) { return xs && xs.length ? xs.map(function (t) { return 'T' + t; }).join(' ') : 'none'; };
+    var tl = function (xs) {
+      if (!xs || !xs.length) return 'none';
+      return xs.length > 12 ? xs.length + ' trajectories' : xs.map(function (t) { return 'T' + t; }).join(' ');
+    };
+    d.title = 'active: ' + (b.active || []).join(', ') + '; finished: ' + (b.finished || []).join(', ');
     inner.appendChild(el('span', null, '  active: ' + tl(b.active) + '  \u00b7  finished: ' + tl(b.finished)));
     if (b.text) inner.appendChild(el('span', 'muted', '  \u00b7  ' + b.text));
     d.appendChild(inner);
