@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from peerstep._errors import PeerstepError
 from peerstep.steplog import StepLog, StepLogError, StepRow
 from peerstep.view._model import build_model
 from peerstep.view._render import open_run, read_meta, run_page
@@ -58,7 +59,7 @@ class ViewServer:
         try:
             self._httpd = ThreadingHTTPServer((host, port), handler)
         except OSError as exc:
-            raise StepLogError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+            raise PeerstepError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; try another --port") from exc
         self._httpd.daemon_threads = True
         self.url = f"http://{host}:{self._httpd.server_address[1]}/"
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="peerstep-view", daemon=True)
