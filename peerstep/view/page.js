@@ -237,6 +237,10 @@
     (s.badges || []).forEach(function (b) { var x = el('span', 'badge ' + (b.tone || ''), b.text);
       x.title = b.title || ''; line.appendChild(x); });
     line.addEventListener('click', function () { toggle(s.id); });
+    if (s.kind === 'summary' || s.kind === 'peer_inject') {
+      d.addEventListener('mouseenter', function () { highlight(s.id, true); });
+      d.addEventListener('mouseleave', function () { highlight(s.id, false); });
+    }
     d.appendChild(line);
     els[s.id] = d;
     if (state.open[s.id]) d.appendChild(detail(s));
@@ -320,6 +324,16 @@
     e.scrollIntoView({block: 'center', inline: 'center'});
   }
 
+  function highlight(id, on) {
+    var svg = document.getElementById('links'); if (!svg) return;
+    svg.classList.toggle('focusing', on);
+    var paths = svg.querySelectorAll('path.link');
+    for (var i = 0; i < paths.length; i++) {
+      var p = paths[i];
+      p.classList.toggle('focus', on && (p.dataset.from === id || p.dataset.to === id));
+    }
+  }
+
   function drawLinks() {
     var svg = document.getElementById('links'); if (!svg || !grid) return;
     while (svg.firstChild) svg.removeChild(svg.firstChild);
@@ -343,12 +357,12 @@
       var ltr = ra.left < rb.left;
       var x1 = (ltr ? ra.right : ra.left) - g.left, y1 = ra.top + 11 - g.top;
       var x2 = (ltr ? rb.left : rb.right) - g.left, y2 = rb.top + 11 - g.top;
-      var dx = Math.max(40, Math.abs(x2 - x1) / 3) * (ltr ? 1 : -1);
+      var dx = Math.max(10, Math.abs(x2 - x1) * 0.45) * (ltr ? 1 : -1);
       var p = document.createElementNS(NS, 'path');
       p.setAttribute('d', 'M' + x1 + ',' + y1 + ' C' + (x1 + dx) + ',' + y1 + ' ' + (x2 - dx) + ',' + y2 + ' ' + x2
         + ',' + y2);
       p.setAttribute('class', 'link'); p.setAttribute('marker-end', 'url(#arrow)');
-      p.dataset.src = l.src; p.dataset.dst = l.dst;
+      p.dataset.src = l.src; p.dataset.dst = l.dst; p.dataset.from = l.from; p.dataset.to = l.to;
       var t = document.createElementNS(NS, 'title');
       t.textContent = 'T' + l.src + ' \u2192 T' + l.dst + ' via ' + l.router + ', round ' + l.round
         + (l.sim !== null && l.sim !== undefined ? ', similarity ' + l.sim : '');
