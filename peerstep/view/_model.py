@@ -152,8 +152,12 @@ class _Builder:
             return
         tid = int(obj.get("trajectory_id") or 0)
         step_id = str(obj.get("step_id") or f"row-{row.seq}")
-        self.add_step(row.seq, max(tid, 0), kind, step_id, text=obj.get("text"),
-                      line=f"{kind} (a kind this version does not know): {_short(obj.get('text'))}", data=data)
+        shown: dict[str, Any] = {"text": obj.get("text"), "data": data,
+                                 "line": f"{kind} (a kind this version does not know): {_short(obj.get('text'))}"}
+        if tid < 0:
+            self.events.append({"seq": row.seq, "id": step_id, "kind": kind, "seg": self.segment, **shown})
+        else:
+            self.add_step(row.seq, tid, kind, step_id, **shown)
 
     def run_level(self, seq: int, rec: StepRecord) -> None:
         kind = rec.kind
