@@ -339,7 +339,7 @@ def test_cli_writes_next_to_the_run_and_fails_in_one_line(leap: StepLog, tmp_pat
     assert neither.exit_code == 2
 
 
-def test_record_constructed_fields_survive(tmp_path: Path) -> None:
+def test_budget_events_and_run_errors(tmp_path: Path) -> None:
     """Budget events show as such on the column; a run-level error is a run event."""
     log = StepLog.create(directory=tmp_path)
     log.append(StepRecord(run_id=log.run_id, kind=StepKind.BUDGET, text="max_steps (3) reached"))
@@ -348,6 +348,13 @@ def test_record_constructed_fields_survive(tmp_path: Path) -> None:
     assert [s["line"] for s in model["steps"]] == ["budget: max_steps (3) reached"]
     assert model["steps"][0]["budget"] is True
     assert model["events"][0]["err"] and "boom" in model["events"][0]["line"]
+    page = render_run(log.run_id, out=tmp_path / "events.html", directory=tmp_path)
+    with chromium() as driver:
+        driver.get(file_url(page))
+        assert "budget" in driver.find_element("css selector", ".step.budget").text
+        driver.find_element("css selector", "#next-error").click()
+        current = driver.find_element("css selector", ".event.current")
+        assert "RuntimeError: boom" in current.text and current.find_elements("css selector", ".detail")
 
 
 def test_a_wide_long_run_stays_usable(tmp_path: Path) -> None:
