@@ -350,13 +350,15 @@
       var a = l.from && els[l.from], b = els[l.to];
       return a && b ? [a.getBoundingClientRect(), b.getBoundingClientRect()] : null;
     });
-    var frag = document.createDocumentFragment();
+    var frag = document.createDocumentFragment(), arrived = {};
     M.links.forEach(function (l, i) {
       if (!rects[i]) return;
       var ra = rects[i][0], rb = rects[i][1];
       var ltr = ra.left < rb.left;
+      // links into one step, from one side, arrive one under the other, each with its label by its arrow
+      var side = l.to + (ltr ? '<' : '>'), k = arrived[side] = (arrived[side] || 0) + 1;
       var x1 = (ltr ? ra.right : ra.left) - g.left, y1 = ra.top + 11 - g.top;
-      var x2 = (ltr ? rb.left : rb.right) - g.left, y2 = rb.top + 11 - g.top;
+      var x2 = (ltr ? rb.left : rb.right) - g.left, y2 = rb.top + 4 + 8 * (k - 1) - g.top;
       var dx = Math.max(10, Math.abs(x2 - x1) * 0.45) * (ltr ? 1 : -1);
       var p = document.createElementNS(NS, 'path');
       p.setAttribute('d', 'M' + x1 + ',' + y1 + ' C' + (x1 + dx) + ',' + y1 + ' ' + (x2 - dx) + ',' + y2 + ' ' + x2
@@ -369,7 +371,8 @@
       p.appendChild(t); frag.appendChild(p);
       if (l.sim !== null && l.sim !== undefined) {
         var lab = document.createElementNS(NS, 'text');
-        lab.setAttribute('x', (x1 + x2) / 2); lab.setAttribute('y', (y1 + y2) / 2 - 3);
+        lab.setAttribute('x', x2 + (ltr ? -4 : 4)); lab.setAttribute('y', y2 - 2);
+        lab.setAttribute('text-anchor', ltr ? 'end' : 'start');
         lab.setAttribute('class', 'simlabel'); lab.textContent = Number(l.sim).toFixed(2);
         frag.appendChild(lab);
       }
