@@ -18,6 +18,7 @@ from peerstep._errors import InputError, PeerstepError
 from peerstep.cli._export import register as register_export_command
 from peerstep.cli._live import LiveView, render_record, runs_table
 from peerstep.cli._report import register as register_report_command
+from peerstep.cli._view import register as register_view_command
 from peerstep.cli.evals import register as register_eval_commands
 from peerstep.cli.index import index_app
 
@@ -28,6 +29,7 @@ app.add_typer(index_app, name="index", help="Search indexes: build, list, search
 register_eval_commands(app)
 register_export_command(app)
 register_report_command(app)
+register_view_command(app)
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 

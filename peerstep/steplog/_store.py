@@ -25,6 +25,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,21 @@ def runs_dir() -> Path:
 
     env = os.environ.get("PEERSTEP_RUNS")
     return Path(env).expanduser() if env else cache_dir() / "runs"
+
+
+@dataclass(frozen=True)
+class StepRow:
+    """One stored row as read, valid or not: what a tolerant reader (the trace viewer) shows.
+
+    ``record`` is None when the ``record`` column is not valid JSON or not a valid StepRecord; ``error`` then says
+    why, and ``raw`` keeps the text, so a reader can show the bad row and go on with the rest."""
+
+    seq: int
+    trajectory_id: int
+    kind: str
+    raw: str
+    record: StepRecord | None
+    error: str | None = None
 
 
 class RunSummary(BaseModel):
@@ -236,6 +252,23 @@ class StepLog:
             rows = self._db.execute(sql + " ORDER BY seq", args).fetchall()
         for (raw,) in rows:
             yield StepRecord.model_validate_json(raw)
+
+    def rows(self, after: int = 0) -> Iterator[StepRow]:
+        """Every row after sequence number ``after``, in order, without failing on a corrupt one.
+
+        ``records()`` raises on the first row it cannot validate, which is right for code that builds on the
+        records; a viewer must instead show what is there, so each row comes back with its error. ``after`` lets a
+        live reader fetch only the rows written since it last looked."""
+        with self._lock:
+            found = self._db.execute("SELECT seq, trajectory_id, kind, record FROM steps WHERE seq > ? ORDER BY seq",
+                                     (after,)).fetchall()
+        for seq, tid, kind, raw in found:
+            try:
+                yield StepRow(int(seq), int(tid), str(kind), raw, StepRecord.model_validate_json(raw))
+            except ValueError as exc:  # pydantic's ValidationError is a ValueError, as is bad JSON
+                first = str(exc).splitlines()
+                yield StepRow(int(seq), int(tid), str(kind), str(raw), None,
+                              " ".join(line.strip() for line in first[:3]))
 
     def supersede(self, step_ids: list[str], reason: str) -> int:
         """Move steps out of the log into the ``superseded`` table, in one transaction; returns how many moved.

@@ -14,6 +14,8 @@ from peerstep.peers import SharingConfig
 from peerstep.steplog import StepKind, StepLog
 from peerstep.strategies import strategy_verifiers
 from peerstep.verify import answers_equivalent
+from peerstep.view import build_model, render_run
+from tests._browser import chromium, file_url
 
 pytestmark = pytest.mark.slow
 
@@ -61,3 +63,15 @@ async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: P
     assert len(aggregate) == 1 and aggregate[0].data["decision"]["method"] == "weighted"
     assert aggregate[0].data["correct"] == answers_equivalent(result.answer, "1417260")
     assert {r.trajectory_id for r in records if r.kind == StepKind.RUN_START} == set(range(n))
+    if engine.name == "llamacpp":  # the page once, on one engine: a few seconds of CI, not a second real run
+        page = render_run(log.run_id, directory=runs_dir)
+        with chromium(offline=True) as driver:
+            driver.get(file_url(page))
+            heads = driver.find_elements("css selector", ".colhead")
+            assert [h.get_attribute("data-tid") for h in heads] == [str(t) for t in range(n)]
+            drawn = driver.find_elements("css selector", "svg#links path.link")
+            with StepLog.open(log.run_id, runs_dir) as reader:  # a link needs its source's summary in the log
+                links = [k for k in build_model(reader.meta(), reader.rows())["links"] if k["from"]]
+            assert len(drawn) == len(links) > 0
+            assert len(driver.find_elements("css selector", ".step[data-kind='peer_inject']")) == len(injections)
+            assert len(driver.find_elements("css selector", ".badge")) >= len(verifies) > 0
