@@ -218,7 +218,7 @@ async def test_an_eval_becomes_one_log_per_strategy_with_the_reports_accuracy(tm
         assert log.samples is not None and len(log.samples) == summary.episodes == 4
         assert log.results is not None
         assert log.results.scores[0].metrics["accuracy"].value == pytest.approx(summary.accuracy)
-        assert log.eval.task_args["seed"] == 7 and log.eval.task_args["strategy"] == summary.strategy
+        assert log.eval.task_args["dataset_seed"] == 7 and log.eval.task_args["strategy"] == summary.strategy
         assert log.eval.dataset.name == "tiny" and log.eval.model == "scripted"
         assert sorted(s.id for s in log.samples) == [f"tiny-{i}" for i in range(4)]
     majority = logs["tiny/majority@3"]
@@ -271,6 +271,9 @@ def test_inspect_view_bundle_renders_the_exported_runs(runs: dict[str, str], tmp
     subprocess.run([sys.executable, "-m", "inspect_ai", "view", "bundle", "--log-dir", str(tmp_path / "logs"),
                     "--output-dir", str(bundle)], check=True, capture_output=True, timeout=120)
     assert time.monotonic() - started < 30  # fast enough for the default suite
+    # no CDN: the page may load only what the bundle holds (its content security policy says so to the browser)
+    index = (bundle / "index.html").read_text()
+    assert "default-src 'none'" in index and "connect-src 'self'" in index and "://" not in index.split("<body")[0]
     with serve(bundle) as url, chromium() as driver:
         driver.get(url)
         wait_for_text(driver, "peerstep/mixed")  # the log list: the task of these two runs

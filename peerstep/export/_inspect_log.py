@@ -65,7 +65,7 @@ def build_log(runs: list[RunSample], spec: LogSpec, log_id: str) -> EvalLog:
     for r in runs:
         for name, u in r.sample.model_usage.items():
             add_usage(usage, name, u)
-    task_args = {k: v for k, v in {"strategy": strategy, "n": n, "seed": spec.seed}.items() if v is not None}
+    task_args = {k: v for k, v in {"strategy": strategy, "n": n, "dataset_seed": spec.seed}.items() if v is not None}
     plan_params = {k: v for k, v in {"config": _common([m.get("config") for m in metas]),
                                      "agent": _common([m.get("agent") for m in metas])}.items() if v is not None}
     eval_spec = EvalSpec(

@@ -197,8 +197,9 @@ class TrajectoryBuilder:
         tool = r.tool
         output = (tool.output if tool and tool.output is not None else r.text) or ""
         event = t._tool_events.get(r.parent_id or "") or (t._tool_events.get(tool.call_id or "") if tool else None)
-        if event is None:  # an observation nobody called for (an environment's message): a user turn
-            t.messages.append(ChatMessageUser(id=r.step_id, content=output, source="input"))
+        if event is None:  # an observation no call asked for (the answer policy's nudge, an environment's message)
+            t.messages.append(ChatMessageUser(id=r.step_id, content=output, source="input",
+                                              metadata={"peerstep": "observation", **r.data}))
             return
         error = None
         if tool is not None and (tool.ok is False or tool.timed_out):
