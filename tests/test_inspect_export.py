@@ -225,6 +225,21 @@ async def test_an_eval_becomes_one_log_per_strategy_with_the_reports_accuracy(tm
     assert majority.samples is not None
     assert all(len([e for e in s.events if isinstance(e, SpanBeginEvent)]) == 3 for s in majority.samples)
 
+    # the per-episode .jsonl of an eval, with an episode that failed before its run was recorded: it counts as
+    # wrong in the eval's accuracy, so it does here, as a sample with its error and no transcript
+    single = sorted((o for o in outcomes if o.strategy == "single"), key=lambda o: o.index)
+    failed = single[0].model_copy(update={"index": 4, "task_id": "tiny-4", "run_id": "", "correct": False,
+                                          "answer": None, "error": "ModelServerError: the server went away"})
+    jsonl = tmp_path / "out.jsonl"
+    jsonl.write_text("".join(o.model_dump_json() + "\n" for o in [*single, failed]))
+    (path,) = export_inspect([], tmp_path / "logs-jsonl", runs_dir, jsonl)
+    log = read_eval_log(str(path))
+    assert log.eval.task == "tiny/single" and log.samples is not None and len(log.samples) == 5
+    assert log.results is not None
+    assert log.results.scores[0].metrics["accuracy"].value == pytest.approx(sum(o.correct for o in single) / 5)
+    lost = next(s for s in log.samples if s.id == "tiny-4")
+    assert lost.error is not None and "server went away" in lost.error.message and not lost.messages
+
 
 @contextlib.contextmanager
 def serve(directory: Path) -> Iterator[str]:

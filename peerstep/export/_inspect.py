@@ -79,7 +79,8 @@ def _plans(run_ids: list[str], eval_path: Path | None) -> list[tuple[LogSpec, li
             summary = next((s for s in report.summaries if s.strategy == strategy), None) if report else None
             extra = {"eval_report": str(eval_path), "eval_model": report.model if report else None,
                      "eval_summary": summary.model_dump() if summary else None}
-            spec = LogSpec(task=f"{dataset or 'peerstep'}/{_label(strategy, mine[0].n)}", dataset=dataset,
+            # without a report (a .jsonl) the dataset is read from the runs (below)
+            spec = LogSpec(task=f"{dataset}/{_label(strategy, mine[0].n)}" if dataset else "", dataset=dataset,
                            seed=report.seed if report else None, limit=report.limit if report else None,
                            interrupted=bool(report and (report.interrupted or report.aborted)), metadata=extra)
             plans.append((spec, episodes))
@@ -104,7 +105,7 @@ def _convert(episode: _Episode, directory: Path | None) -> RunSample:
 
 
 def _runs_task(runs: list[RunSample]) -> str:
-    metas = [r.meta for r in runs]
+    metas = [r.meta for r in runs if r.started is not None] or [r.meta for r in runs]
     datasets = {m.get("dataset") for m in metas}
     labels = {_label(m.get("strategy"), m.get("n")) for m in metas}
     dataset = next(iter(datasets)) if len(datasets) == 1 and None not in datasets else "peerstep"
@@ -137,6 +138,7 @@ def export_inspect(run_ids: list[str], out: Path | None, directory: Path | None 
     for spec, episodes in plans:
         runs = [_convert(e, directory) for e in episodes]
         spec.task = spec.task or _runs_task(runs)
+        spec.dataset = spec.dataset or spec.task.split("/")[0]
         digest = hashlib.sha256(" ".join([spec.task, *(e.run_id or str(e.sample_id) for e in episodes)])
                                 .encode()).hexdigest()[:22]
         log = build_log(runs, spec, digest)
