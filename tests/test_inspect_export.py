@@ -279,6 +279,22 @@ def wait_for_text(driver: Any, text: str, seconds: float = 30.0) -> str:
     raise AssertionError(f"{text!r} never appeared; the page shows: {body[:500]!r}")
 
 
+def click_text(driver: Any, text: str, seconds: float = 30.0) -> None:
+    """Click the element showing exactly ``text``; the viewer re-renders lists as they load, so an element found a
+    moment ago may be gone (stale): find it again."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            driver.find_element("xpath", f"//*[normalize-space(text())='{text}']").click()
+            return
+        except (StaleElementReferenceException, NoSuchElementException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.25)
+
+
 def test_inspect_view_bundle_renders_the_exported_runs(runs: dict[str, str], tmp_path: Path) -> None:
     export_inspect([runs["single"], runs["leap"]], tmp_path / "logs", tmp_path / "runs")
     bundle = tmp_path / "bundle"
@@ -292,9 +308,9 @@ def test_inspect_view_bundle_renders_the_exported_runs(runs: dict[str, str], tmp
     with serve(bundle) as url, chromium() as driver:
         driver.get(url)
         wait_for_text(driver, "peerstep/mixed")  # the log list: the task of these two runs
-        driver.find_element("xpath", "//*[normalize-space(text())='peerstep/mixed']").click()
+        click_text(driver, "peerstep/mixed")
         page = wait_for_text(driver, runs["leap"])  # the sample list of the log
         assert runs["single"] in page and "What is 6*7?" in page
-        driver.find_element("xpath", f"//*[normalize-space(text())='{runs['leap']}']").click()
+        click_text(driver, runs["leap"])
         page = wait_for_text(driver, "trajectory 2")  # the sample's transcript: one agent per trajectory
         assert "trajectory 0" in page and "trajectory 1" in page
