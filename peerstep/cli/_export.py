@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from peerstep._errors import PeerstepError
 
@@ -36,7 +37,14 @@ def export(
         raise typer.Exit(2)
     try:
         run_ids = select_runs(list(runs or []), eval_path)
+        if fmt == "inspect":
+            from peerstep.export import export_inspect
+
+            paths = export_inspect(run_ids, out, directory, eval_path)
+            print("\n".join(str(p) for p in paths))
+            err.print(f"open them with: inspect view --log-dir {paths[0].parent}")
+            return
         raise PeerstepError(f"export --format {fmt} is not built yet ({len(run_ids)} runs selected)")
     except PeerstepError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}")
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
         raise typer.Exit(1) from exc

@@ -5,10 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from inspect_ai.event import ScoreEvent, SpanBeginEvent
+from inspect_ai.log import read_eval_log
 
 from peerstep import AgentConfig, arun
 from peerstep.engines import ManagedEngine
 from peerstep.environments import QuestionEnvironment
+from peerstep.export import export_inspect
 from peerstep.graphs.parallel import ParallelConfig
 from peerstep.peers import SharingConfig
 from peerstep.steplog import StepKind, StepLog
@@ -75,3 +78,9 @@ async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: P
             assert len(drawn) == len(links) > 0
             assert len(driver.find_elements("css selector", ".step[data-kind='peer_inject']")) == len(injections)
             assert len(driver.find_elements("css selector", ".badge")) >= len(verifies) > 0
+    # the same run as an Inspect AI log, read back by Inspect itself (no model time: the export reads the step log)
+    (path,) = export_inspect([log.run_id], runs_dir / "inspect", runs_dir)
+    sample = (read_eval_log(str(path)).samples or [])[0]
+    assert sample.scores is not None and sample.scores["peerstep"].answer == result.answer
+    assert [e.name for e in sample.events if isinstance(e, SpanBeginEvent)] == [f"trajectory {t}" for t in range(n)]
+    assert len([e for e in sample.events if isinstance(e, ScoreEvent)]) == len(verifies)
