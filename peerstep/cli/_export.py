@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from peerstep._errors import PeerstepError
 
@@ -36,7 +37,13 @@ def export(
         raise typer.Exit(2)
     try:
         run_ids = select_runs(list(runs or []), eval_path)
+        if fmt == "otlp":
+            from peerstep.export import export_otlp
+
+            sent = export_otlp(run_ids, endpoint, directory)
+            err.print(f"sent {len(sent)} run(s) as traces ({sum(sent.values())} spans) to {endpoint}")
+            return
         raise PeerstepError(f"export --format {fmt} is not built yet ({len(run_ids)} runs selected)")
     except PeerstepError as exc:
-        err.print(f"[bold red]error:[/bold red] {exc}")
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
         raise typer.Exit(1) from exc

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from peerstep._errors import InputError, PeerstepError
+from peerstep.cli._trace import TraceToOpt, tracing
 from peerstep.tools.sandbox import SandboxCapacityError
 
 console = Console(highlight=False)
@@ -151,13 +152,15 @@ def register(app: typer.Typer) -> None:
         = None,
         price_per_mtok: Annotated[float | None, typer.Option(help="Dollars per million generated tokens.")] = None,
         resume: ResumeOpt = None,
+        trace_to: TraceToOpt = None,
     ) -> None:
         """Evaluate strategies on a dataset: accuracy with a 95% interval, tokens, tool calls, cost-of-pass."""
         try:
             chosen = _strategies(strategy, n, python)
             ds = _build_dataset(dataset, seed, python)
-            run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key, resume or out,
-                           price_per_mtok, max_steps, answer_policy, resume=resume is not None)
+            with tracing(trace_to):
+                run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key,
+                               resume or out, price_per_mtok, max_steps, answer_policy, resume=resume is not None)
         except (PeerstepError, ValueError, KeyError) as exc:
             err.print(f"[bold red]error:[/bold red] {exc}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | KeyError | SandboxCapacityError)
@@ -178,6 +181,7 @@ def register(app: typer.Typer) -> None:
         answer_policy: AnswerPolicyOpt = "accept",
         out: Annotated[Path | None, typer.Option()] = None,
         resume: ResumeOpt = None,
+        trace_to: TraceToOpt = None,
     ) -> None:
         """Run a scripted task file (questions, allowed tools, answer checkers) and report the results."""
         try:
@@ -189,8 +193,9 @@ def register(app: typer.Typer) -> None:
                 err.print(f"[yellow]note:[/yellow] {tasks} grades answers with Python code that runs with your "
                           f"rights, outside the sandbox: {', '.join(ds.python_checkers)} (a task file is code, like "
                           "a conftest.py)")
-            run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, resume or out, None,
-                           max_steps, answer_policy, resume=resume is not None)
+            with tracing(trace_to):
+                run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, resume or out,
+                               None, max_steps, answer_policy, resume=resume is not None)
         except (PeerstepError, ValueError) as exc:
             err.print(f"[bold red]error:[/bold red] {exc}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | SandboxCapacityError) else 1) from None

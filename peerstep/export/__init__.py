@@ -4,6 +4,7 @@ Every exporter reads the step logs alone (no replay). ``peerstep export`` picks 
 from run ids or from an eval's ``OUT.json`` (:func:`select_runs`).
 """
 
+from peerstep.export._otlp import ExportError, export_otlp, trace_to
 from peerstep.export._select import select_runs
 
-__all__ = ["select_runs"]
+__all__ = ["ExportError", "export_otlp", "select_runs", "trace_to"]
