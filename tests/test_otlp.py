@@ -4,17 +4,18 @@ hook of the runner, and what a dead endpoint does (one error line for ``export``
 from __future__ import annotations
 
 import json
-import os
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from typer.testing import CliRunner
 
 from peerstep import arun
+from peerstep.cli import app
 from peerstep.environments import QuestionEnvironment
 from peerstep.export import ExportError, trace_to
 from peerstep.export._otlp import deliver, send, spans_of
@@ -22,8 +23,6 @@ from peerstep.export._spans import span_id_of, trace_id_of
 from peerstep.steplog import StepKind, StepLog
 from tests._otlp_runs import SCRIPTS, leap4_run
 from tests.scripted import PerTrajectoryClient
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture()
@@ -184,41 +183,41 @@ async def test_a_dead_trace_to_endpoint_never_fails_the_run(tmp_path: Path) -> N
     assert len(warnings) == 1 and result.run_id in warnings[0] and "peerstep export" in warnings[0]
 
 
-def _cli(*args: str, runs: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PEERSTEP_RUNS": str(runs), "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "peerstep", *args], capture_output=True, text=True, timeout=120,
-                          env=env)
+def _cli(*args: str, runs: Path) -> Result:
+    """The command in this process (the CLI's own code path, without a second interpreter's start-up)."""
+    return CliRunner().invoke(app, list(args), env={"PEERSTEP_RUNS": str(runs), "COLUMNS": "200"})
 
 
 async def test_export_to_a_dead_endpoint_is_one_line_and_exit_1(leap_run: tuple[str, Path]) -> None:
     run_id, directory = leap_run
     url = dead_endpoint()
-    proc = _cli("export", run_id, "--format", "otlp", "--endpoint", url, runs=directory)
-    assert proc.returncode == 1
-    assert f"error: the OTLP endpoint {url} did not take the spans" in proc.stderr
-    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    result = _cli("export", run_id, "--format", "otlp", "--endpoint", url, runs=directory)
+    assert result.exit_code == 1
+    assert f"error: the OTLP endpoint {url} did not take the spans" in result.stderr
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_export_without_endpoint_or_with_a_bad_one_or_run(tmp_path: Path) -> None:
-    proc = _cli("export", "nope", "--format", "otlp", runs=tmp_path)
-    assert proc.returncode == 1 and "--endpoint URL" in proc.stderr
-    proc = _cli("export", "nope", "--format", "otlp", "--endpoint", "localhost:6006", runs=tmp_path)
-    assert proc.returncode == 1 and "http(s) URL" in proc.stderr
-    proc = _cli("export", "no-such-run", "--format", "otlp", "--endpoint", dead_endpoint(), runs=tmp_path)
-    assert proc.returncode == 1 and "no-such-run" in proc.stderr and "Traceback" not in proc.stderr
+    result = _cli("export", "nope", "--format", "otlp", runs=tmp_path)
+    assert result.exit_code == 1 and "--endpoint URL" in result.stderr
+    result = _cli("export", "nope", "--format", "otlp", "--endpoint", "localhost:6006", runs=tmp_path)
+    assert result.exit_code == 1 and "http(s) URL" in result.stderr
+    result = _cli("export", "no-such-run", "--format", "otlp", "--endpoint", dead_endpoint(), runs=tmp_path)
+    assert result.exit_code == 1 and "no-such-run" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_trace_to_refuses_a_bad_url_before_any_engine_starts(tmp_path: Path) -> None:
-    proc = _cli("solve", "--trace-to", "127.0.0.1:6006", "--base-url", "http://127.0.0.1:9/v1", "1+1?",
-                runs=tmp_path)
-    assert proc.returncode == 2 and "http(s) URL" in proc.stderr and "Traceback" not in proc.stderr
+    result = _cli("solve", "--trace-to", "127.0.0.1:6006", "--base-url", "http://127.0.0.1:9/v1", "1+1?",
+                  runs=tmp_path)
+    assert result.exit_code == 2 and "http(s) URL" in result.stderr
 
 
-def test_without_the_otel_extra_the_command_says_how_to_install_it(tmp_path: Path) -> None:
+def test_without_the_otel_extra_the_command_says_how_to_install_it(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     """The SDK hidden from the import system: the command names the extra, exit 1."""
-    code = ("import sys; sys.modules['opentelemetry.sdk.trace'] = None; "
-            "sys.argv = ['peerstep', 'export', 'x', '--endpoint', 'http://127.0.0.1:9/v1/traces']; "
-            "from peerstep.cli import main; main()")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PEERSTEP_RUNS": str(tmp_path), "PYTHONPATH": str(ROOT)})
-    assert proc.returncode == 1 and "pip install 'peerstep[otel]'" in proc.stderr, proc.stderr
+    monkeypatch.setitem(sys.modules, "opentelemetry.sdk.trace", None)
+    result = _cli("export", "x", "--endpoint", "http://127.0.0.1:9/v1/traces", runs=tmp_path)
+    assert result.exit_code == 1 and "pip install 'peerstep[otel]'" in result.stderr, result.stderr
+    result = _cli("eval", "math", "--trace-to", "http://127.0.0.1:9/v1/traces", runs=tmp_path)
+    assert result.exit_code == 2 and "pip install 'peerstep[otel]'" in result.stderr, result.stderr

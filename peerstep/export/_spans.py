@@ -159,7 +159,9 @@ def _record_event(rec: StepRecord) -> Event:
 def run_spans(run_id: str, meta: dict[str, Any], records: list[StepRecord],
               resource: Resource | None = None) -> list[ReadableSpan]:
     """The spans of one run, the run span first (an empty list for a run with no records)."""
-    b = _Builder(run_id, resource or Resource.create({"service.name": "peerstep"}))
+    # openinference.project.name: Phoenix files the traces under a project "peerstep" (others ignore it)
+    b = _Builder(run_id, resource or Resource.create({"service.name": "peerstep",
+                                                      "openinference.project.name": "peerstep"}))
     if not records:
         return []
     by_traj: dict[int, list[StepRecord]] = defaultdict(list)

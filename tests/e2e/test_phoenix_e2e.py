@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -82,10 +83,15 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def read_trace(base: str, run_id: str, expect: int) -> list[dict[str, Any]]:
     """The spans Phoenix has for a run's trace, once all ``expect`` of them are in (ingestion is asynchronous)."""
-    url = f"{base}/v1/projects/default/spans?limit=1000&trace_id={trace_id_of(run_id):032x}"
+    url = f"{base}/v1/projects/peerstep/spans?limit=1000&trace_id={trace_id_of(run_id):032x}"
     deadline = time.monotonic() + 30
     while True:
-        spans = _get(url)["data"]
+        try:
+            spans = _get(url)["data"]
+        except urllib.error.HTTPError as exc:  # 404 until the first span has made the project
+            if exc.code != 404 or time.monotonic() > deadline:
+                raise
+            spans = []
         if len(spans) >= expect or time.monotonic() > deadline:
             return spans
         time.sleep(0.3)
