@@ -25,7 +25,7 @@ import pytest
 
 from peerstep import arun
 from peerstep.environments import QuestionEnvironment
-from peerstep.export import trace_to
+from peerstep.export import export_otlp, trace_to
 from peerstep.export._otlp import spans_of
 from peerstep.export._spans import trace_id_of
 from tests._otlp_runs import SCRIPTS, leap4_run
@@ -146,8 +146,7 @@ async def test_an_exported_leap4_run_reads_back_from_phoenix(phoenix: str, tmp_p
             assert by_id[summary["parent_id"]]["attributes"]["peerstep.trajectory_id"] == src
     assert any(s["name"] == "aggregate majority" for s in kids[root["context"]["span_id"]])
     # the ids are derived from the run: a second export is the same trace, not a second copy
-    again = _cli("export", run_id, "--format", "otlp", "--endpoint", f"{phoenix}/v1/traces", runs=tmp_path)
-    assert again.returncode == 0, again.stderr
+    assert export_otlp([run_id], f"{phoenix}/v1/traces", tmp_path) == {run_id: sent}
     time.sleep(1)
     assert len(read_trace(phoenix, run_id, sent)) == sent
 
