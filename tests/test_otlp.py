@@ -221,3 +221,22 @@ def test_without_the_otel_extra_the_command_says_how_to_install_it(tmp_path: Pat
     assert result.exit_code == 1 and "pip install 'peerstep[otel]'" in result.stderr, result.stderr
     result = _cli("eval", "math", "--trace-to", "http://127.0.0.1:9/v1/traces", runs=tmp_path)
     assert result.exit_code == 2 and "pip install 'peerstep[otel]'" in result.stderr, result.stderr
+
+
+async def test_export_eval_sends_every_episode_run(leap_run: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--eval OUT.json``: each outcome's run becomes its own trace."""
+    from peerstep.export import _otlp
+
+    run_id, directory = leap_run
+    other = await arun(QuestionEnvironment("What is 6*7?"), PerTrajectoryClient({0: [SCRIPTS[0][2]]}),
+                       strategy="single", runs_dir=directory)
+    report = directory / "OUT.json"
+    report.write_text(json.dumps({"outcomes": [{"run_id": run_id}, {"run_id": other.run_id}]}))
+    memory = InMemorySpanExporter()
+    monkeypatch.setattr(_otlp, "send", lambda spans, endpoint, **kw: deliver(spans, memory))
+    result = _cli("export", "--eval", str(report), "--format", "otlp", "--endpoint", "http://127.0.0.1:9/v1/traces",
+                  runs=directory)
+    assert result.exit_code == 0, result.stderr
+    assert "sent 2 run(s)" in result.stderr
+    assert {s.context.trace_id for s in memory.get_finished_spans()} == {trace_id_of(run_id),
+                                                                       trace_id_of(other.run_id)}
