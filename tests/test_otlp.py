@@ -149,11 +149,35 @@ async def test_ids_are_derived_so_a_re_export_sends_the_same_trace(leap_run: tup
     assert next(s for s in first if s.parent is None).context.span_id == span_id_of(run_id, "run")
 
 
-def test_a_dead_endpoint_is_an_export_error_in_seconds(tmp_path: Path) -> None:
+async def test_a_dead_endpoint_is_an_export_error_in_seconds(leap_run: tuple[str, Path]) -> None:
+    spans = spans_of(*leap_run)
     started = time.monotonic()
-    with pytest.raises(ExportError, match="did not take the spans"):
-        send(["not sent"], dead_endpoint(), timeout=2)
+    with pytest.raises(ExportError, match=r"did not take the spans: Connection refused$"):
+        send(spans, dead_endpoint(), timeout=2)
     assert time.monotonic() - started < 10
+
+
+async def test_a_server_that_refuses_the_request_is_named_with_its_status(leap_run: tuple[str, Path]) -> None:
+    """A live HTTP server that is not an OTLP endpoint (404): the error carries the status, not a retry summary."""
+    import http.server
+    import threading
+
+    class NotFound(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            self.send_error(404, "no traces here")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), NotFound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(ExportError, match="404"):
+            send(spans_of(*leap_run), f"http://127.0.0.1:{server.server_port}/v1/traces", timeout=2)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 async def test_live_trace_to_sends_each_run_when_it_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

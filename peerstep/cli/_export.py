@@ -45,5 +45,5 @@ def export(
             return
         raise PeerstepError(f"export --format {fmt} is not built yet ({len(run_ids)} runs selected)")
     except PeerstepError as exc:
-        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc

@@ -33,7 +33,10 @@ def tracing(url: str | None) -> Iterator[None]:
     try:
         check_tracing(url)
     except PeerstepError as exc:
-        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(2) from None
-    with trace_to(url, warn=lambda message: err.print(f"[yellow]warning:[/yellow] {escape(message)}")):
+    def warn(message: str) -> None:
+        err.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
+
+    with trace_to(url, warn=warn):
         yield

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -96,8 +97,18 @@ def deliver(spans: Sequence[Any], exporter: Any, *, where: str = "the span expor
     with _quiet_sdk() as captured:
         result = exporter.export(list(spans))
     if result != SpanExportResult.SUCCESS:
-        why = captured.lines[-1] if captured.lines else "no reason given"
-        raise ExportError(f"{where} did not take the spans: {why}")
+        raise ExportError(f"{where} did not take the spans: {_reason(captured.lines)}")
+
+
+def _reason(lines: list[str]) -> str:
+    """The cause among the SDK's log lines: the OS error of a dead server ("Connection refused"), else the first
+    specific line (an HTTP status), not its closing "Failed to export ... max retries" summary."""
+    for line in lines:
+        found = re.search(r"\[Errno -?\d+\] ([^\"')]+)", line)
+        if found:
+            return found.group(1).strip()
+    specific = [line for line in lines if "due to timeout, max retries or shutdown" not in line]
+    return (specific or lines or ["no reason given"])[0]
 
 
 def spans_of(run_id: str, directory: Path | None = None) -> list[Any]:
