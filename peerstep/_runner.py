@@ -9,10 +9,13 @@ own checker, so the reward, the vote, the verdict and the eval's grade cannot di
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import contextvars
+import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +40,31 @@ Task = str | Environment | Callable[[], Environment]
 T = TypeVar("T")
 RESTARTED = ("Note: the Python session was restarted and your earlier cells were run again, but some printed "
              "something different this time, so variables they set may differ from before; recompute what you need.")
+
+
+RunHook = Callable[[Path, str], None]
+_AFTER_RUN: contextvars.ContextVar[tuple[RunHook, ...]] = contextvars.ContextVar("peerstep_after_run", default=())
+
+
+@contextlib.contextmanager
+def after_run(hook: RunHook) -> Iterator[None]:
+    """While inside, ``hook(log_path, run_id)`` is called when each run this context starts ends (done, failed or
+    paused; not when interrupted), after its log is complete. It runs in a thread, so a slow hook (sending the run's
+    trace: ``--trace-to``) does not stall the other runs of an eval; an exception it raises is logged, never the
+    run's. One mechanism for every command, since every run passes through ``_drive``."""
+    token = _AFTER_RUN.set((*_AFTER_RUN.get(), hook))
+    try:
+        yield
+    finally:
+        _AFTER_RUN.reset(token)
+
+
+async def _call_after_run(log: StepLog) -> None:
+    for hook in _AFTER_RUN.get():
+        try:
+            await asyncio.to_thread(hook, log.path, log.run_id)
+        except Exception:  # a hook's failure is its own; the run has ended and is logged
+            logging.getLogger(__name__).warning("after-run hook failed for run %s", log.run_id, exc_info=True)
 
 
 class EpisodeResult(BaseModel):
@@ -334,6 +362,7 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
             tool_calls += 1
 
     own_log = log is None if own_log is None else own_log
+    interrupted = False
     started = time.perf_counter()
     tokens_before = client.completion_tokens
     try:
@@ -410,6 +439,7 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
         log.set_meta({"status": out.status, "answer": out.answer, "correct": out.correct, "pending": []})
         return out
     except BaseException as exc:  # Ctrl-C, cancellation, a bug: the run says how it ended before it closes
+        interrupted = not isinstance(exc, Exception)
         if log is not None:
             with contextlib.suppress(Exception):  # a full disk must not hide the original error
                 log.log(StepKind.ERROR, trajectory_id=-1, text=f"{type(exc).__name__}: {exc}",
@@ -424,6 +454,8 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
             await pool.close()
         if own_log and log is not None:
             log.close()
+        if log is not None and not interrupted:
+            await _call_after_run(log)
 
 
 def run(task: Task, *, base_url: str | None = None, model: str | None = None, api_key: str | None = None,

@@ -18,6 +18,7 @@ from peerstep._errors import InputError, PeerstepError
 from peerstep.cli._export import register as register_export_command
 from peerstep.cli._live import LiveView, render_record, runs_table
 from peerstep.cli._report import register as register_report_command
+from peerstep.cli._trace import TraceToOpt, tracing
 from peerstep.cli._view import register as register_view_command
 from peerstep.cli.evals import register as register_eval_commands
 from peerstep.cli.index import index_app
@@ -108,6 +109,7 @@ def solve(
         "match wins), e.g. python=ask,calculate=auto, or a YAML/JSON policy file (rules with conditions: imports, "
         "writes_files, network, pattern). On a terminal you are asked inline; otherwise the run pauses (exit 3) "
         "and `peerstep resume RUN --decide ID=approve` answers.")] = None,
+    trace_to: TraceToOpt = None,
 ) -> None:
     """Answer a question with tool-using agents, showing each step as it happens."""
     from peerstep import AgentConfig, ApprovalPolicy, Budget, Endpoint, arun
@@ -164,12 +166,13 @@ def solve(
             if not quiet:
                 err.print(f"[dim]starting the {engine} engine…[/dim]")
 
-        result = asyncio.run(on_endpoint(endpoint, lambda client: arun(
-            question, client, strategy=strategy, n=n, agent=config, parallel=parallel_config, gold=gold,
-            python=python, search=search,
-            max_question_chars=max_question_chars, listeners=[] if quiet else [view.on_record],
-            on_token=None if quiet else view.on_token, meta={"engine": engine},
-            approver=_terminal_approver(question_read_from_stdin))))
+        with tracing(trace_to):
+            result = asyncio.run(on_endpoint(endpoint, lambda client: arun(
+                question, client, strategy=strategy, n=n, agent=config, parallel=parallel_config, gold=gold,
+                python=python, search=search,
+                max_question_chars=max_question_chars, listeners=[] if quiet else [view.on_record],
+                on_token=None if quiet else view.on_token, meta={"engine": engine},
+                approver=_terminal_approver(question_read_from_stdin))))
     except KeyboardInterrupt:
         _fail(INTERRUPTED, 130)
     except PeerstepError as exc:
@@ -429,6 +432,7 @@ def chat(
                                                      "embedded engine's, else 8192); old turns are folded to fit.")]
     = None,
     directory: DirOpt = None,
+    trace_to: TraceToOpt = None,
 ) -> None:
     """Talk to a tool-using agent over many turns; the session is saved after every step."""
     from peerstep.agent import AgentConfig
@@ -471,7 +475,8 @@ def chat(
     except PeerstepError as exc:
         _fail(str(exc))
     try:
-        code = asyncio.run(run_chat(session, console, interactive=sys.stdin.isatty()))
+        with tracing(trace_to):
+            code = asyncio.run(run_chat(session, console, interactive=sys.stdin.isatty()))
     except KeyboardInterrupt:
         _fail(f"interrupted; the session is saved: `peerstep chat --resume {session.id}`", 130)
     except PeerstepError as exc:

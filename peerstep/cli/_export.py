@@ -44,7 +44,13 @@ def export(
             print("\n".join(str(p) for p in paths))
             err.print(f"open them with: inspect view --log-dir {paths[0].parent}")
             return
+        if fmt == "otlp":
+            from peerstep.export import export_otlp
+
+            sent = export_otlp(run_ids, endpoint, directory)
+            err.print(f"sent {len(sent)} run(s) as traces ({sum(sent.values())} spans) to {endpoint}")
+            return
         raise PeerstepError(f"export --format {fmt} is not built yet ({len(run_ids)} runs selected)")
     except PeerstepError as exc:
-        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
+        err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc

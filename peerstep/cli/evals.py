@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from peerstep._errors import InputError, PeerstepError
+from peerstep.cli._trace import TraceToOpt, tracing
 from peerstep.tools.sandbox import SandboxCapacityError
 
 console = Console(highlight=False)
@@ -160,6 +161,7 @@ def register(app: typer.Typer) -> None:
         price_per_mtok: Annotated[float | None, typer.Option(help="Dollars per million generated tokens.")] = None,
         resume: ResumeOpt = None,
         report: ReportOpt = None,
+        trace_to: TraceToOpt = None,
     ) -> None:
         """Evaluate strategies on a dataset: accuracy with a 95% interval, tokens, tool calls, cost-of-pass."""
         try:
@@ -169,8 +171,10 @@ def register(app: typer.Typer) -> None:
 
                 require_matplotlib()
             ds = _build_dataset(dataset, seed, python)
-            run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key, resume or out,
-                           price_per_mtok, max_steps, answer_policy, resume=resume is not None, report_html=report)
+            with tracing(trace_to):
+                run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key,
+                               resume or out, price_per_mtok, max_steps, answer_policy, resume=resume is not None,
+                               report_html=report)
         except (PeerstepError, ValueError, KeyError) as exc:
             err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | KeyError | SandboxCapacityError)
@@ -191,6 +195,7 @@ def register(app: typer.Typer) -> None:
         answer_policy: AnswerPolicyOpt = "accept",
         out: Annotated[Path | None, typer.Option()] = None,
         resume: ResumeOpt = None,
+        trace_to: TraceToOpt = None,
     ) -> None:
         """Run a scripted task file (questions, allowed tools, answer checkers) and report the results."""
         try:
@@ -202,8 +207,9 @@ def register(app: typer.Typer) -> None:
                 err.print(f"[yellow]note:[/yellow] {tasks} grades answers with Python code that runs with your "
                           f"rights, outside the sandbox: {', '.join(ds.python_checkers)} (a task file is code, like "
                           "a conftest.py)")
-            run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, resume or out, None,
-                           max_steps, answer_policy, resume=resume is not None)
+            with tracing(trace_to):
+                run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, resume or out,
+                               None, max_steps, answer_policy, resume=resume is not None)
         except (PeerstepError, ValueError) as exc:
             err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | SandboxCapacityError) else 1) from None
