@@ -126,11 +126,16 @@ def test_ctrl_c_stops_the_engine_and_keeps_the_log(tmp_path: Path) -> None:
 def test_eval_aborts_when_its_server_is_killed_and_keeps_finished_episodes(tmp_path: Path) -> None:
     runs, state, out = tmp_path / "runs", tmp_path / "state", tmp_path / "eval.json"
     env = _env(runs, state)
+    # eight one-line sums (the eval runner behind `peerstep run` and `peerstep eval` alike): the first episode
+    # finishes in seconds; the built-in math set's first task took the small model ~200 s of CI to finish
+    tasks = tmp_path / "tasks.yaml"
+    tasks.write_text("tasks:\n" + "".join(
+        f"  - {{id: sum{i}, question: 'What is {100 + i} + {200 + i}?', tools: [calculator], checker: numeric, "
+        f"gold: '{300 + 2 * i}'}}\n" for i in range(8)))
     with _served_small_model(env, state) as info:
         evaluation = subprocess.Popen(
-            [sys.executable, "-m", "peerstep.cli", "eval", "math", "--limit", "8", "--concurrency", "1",
-             "--no-python", "--max-steps", "3", "--base-url", info["base_url"], "--model", SMALL_MODEL,
-             "--out", str(out)],
+            [sys.executable, "-m", "peerstep.cli", "run", str(tasks), "--concurrency", "1",
+             "--max-steps", "3", "--base-url", info["base_url"], "--model", SMALL_MODEL, "--out", str(out)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         jsonl = out.with_suffix(".jsonl")
         _wait_for(lambda: jsonl.exists() and jsonl.read_text().count("\n") >= 1, 600, "a first finished episode")
