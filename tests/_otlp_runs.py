@@ -12,15 +12,7 @@ from peerstep.graphs.parallel import ParallelConfig
 from peerstep.peers import SharingConfig
 from peerstep.steplog import StepLog
 from peerstep.verify import TrajectoryView, Verifier, VerifierScore
-from tests.scripted import PerTrajectoryClient
-
-
-def calc(expr: str) -> str:
-    return f'{{"name": "calculate", "arguments": {{"expression": "{expr}"}}}}'
-
-
-def submit(answer: str) -> str:
-    return f'{{"name": "submit_answer", "arguments": {{"answer": "{answer}"}}}}'
+from tests.scripted import PerTrajectoryClient, calc, submit
 
 
 class LengthVerifier(Verifier):

@@ -1,5 +1,35 @@
-"""The scripted model for graph-logic tests lives in the package (``peerstep.testing.model``) so users can use it."""
+"""The scripted model for graph-logic tests lives in the package (``peerstep.testing.model``) so users can use it.
+
+The small builders every scripted-run test writes its replies with, and a verifier with fixed scores, live here once.
+"""
+
+from __future__ import annotations
 
 from peerstep.testing.model import PerTrajectoryClient, Reply, ScriptedClient, native_call
+from peerstep.verify import TrajectoryView, Verifier, VerifierScore
 
-__all__ = ["PerTrajectoryClient", "Reply", "ScriptedClient", "native_call"]
+__all__ = ["FixedScores", "PerTrajectoryClient", "Reply", "ScriptedClient", "calc", "native_call", "submit"]
+
+
+def calc(expr: str) -> str:
+    """A calculator call as a model writes it in text."""
+    return f'{{"name": "calculate", "arguments": {{"expression": "{expr}"}}}}'
+
+
+def submit(answer: str) -> str:
+    """A submit_answer call as a model writes it in text."""
+    return f'{{"name": "submit_answer", "arguments": {{"answer": "{answer}"}}}}'
+
+
+class FixedScores(Verifier):
+    """Scores each trajectory by a fixed table: known scores for pruning, weighting and the badges they leave."""
+
+    name = "fixed"
+    partial_ok = True
+
+    def __init__(self, scores: dict[int, float], rationale: str = "fixed score") -> None:
+        self.scores = scores
+        self.rationale = rationale
+
+    async def score(self, view: TrajectoryView) -> VerifierScore:
+        return VerifierScore(verifier=self.name, score=self.scores[view.trajectory_id], rationale=self.rationale)

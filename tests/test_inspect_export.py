@@ -28,9 +28,8 @@ from peerstep.export import export_inspect
 from peerstep.graphs.parallel import ParallelConfig
 from peerstep.peers import SharingConfig
 from peerstep.steplog import StepKind, StepLog
-from peerstep.verify import TrajectoryView, Verifier, VerifierScore
 from tests._browser import chromium
-from tests.scripted import PerTrajectoryClient, ScriptedClient
+from tests.scripted import FixedScores, PerTrajectoryClient, ScriptedClient
 from tests.test_evals import Answerer, TinyDataset
 
 runner = CliRunner()
@@ -40,15 +39,6 @@ def call(name: str, **arguments: str) -> str:
     return json.dumps({"name": name, "arguments": arguments})
 
 
-class FixedScores(Verifier):
-    name = "fixed"
-    partial_ok = True
-
-    def __init__(self, scores: dict[int, float]) -> None:
-        self.scores = scores
-
-    async def score(self, view: TrajectoryView) -> VerifierScore:
-        return VerifierScore(verifier=self.name, score=self.scores[view.trajectory_id], rationale="fixed score")
 
 
 async def single_run(runs: Path) -> str:

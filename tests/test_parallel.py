@@ -10,8 +10,7 @@ from peerstep.environments import QuestionEnvironment
 from peerstep.graphs.parallel import ParallelConfig
 from peerstep.peers import NO_PEERS, ROUTERS, SharingConfig, comment_block, similarity
 from peerstep.steplog import StepKind, StepLog
-from peerstep.verify import TrajectoryView, Verifier, VerifierScore
-from tests.scripted import PerTrajectoryClient
+from tests.scripted import FixedScores, PerTrajectoryClient
 
 
 def calc(expr: str) -> str:
@@ -97,15 +96,6 @@ async def test_continue_mode_extends_a_partial_assistant_message(tmp_path: Path)
     assert req["sampling"].stop == ["</summarize>"] and req["sampling"].max_tokens == 256
 
 
-class FixedScores(Verifier):
-    name = "fixed"
-    partial_ok = True
-
-    def __init__(self, scores: dict[int, float]) -> None:
-        self.scores = scores
-
-    async def score(self, view: TrajectoryView) -> VerifierScore:
-        return VerifierScore(verifier=self.name, score=self.scores[view.trajectory_id], rationale="fixed")
 
 
 async def test_pruning_keeps_the_best(tmp_path: Path) -> None:

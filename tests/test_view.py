@@ -26,31 +26,17 @@ from peerstep.environments import QuestionEnvironment
 from peerstep.graphs.parallel import ParallelConfig
 from peerstep.peers import SharingConfig
 from peerstep.steplog import StepKind, StepLog, StepRecord, ToolInfo
-from peerstep.verify import TrajectoryView, Verifier, VerifierScore
 from peerstep.view import build_model, render_eval, render_run, serve
 from tests._browser import chromium, file_url
-from tests.scripted import PerTrajectoryClient
+from tests.scripted import FixedScores, PerTrajectoryClient, calc, submit
 
 runner = CliRunner()
 
 
-def calc(expr: str) -> str:
-    return f'{{"name": "calculate", "arguments": {{"expression": "{expr}"}}}}'
 
 
-def submit(answer: str) -> str:
-    return f'{{"name": "submit_answer", "arguments": {{"answer": "{answer}"}}}}'
 
 
-class FixedScores(Verifier):
-    name = "fixed"
-    partial_ok = True
-
-    def __init__(self, scores: dict[int, float]) -> None:
-        self.scores = scores
-
-    async def score(self, view: TrajectoryView) -> VerifierScore:
-        return VerifierScore(verifier=self.name, score=self.scores[view.trajectory_id], rationale="fixed score")
 
 
 SUMMARIES = {0: "six times seven is 42", 1: "six times eight is 48", 2: "the product is 42",
