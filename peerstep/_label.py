@@ -39,21 +39,10 @@ from peerstep._runner import Task, afork
 from peerstep.agent import ModelClient
 from peerstep.grading import DEFAULT_CHECKER, Checker, grade
 from peerstep.steplog import StepKind, StepLog, StepRecord
+from peerstep.steplog._steps import Step, labels_of, trajectory_steps
 from peerstep.steplog._store import StepLogError
 
 SEARCHES = ("full", "binary")
-
-
-@dataclass
-class Step:
-    """One labelled unit of a trajectory: a reason record and what it led to, up to the next one."""
-
-    index: int
-    reason: StepRecord
-    fork_from: str
-    """The step id a fork continues from: the step's last observation (the tool result), else the reason."""
-    final: bool
-    """The step whose action ended the trajectory (its answer); labelled by the graded answer, not by rollouts."""
 
 
 @dataclass
@@ -83,33 +72,6 @@ class LabelSummary(BaseModel):
 
 Progress = Callable[[str, dict[str, Any]], None]
 """Called as ``progress(event, info)``: ``plan`` (steps to label), ``step`` (one label written: rollouts, tokens)."""
-
-
-def trajectory_steps(records: list[StepRecord]) -> list[Step]:
-    """A trajectory's steps in order: each reason record with the records after it until the next one."""
-    spans: list[list[StepRecord]] = []
-    for rec in records:
-        if rec.kind == StepKind.REASON:
-            spans.append([rec])
-        elif spans:
-            spans[-1].append(rec)
-    steps = []
-    for i, span in enumerate(spans):
-        # a notice (e.g. the sandbox was rebuilt) is logged inside the next model call's node: no checkpoint ends
-        # on it, so a fork from it would include that call; the tool results and the answer-policy hints do
-        results = [r for r in span if r.kind == StepKind.OBSERVATION and not r.data.get("notice")]
-        steps.append(Step(index=i, reason=span[0], fork_from=results[-1].step_id if results else span[0].step_id,
-                          final=any(r.kind == StepKind.FINAL for r in span)))
-    return steps
-
-
-def labels_of(records: list[StepRecord]) -> dict[str, StepRecord]:
-    """Labelled reason step id -> its (first) label record."""
-    out: dict[str, StepRecord] = {}
-    for rec in records:
-        if rec.kind == StepKind.LABEL and rec.parent_id and rec.parent_id not in out:
-            out[rec.parent_id] = rec
-    return out
 
 
 def open_target(run_id: str, runs_dir: Path | None, dataset: dict[str, Any] | None = None) -> Target | str:

@@ -11,7 +11,7 @@ from rich.console import Console
 from peerstep._errors import PeerstepError
 
 err = Console(stderr=True, highlight=False)
-FORMATS = ("otlp", "inspect")
+FORMATS = ("otlp", "inspect", "trl-prm", "math-shepherd", "prm800k", "openai-chat")
 
 
 def register(app: typer.Typer) -> None:
@@ -27,6 +27,7 @@ def export(
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="OTLP/HTTP traces endpoint (otlp), e.g. "
                                                                     "http://127.0.0.1:6006/v1/traces.")] = None,
     directory: Annotated[Path | None, typer.Option("--dir", help="Runs directory.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
     """Export runs (or an eval's runs) as OpenTelemetry traces or Inspect AI logs."""
     from peerstep.export import select_runs
@@ -36,6 +37,12 @@ def export(
         raise typer.Exit(2)
     try:
         run_ids = select_runs(list(runs or []), eval_path)
+        if fmt in ("trl-prm", "math-shepherd", "prm800k", "openai-chat"):  # process supervision (step labels)
+            from peerstep.export._prm import export_prm
+
+            path, rows = export_prm(run_ids, fmt, out, force=force, runs_dir=directory)
+            err.print(f"wrote {rows} {fmt} rows to {path}", soft_wrap=True)
+            return
         raise PeerstepError(f"export --format {fmt} is not built yet ({len(run_ids)} runs selected)")
     except PeerstepError as exc:
         err.print(f"[bold red]error:[/bold red] {exc}")
