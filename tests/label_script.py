@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -41,6 +41,19 @@ def continuation(position: int, seed: int) -> str:
     if position == 2:
         return submit("42") if seed == 0 else submit("43")
     return submit("43")
+
+
+def long_parent(steps: int) -> list[str]:
+    """A parent of ``steps`` calculator steps, then a wrong answer (43)."""
+    return [*(calc(f"{i}+1") for i in range(steps)), submit("43")]
+
+
+def recovers_until(first_error: int) -> Callable[[int, int], str]:
+    """Continuations of ``long_parent``: from after step i, the seed-0 continuation answers 42 while
+    i < ``first_error``, every other one 43; so step values are 1/K, then 0 from ``first_error`` on."""
+    def reply(position: int, seed: int) -> str:
+        return submit("42") if position - 1 < first_error and seed == 0 else submit("43")
+    return reply
 
 
 def position(messages: Sequence[dict[str, Any]]) -> int:
@@ -73,8 +86,9 @@ class ContinuationClient(ScriptedClient):
 class ContinuationServer:
     """The continuations behind ``/v1/chat/completions`` (non-streamed), each reply after ``delay`` seconds."""
 
-    def __init__(self, delay: float = 0.0, model: str = "scripted") -> None:
-        self.delay, self.model, self.requests = delay, model, 0
+    def __init__(self, reply: Callable[[int, int], str] = continuation, delay: float = 0.0,
+                 model: str = "scripted") -> None:
+        self.reply, self.delay, self.model, self.requests = reply, delay, model, 0
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -99,7 +113,7 @@ class ContinuationServer:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
                 outer.requests += 1
                 time.sleep(outer.delay)
-                text = continuation(position(body.get("messages", [])), int(body.get("seed") or 0))
+                text = outer.reply(position(body.get("messages", [])), int(body.get("seed") or 0))
                 self._json({"id": "c", "object": "chat.completion", "created": 0, "model": outer.model,
                             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                          "finish_reason": "stop"}],

@@ -75,7 +75,7 @@ def label(
     progress = Progress(TextColumn("[bold]labelling[/bold]"), BarColumn(), TaskProgressColumn(),
                         TextColumn("{task.completed:.0f}/{task.total:.0f} steps · {task.fields[rollouts]} rollouts · "
                                    "{task.fields[rate]} tok/s"), TimeRemainingColumn(), console=err, transient=False)
-    task = progress.add_task("label", total=None, rollouts=0, rate="0")
+    task = progress.add_task("label", total=0, rollouts=0, rate="0")
     started = time.perf_counter()
     counts = {"rollouts": 0, "tokens": 0}
 
