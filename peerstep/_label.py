@@ -88,6 +88,8 @@ def open_target(run_id: str, runs_dir: Path | None, dataset: dict[str, Any] | No
         return f"still being written (process {meta.get('pid')}); label it when it has finished"
     if meta.get("fork"):
         return "a fork (continuations made by a label or fork); label its parent run instead"
+    if not isinstance(meta.get("checkpoint"), dict) or not meta["checkpoint"].get("file"):
+        return "no checkpoint file (a baseline, or run with checkpoint=False): its steps cannot be forked"
     gold = meta.get("gold")
     if gold is None or str(gold).strip() == "":
         return "no gold answer: nothing can grade its continuations"
@@ -284,7 +286,10 @@ async def alabel(runs: list[str | tuple[str, dict[str, Any]]], client: ModelClie
 
     async def one(item: tuple[Target, int, list[Step], str | None, dict[str, StepRecord]]) -> None:
         async with gate:
-            await labeller.trajectory(*item)
+            try:
+                await labeller.trajectory(*item)
+            except InputError as exc:  # a step that cannot be forked: the run is reported, the others go on
+                summary.skipped[item[0].run_id] = f"trajectory {item[1]}: {exc}"
 
     await asyncio.gather(*(one(item) for item in work))
     summary.seconds = round(time.perf_counter() - started, 3)

@@ -132,13 +132,16 @@ async def test_every_trajectory_of_a_leap_run_is_labelled_from_its_own_state(tmp
     assert all(r.data["value"] == 0.5 for r in got if r.data["source"] == "rollouts")
 
 
-async def test_runs_without_gold_forks_and_eval_episodes_without_their_report_are_skipped(tmp_path: Path) -> None:
+async def test_runs_without_gold_or_checkpoint_and_forks_are_skipped_and_counted(tmp_path: Path) -> None:
     no_gold = await parent_run(tmp_path, gold=None)
     labelled = await parent_run(tmp_path)
     first = await alabel([labelled], ContinuationClient(), k=2, runs_dir=tmp_path)
     fork = labels(labelled, tmp_path)[0].data["fork_run"]
-    summary = await alabel([no_gold, fork, labelled], ContinuationClient(), k=2, runs_dir=tmp_path)
+    unforkable = (await arun(QUESTION, ParentClient(), gold=GOLD, python=False, runs_dir=tmp_path,
+                             checkpoint=False)).run_id
+    summary = await alabel([no_gold, fork, unforkable, labelled], ContinuationClient(), k=2, runs_dir=tmp_path)
     assert "no gold answer" in summary.skipped[no_gold] and "a fork" in summary.skipped[fork]
+    assert "no checkpoint" in summary.skipped[unforkable]
     assert summary.runs == 1 and first.labelled == 4 and summary.labelled == 0
 
 
