@@ -143,6 +143,19 @@ async def test_runs_without_gold_or_checkpoint_and_forks_are_skipped_and_counted
     assert "no gold answer" in summary.skipped[no_gold] and "a fork" in summary.skipped[fork]
     assert "no checkpoint" in summary.skipped[unforkable]
     assert summary.runs == 1 and first.labelled == 4 and summary.labelled == 0
+    writing = await parent_run(tmp_path)
+    with StepLog.open(writing, tmp_path) as log:  # as a run whose writer (this process) is still at it
+        log.set_meta({"status": "running", "pid": os.getpid(), "pid_started": None})
+    later = await alabel([writing], ContinuationClient(), k=2, runs_dir=tmp_path)
+    assert "still being written" in later.skipped[writing] and labels(writing, tmp_path) == []
+
+
+async def test_trajectories_labelled_concurrently_get_the_same_labels(tmp_path: Path) -> None:
+    runs = [await parent_run(tmp_path) for _ in range(3)]
+    summary = await alabel(runs, ContinuationClient(), k=4, runs_dir=tmp_path, concurrency=3)
+    assert summary.labelled == 12
+    for run_id in runs:
+        assert [r.data["mc_k"] for r in labels(run_id, tmp_path)] == [*EXPECTED_K, 0]
 
 
 async def test_an_eval_episode_is_labelled_through_its_report(tmp_path: Path) -> None:
