@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -80,9 +81,10 @@ def open_target(run_id: str, runs_dir: Path | None, dataset: dict[str, Any] | No
     try:
         with StepLog.open(run_id, runs_dir) as log:
             meta = log.settle_status()
-            starts = list(log.records(kind=StepKind.RUN_START))
+            # every record is read, so a corrupt row stops the command here, before any engine starts
+            starts = [r for r in log.records() if r.kind == StepKind.RUN_START]
             run_id = log.run_id
-    except (StepLogError, ValueError) as exc:
+    except (StepLogError, sqlite3.Error, ValueError) as exc:  # a row that is not a record is a ValueError
         raise InputError(f"run {run_id}: cannot read its log ({str(exc).splitlines()[0]})") from exc
     if meta.get("status") == "running":
         return f"still being written (process {meta.get('pid')}); label it when it has finished"

@@ -188,6 +188,15 @@ def test_cli_bad_input_is_one_line_before_any_engine_starts(tmp_path: Path) -> N
     corrupt = cli("label", "20260101-000000-broken", "--dir", str(tmp_path), "--base-url", "http://127.0.0.1:9/v1")
     assert corrupt.returncode == 2 and "cannot read its log" in corrupt.stderr
     assert len(corrupt.stderr.strip().splitlines()) == 1
+    import asyncio
+
+    good = asyncio.run(parent_run(tmp_path))
+    with sqlite3.connect(tmp_path / f"{good}.sqlite") as conn:  # one row that is not a step record
+        conn.execute("INSERT INTO steps (step_id, episode_id, trajectory_id, kind, created_at, record) "
+                     "VALUES ('bad', '0', 0, 'reason', 0, '{not json')")
+    row = cli("label", good, "--dir", str(tmp_path), "--base-url", "http://127.0.0.1:9/v1")
+    assert row.returncode == 2 and f"run {good}: cannot read its log" in row.stderr
+    assert len(row.stderr.strip().splitlines()) == 1
     search = cli("label", "x", "--search", "ternary", "--dir", str(tmp_path))
     assert search.returncode == 2 and "unknown --search 'ternary'" in search.stderr
     report = cli("label", "--eval", str(tmp_path / "missing.json"), "--dir", str(tmp_path))

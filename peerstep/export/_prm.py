@@ -29,6 +29,7 @@ neither rule decides.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,7 +113,7 @@ def labelled_trajectories(run_ids: list[str], runs_dir: Path | None) -> Iterator
                 meta = log.settle_status()
                 records = list(log.records())
                 run_id = log.run_id
-        except (StepLogError, ValueError) as exc:
+        except (StepLogError, sqlite3.Error, ValueError) as exc:  # a row that is not a record is a ValueError
             raise InputError(f"run {run_id}: cannot read its log ({str(exc).splitlines()[0]})") from exc
         if meta.get("status") == "running":
             raise InputError(f"run {run_id} is still being written (process {meta.get('pid')}); export it when it "
