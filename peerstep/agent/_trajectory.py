@@ -103,7 +103,8 @@ class Trajectory:
         prompt = self.config.system_prompt or system_prompt(tools, self.finish_tool)
         opening = [{"role": "system", "content": prompt}, *messages]
         rec = self.record(StepKind.RUN_START, None, text=messages[-1].get("content") if messages else None,
-                          data={"tools": [t.name for t in tools], "system_prompt": prompt})
+                          data={"tools": [t.name for t in tools], "system_prompt": prompt,
+                                "tool_schemas": [t.schema() for t in tools]})
         for msg in messages:  # an environment that failed to reset says so in its opening messages
             info = msg.get("info") or {}
             if info.get("ok") is False and info.get("error"):

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, Progress, TaskID, TextColumn
 
 from peerstep._errors import InputError, PeerstepError
 from peerstep.cli._export import register as register_export_command
+from peerstep.cli._label import register as register_label_command
 from peerstep.cli._live import LiveView, render_record, runs_table
 from peerstep.cli._report import register as register_report_command
 from peerstep.cli._trace import TraceToOpt, tracing
@@ -29,6 +30,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(index_app, name="index", help="Search indexes: build, list, search.")
 register_eval_commands(app)
 register_export_command(app)
+register_label_command(app)
 register_report_command(app)
 register_view_command(app)
 console = Console(highlight=False)

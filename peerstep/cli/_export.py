@@ -12,7 +12,7 @@ from rich.markup import escape
 from peerstep._errors import PeerstepError
 
 err = Console(stderr=True, highlight=False)
-FORMATS = ("otlp", "inspect")
+FORMATS = ("otlp", "inspect", "trl-prm", "math-shepherd", "prm800k", "openai-chat")
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +28,10 @@ def export(
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="OTLP/HTTP traces endpoint (otlp), e.g. "
                                                                     "http://127.0.0.1:6006/v1/traces.")] = None,
     directory: Annotated[Path | None, typer.Option("--dir", help="Runs directory.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
 ) -> None:
-    """Export runs (or an eval's runs) as OpenTelemetry traces or Inspect AI logs."""
+    """Export runs (or an eval's runs) as OpenTelemetry traces, Inspect AI logs or process-supervision datasets
+    (trl-prm, math-shepherd, prm800k, openai-chat: from the runs' step labels, see `peerstep label`)."""
     from peerstep.export import select_runs
 
     if fmt not in FORMATS:
@@ -50,7 +52,10 @@ def export(
             sent = export_otlp(run_ids, endpoint, directory)
             err.print(f"sent {len(sent)} run(s) as traces ({sum(sent.values())} spans) to {endpoint}")
             return
-        raise PeerstepError(f"export --format {fmt} is not built yet ({len(run_ids)} runs selected)")
+        from peerstep.export._prm import export_prm  # the rest: process supervision (step labels)
+
+        path, rows = export_prm(run_ids, fmt, out, force=force, runs_dir=directory)
+        err.print(f"wrote {rows} {fmt} rows to {path}", soft_wrap=True)
     except PeerstepError as exc:
         err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc

@@ -31,6 +31,7 @@ class StepKind(str, Enum):
     ERROR = "error"  # anything that went wrong, with a clear message
     RUN_END = "run_end"
     RESUME = "resume"  # run-level: the run was resumed from its checkpoint (what was superseded, what replayed)
+    LABEL = "label"  # a Monte-Carlo label of a reason step (parent_id): mc_n, mc_k, value, hard, first_error
 
 
 def new_id() -> str:

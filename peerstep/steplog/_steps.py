@@ -1,0 +1,55 @@
+"""A trajectory's *steps* for process supervision, read from its records alone.
+
+One step is one model call (a ``reason`` record) with the tool call(s) it made and their observation(s), up to
+the next model call: the unit a ReAct agent acts in, the one ToolComp labels, and the one ``peerstep label``
+measures and the PRM exports write. Pure functions of records, so labelling and every export agree on it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from peerstep.steplog._records import StepKind, StepRecord
+
+
+@dataclass
+class Step:
+    """One labelled unit of a trajectory: a reason record and what it led to, up to the next one."""
+
+    index: int
+    reason: StepRecord
+    fork_from: str
+    """The step id a fork continues from: the step's last observation (the tool result), else the reason."""
+    final: bool
+    """The step whose action ended the trajectory (its answer); labelled by the graded answer, not by rollouts."""
+    records: list[StepRecord] = field(default_factory=list)
+    """Every record of the step, the reason first (tool calls, observations, and what else was logged)."""
+
+
+def trajectory_steps(records: list[StepRecord]) -> list[Step]:
+    """A trajectory's steps in order: each reason record with the records after it until the next one."""
+    spans: list[list[StepRecord]] = []
+    for rec in records:
+        if rec.kind == StepKind.LABEL:  # labels are about steps, not part of them
+            continue
+        if rec.kind == StepKind.REASON:
+            spans.append([rec])
+        elif spans:
+            spans[-1].append(rec)
+    steps = []
+    for i, span in enumerate(spans):
+        # a notice (e.g. the sandbox was rebuilt) is logged inside the next model call's node: no checkpoint ends
+        # on it, so a fork from it would include that call; the tool results and the answer-policy hints do
+        results = [r for r in span if r.kind == StepKind.OBSERVATION and not r.data.get("notice")]
+        steps.append(Step(index=i, reason=span[0], fork_from=results[-1].step_id if results else span[0].step_id,
+                          final=any(r.kind == StepKind.FINAL for r in span), records=span))
+    return steps
+
+
+def labels_of(records: list[StepRecord]) -> dict[str, StepRecord]:
+    """Labelled reason step id -> its (first) label record."""
+    out: dict[str, StepRecord] = {}
+    for rec in records:
+        if rec.kind == StepKind.LABEL and rec.parent_id and rec.parent_id not in out:
+            out[rec.parent_id] = rec
+    return out
