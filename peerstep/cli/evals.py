@@ -195,6 +195,7 @@ def register(app: typer.Typer) -> None:
         answer_policy: AnswerPolicyOpt = "accept",
         out: Annotated[Path | None, typer.Option()] = None,
         resume: ResumeOpt = None,
+        report: ReportOpt = None,
         trace_to: TraceToOpt = None,
     ) -> None:
         """Run a scripted task file (questions, allowed tools, answer checkers) and report the results."""
@@ -202,6 +203,10 @@ def register(app: typer.Typer) -> None:
             from peerstep.environments.taskfile import TaskFileDataset
 
             chosen = _strategies(strategy, n, True)
+            if report is not None:
+                from peerstep.evals._plots import require_matplotlib
+
+                require_matplotlib()
             ds = TaskFileDataset(tasks)
             if ds.python_checkers:  # a task file is code: say so before any of it runs
                 err.print(f"[yellow]note:[/yellow] {tasks} grades answers with Python code that runs with your "
@@ -209,7 +214,7 @@ def register(app: typer.Typer) -> None:
                           "a conftest.py)")
             with tracing(trace_to):
                 run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, resume or out,
-                               None, max_steps, answer_policy, resume=resume is not None)
+                               None, max_steps, answer_policy, resume=resume is not None, report_html=report)
         except (PeerstepError, ValueError) as exc:
             err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | SandboxCapacityError) else 1) from None
