@@ -24,7 +24,6 @@ a trajectory that ended right gets its outcome label only.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import sqlite3
 import time
@@ -38,6 +37,7 @@ from pydantic import BaseModel, Field
 from peerstep._errors import InputError
 from peerstep._runner import Task, afork
 from peerstep.agent import ModelClient
+from peerstep.evals import load_eval
 from peerstep.grading import DEFAULT_CHECKER, Checker, grade
 from peerstep.steplog import StepKind, StepLog, StepRecord
 from peerstep.steplog._steps import Step, labels_of, trajectory_steps
@@ -129,15 +129,10 @@ def _dataset_target(run_id: str, meta: dict[str, Any], starts: list[StepRecord],
 
 def eval_targets(eval_path: Path) -> list[tuple[str, dict[str, Any]]]:
     """(run id, dataset context) of every episode of an eval report: what rebuilds its tasks."""
-    try:
-        report = json.loads(eval_path.read_text())
-        context = {"name": report["dataset"], "seed": report.get("seed", 0), "limit": report.get("limit")}
-        return [(str(o["run_id"]), {**context, "index": o.get("index")}) for o in report["outcomes"]
-                if o.get("run_id")]
-    except OSError as exc:
-        raise InputError(f"cannot read eval report {eval_path}: {exc.strerror or exc}") from exc
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"{eval_path} is not an eval report (peerstep eval --out): {exc}") from exc
+    report, _ = load_eval(eval_path, report_only=True)
+    assert report is not None  # report_only refuses the per-episode file
+    context = {"name": report.dataset, "seed": report.seed, "limit": report.limit}
+    return [(o.run_id, {**context, "index": o.index}) for o in report.outcomes if o.run_id]
 
 
 class _Labeller:

@@ -150,3 +150,14 @@ SEARCH_BACKENDS: Registry[Any] = Registry("search backend", {
 
 __all__ = ["AGGREGATORS", "CHECKERS", "DATASETS", "ENGINES", "ENVIRONMENTS", "ROUTERS", "SANDBOXES",
            "SEARCH_BACKENDS", "STRATEGIES", "VERIFIERS", "Registry"]
+
+
+def strategy_label(strategy: str | None, n: object) -> str:
+    """How a strategy run is named everywhere (tables, progress bars, traces, pages): ``leap@4`` for a parallel
+    strategy of width 4, the bare name for one trajectory (``single``, the ``bare-*`` baselines, or n = 1).
+    A mixed selection with no single strategy is ``mixed``."""
+    if not strategy:
+        return "mixed"
+    if strategy == "single" or strategy.startswith("bare-") or not isinstance(n, int) or n <= 1:
+        return strategy
+    return f"{strategy}@{n}"

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from peerstep import arun
 from peerstep.cli import app
 from peerstep.environments import QuestionEnvironment
+from peerstep.evals import EpisodeOutcome, EvalReport
 from peerstep.export import ExportError, trace_to
 from peerstep.export._otlp import deliver, send, spans_of
 from peerstep.export._spans import span_id_of, trace_id_of
@@ -255,7 +256,11 @@ async def test_export_eval_sends_every_episode_run(leap_run: tuple[str, Path], m
     other = await arun(QuestionEnvironment("What is 6*7?"), PerTrajectoryClient({0: [SCRIPTS[0][2]]}),
                        strategy="single", runs_dir=directory)
     report = directory / "OUT.json"
-    report.write_text(json.dumps({"outcomes": [{"run_id": run_id}, {"run_id": other.run_id}]}))
+    outcomes = [EpisodeOutcome(task_id=f"t{i}", index=i, strategy="single", n=1, answer="42", gold="42",
+                               correct=True, tokens=1, tool_calls=0, seconds=0.1, run_id=rid)
+                for i, rid in enumerate([run_id, other.run_id])]
+    report.write_text(EvalReport(dataset="question", model="scripted", seed=0, limit=2, summaries=[],
+                                 outcomes=outcomes).model_dump_json())
     memory = InMemorySpanExporter()
     monkeypatch.setattr(_otlp, "send", lambda spans, endpoint, **kw: deliver(spans, memory))
     result = _cli("export", "--eval", str(report), "--format", "otlp", "--endpoint", "http://127.0.0.1:9/v1/traces",

@@ -316,7 +316,7 @@ def test_cli_writes_next_to_the_run_and_fails_in_one_line(leap: StepLog, tmp_pat
     bad = tmp_path / "bad.json"
     bad.write_text("{}")
     wrong = runner.invoke(app, ["view", "--eval", str(bad)])
-    assert wrong.exit_code == 2 and "is not an eval report" in wrong.output
+    assert wrong.exit_code == 2 and "not an eval report" in wrong.output
     notdb = tmp_path / "junk.sqlite"
     notdb.write_text("this is not a database" * 100)
     junk = runner.invoke(app, ["view", str(notdb)])

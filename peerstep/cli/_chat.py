@@ -24,7 +24,7 @@ from rich.table import Table
 from peerstep._errors import InputError, PeerstepError
 from peerstep.cli._approve import TerminalApprover
 from peerstep.cli._live import LiveView
-from peerstep.registry import STRATEGIES
+from peerstep.registry import STRATEGIES, strategy_label
 from peerstep.session import (
     AnswerEvent,
     Event,
@@ -195,7 +195,7 @@ class ChatUI:
 
     def _strategy(self) -> str:
         rec = self.session.record
-        return rec.strategy if rec.strategy == "single" else f"{rec.strategy}@{rec.n}"
+        return strategy_label(rec.strategy, rec.n)
 
     # --- approvals ---------------------------------------------------------------------------
     async def read_decision(self, message: str) -> str | None:

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from peerstep._errors import InputError, PeerstepError
 from peerstep.cli._trace import TraceToOpt, tracing
+from peerstep.registry import strategy_label
 from peerstep.tools.sandbox import SandboxCapacityError
 
 console = Console(highlight=False)
@@ -77,7 +78,7 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
                                      TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
                                      console=err) as progress:
         def label(s: str) -> str:
-            return s if s == "single" or s.startswith("bare-") else f"{s}@{n}"
+            return strategy_label(s, n)
 
         bars: dict[str, TaskID] = {s: progress.add_task(label(s), total=count, stats="",
                                                         completed=sum(o.strategy == s for o in outcomes))

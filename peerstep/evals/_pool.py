@@ -9,16 +9,15 @@ read it. Strategies are named by their label (``leap@4``; ``single`` and the bas
 from __future__ import annotations
 
 import itertools
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ValidationError
-
 from peerstep._errors import InputError
+from peerstep.evals._load import load_eval
 from peerstep.evals._report import EpisodeOutcome, EvalReport, StrategySummary, summarize
+from peerstep.registry import strategy_label
 
 Status = Literal["correct", "wrong", "error", "missing"]
 TaskKey = tuple[str, str]  # (dataset, task id)
@@ -27,7 +26,7 @@ BASELINES = ("bare-cot", "bare-program")  # the same names as _baselines.BASELIN
 
 def label(o: EpisodeOutcome | StrategySummary) -> str:
     """``strategy@n`` for the parallel strategies, the bare name for n = 1."""
-    return o.strategy if o.n == 1 else f"{o.strategy}@{o.n}"
+    return strategy_label(o.strategy, o.n)
 
 
 def is_baseline(name: str) -> bool:
@@ -220,24 +219,8 @@ def pool(reports: list[EvalReport], paths: list[str] | None = None) -> PooledRep
 
 def load_report(path: Path) -> EvalReport:
     """One ``peerstep eval --out`` file, or an InputError saying in one line why it is not one."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot be read ({exc})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"{path}: not JSON ({exc.msg} at line {exc.lineno}); give the OUT.json of "
-                         "`peerstep eval --out OUT.json`") from None
-    try:
-        report = EvalReport.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "top level"
-        raise InputError(f"{path}: not an eval report ({where}: {first['msg']}); give the OUT.json of "
-                         "`peerstep eval --out OUT.json`") from None
+    report, _ = load_eval(path, report_only=True)
+    assert report is not None  # report_only refuses the per-episode file
     if not report.outcomes:
         raise InputError(f"{path}: the eval report has no finished episodes")
     return report

@@ -12,6 +12,8 @@ import statistics
 
 from pydantic import BaseModel, Field
 
+from peerstep.registry import strategy_label
+
 
 class EpisodeOutcome(BaseModel):
     task_id: str
@@ -92,7 +94,7 @@ class EvalReport(BaseModel):
                  "| strategy | accuracy (95% CI) | tokens / episode | tool calls / episode | s / episode | "
                  "tokens per correct |", "|---|---|---|---|---|---|"]
         for s in self.summaries:
-            label = s.strategy if s.n == 1 else f"{s.strategy}@{s.n}"
+            label = strategy_label(s.strategy, s.n)
             per = f"{s.tokens_per_correct:,.0f}" if s.tokens_per_correct is not None else "—"
             if s.dollars_per_correct is not None:
                 per += f" (${s.dollars_per_correct:.4f})"

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
 from peerstep._errors import InputError, PeerstepError
-from peerstep.evals import EpisodeOutcome, EvalReport
+from peerstep.evals import EpisodeOutcome, load_eval
+from peerstep.registry import strategy_label
 
 if TYPE_CHECKING:
     from peerstep.export._inspect_log import LogSpec
@@ -36,26 +35,6 @@ class _Episode:
     run_id: str
     sample_id: str | int
     outcome: EpisodeOutcome | None = None
-
-
-def _label(strategy: str | None, n: object) -> str:
-    return f"{strategy}@{n}" if isinstance(n, int) and n > 1 else str(strategy or "mixed")
-
-
-def load_eval(path: Path) -> tuple[EvalReport | None, list[EpisodeOutcome]]:
-    """An eval's report (``OUT.json``) or just its outcomes (``OUT.jsonl``); anything else is an InputError."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"cannot read eval report {path}: {exc.strerror or exc}") from exc
-    try:
-        if path.suffix == ".jsonl":
-            return None, [EpisodeOutcome.model_validate_json(line) for line in text.splitlines() if line.strip()]
-        report = EvalReport.model_validate_json(text)
-        return report, report.outcomes
-    except (ValidationError, ValueError) as exc:
-        first = str(exc).splitlines()[0]
-        raise InputError(f"{path} is not an eval report (peerstep eval --out): {first}") from exc
 
 
 def _plans(run_ids: list[str], eval_path: Path | None) -> list[tuple[LogSpec, list[_Episode]]]:
@@ -80,7 +59,7 @@ def _plans(run_ids: list[str], eval_path: Path | None) -> list[tuple[LogSpec, li
             extra = {"eval_report": str(eval_path), "eval_model": report.model if report else None,
                      "eval_summary": summary.model_dump() if summary else None}
             # without a report (a .jsonl) the dataset is read from the runs (below)
-            spec = LogSpec(task=f"{dataset}/{_label(strategy, mine[0].n)}" if dataset else "", dataset=dataset,
+            spec = LogSpec(task=f"{dataset}/{strategy_label(strategy, mine[0].n)}" if dataset else "", dataset=dataset,
                            seed=report.seed if report else None, limit=report.limit if report else None,
                            interrupted=bool(report and (report.interrupted or report.aborted)), metadata=extra)
             plans.append((spec, episodes))
@@ -107,7 +86,7 @@ def _convert(episode: _Episode, directory: Path | None) -> RunSample:
 def _runs_task(runs: list[RunSample]) -> str:
     metas = [r.meta for r in runs if r.started is not None] or [r.meta for r in runs]
     datasets = {m.get("dataset") for m in metas}
-    labels = {_label(m.get("strategy"), m.get("n")) for m in metas}
+    labels = {strategy_label(m.get("strategy"), m.get("n")) for m in metas}
     dataset = next(iter(datasets)) if len(datasets) == 1 and None not in datasets else "peerstep"
     return f"{dataset}/{next(iter(labels)) if len(labels) == 1 else 'mixed'}"
 

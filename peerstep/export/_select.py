@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from peerstep._errors import InputError
+from peerstep.evals import load_eval
 
 
 def select_runs(run_ids: list[str], eval_path: Path | None) -> list[str]:
@@ -24,15 +24,5 @@ def select_runs(run_ids: list[str], eval_path: Path | None) -> list[str]:
 
 def outcome_run_ids(eval_path: Path) -> list[str]:
     """The run id of every episode of an eval report (``.json``) or per-episode file (``.jsonl``)."""
-    try:
-        text = eval_path.read_text()
-    except OSError as exc:
-        raise InputError(f"cannot read eval report {eval_path}: {exc.strerror or exc}") from exc
-    try:
-        if eval_path.suffix == ".jsonl":
-            outcomes = [json.loads(line) for line in text.splitlines() if line.strip()]
-        else:
-            outcomes = json.loads(text)["outcomes"]
-        return [str(o["run_id"]) for o in outcomes if o.get("run_id")]
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise InputError(f"{eval_path} is not an eval report (peerstep eval --out): {exc}") from exc
+    _, outcomes = load_eval(eval_path)
+    return [o.run_id for o in outcomes if o.run_id]

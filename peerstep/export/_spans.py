@@ -26,6 +26,7 @@ from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from peerstep.registry import strategy_label
 from peerstep.steplog import StepKind, StepRecord
 
 SCOPE = InstrumentationScope("peerstep.export.otlp", "0.1.0")
@@ -210,7 +211,7 @@ def run_spans(run_id: str, meta: dict[str, Any], records: list[StepRecord],
     tokens = sum(r.usage.completion_tokens + r.usage.prompt_tokens for r in records if r.usage)
     error = end_data.get("error") or next((r.text for r in by_traj.get(-1, []) if r.kind == StepKind.ERROR), None)
     answer = end_rec.text if end_rec else meta.get("answer")
-    b.span("run", f"peerstep {strategy}@{n}" if strategy != "single" else "peerstep single", None, first, last, {
+    b.span("run", f"peerstep {strategy_label(strategy, n)}", None, first, last, {
         "openinference.span.kind": "CHAIN", "gen_ai.operation.name": "invoke_agent",
         "gen_ai.agent.name": "peerstep", "gen_ai.conversation.id": run_id, "session.id": run_id,
         "gen_ai.request.model": meta.get("model"), "llm.model_name": meta.get("model"),

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import html
-import json
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from peerstep._errors import InputError, PeerstepError
-from peerstep.evals import EpisodeOutcome, StrategySummary
+from peerstep._errors import PeerstepError
+from peerstep.evals import EpisodeOutcome, StrategySummary, load_eval
+from peerstep.registry import strategy_label
 from peerstep.steplog import StepLog, StepLogError
 from peerstep.view._html import page, static_page
 from peerstep.view._model import build_model
@@ -66,22 +64,11 @@ def render_run(run: str, out: Path | None = None, directory: Path | None = None)
 
 
 def _load_eval(path: Path) -> tuple[dict[str, Any], list[StrategySummary], list[EpisodeOutcome]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise InputError(f"cannot read eval report {path}: {exc.strerror or exc}") from exc
-    try:
-        if path.suffix == ".jsonl":
-            head: dict[str, Any] = {}
-            outcomes = [EpisodeOutcome.model_validate_json(line) for line in text.splitlines() if line.strip()]
-            return head, [], outcomes
-        data = json.loads(text)
-        head = {k: data.get(k) for k in ("dataset", "model", "seed", "limit", "interrupted", "aborted")}
-        return (head, [StrategySummary.model_validate(s) for s in data.get("summaries", [])],
-                [EpisodeOutcome.model_validate(o) for o in data["outcomes"]])
-    except (ValueError, KeyError, TypeError, AttributeError, ValidationError) as exc:
-        first = str(exc).splitlines()[0]
-        raise InputError(f"{path} is not an eval report (peerstep eval --out): {first}") from exc
+    report, outcomes = load_eval(path)
+    if report is None:
+        return {}, [], outcomes
+    head = report.model_dump(include={"dataset", "model", "seed", "limit", "interrupted", "aborted"})
+    return head, report.summaries, outcomes
 
 
 _EVAL_SCRIPT = """
@@ -141,7 +128,7 @@ def _eval_body(path: Path, head: dict[str, Any], summaries: list[StrategySummary
                      "<th class=num>tool calls / episode</th><th class=num>s / episode</th><th class=num>errors</th>"
                      "</tr></thead><tbody>")
         for s in summaries:
-            label = s.strategy if s.n == 1 else f"{s.strategy}@{s.n}"
+            label = strategy_label(s.strategy, s.n)
             parts.append("<tr>" + _cell(label) + _cell(f"{s.correct}/{s.episodes} = {s.accuracy:.0%}", "num")
                          + _cell(f"{s.ci_low:.0%}–{s.ci_high:.0%}", "num") + _cell(s.episodes, "num")
                          + _cell(f"{s.mean_tokens:,.0f}", "num") + _cell(f"{s.mean_tool_calls:.1f}", "num")
@@ -157,7 +144,7 @@ def _eval_body(path: Path, head: dict[str, Any], summaries: list[StrategySummary
         href = links.get(o.run_id)
         run = (f"<td><a class=\"run-link\" href=\"{e(href)}\">{e(o.run_id)}</a></td>" if href
                else f"<td class=\"muted\">{e(o.run_id)} (not found)</td>")
-        label = o.strategy if o.n == 1 else f"{o.strategy}@{o.n}"
+        label = strategy_label(o.strategy, o.n)
         parts.append(f"<tr class=\"{'right' if o.correct else 'wrong'}\">" + _cell(o.task_id) + _cell(label)
                      + _cell(o.answer) + _cell(o.gold) + _cell("✓" if o.correct else "✗", "ok")
                      + _cell(o.tokens, "num") + _cell(o.tool_calls, "num") + _cell(o.steps, "num")
