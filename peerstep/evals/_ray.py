@@ -28,6 +28,11 @@ NEEDED_ON_NODES = ["peerstep", "openai", "langgraph"]
 Logs = dict[str, bytes]
 
 
+def require_ray() -> None:
+    """Fail in one line, before anything starts, when Ray is not installed."""
+    _ray()
+
+
 def _ray() -> Any:
     try:
         import ray
@@ -43,6 +48,12 @@ def _episode_on_worker(plan: EpisodePlan, strategy: str, index: int, shared: boo
     with tempfile.TemporaryDirectory(prefix="peerstep-episode-") as tmp:
         outcome = asyncio.run(play(plan, strategy, index, Path(tmp)))
         return outcome, {p.name: p.read_bytes() for p in Path(tmp).iterdir() if p.is_file()}
+
+
+def check_address(address: str | None, timeout: float = 5.0) -> None:
+    """``address`` well formed and, when it names a host, answering (``auto`` and ``None`` are left to Ray)."""
+    if address not in (None, "auto"):
+        _reachable(address, timeout)
 
 
 def _reachable(address: str, timeout: float) -> None:
@@ -95,8 +106,7 @@ class RayExecutor:
     def _connect(self, ray: Any) -> None:
         if ray.is_initialized():
             return
-        if self.address not in (None, "auto"):
-            _reachable(self.address, self.connect_timeout)
+        check_address(self.address, self.connect_timeout)
         try:
             ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False,
                      configure_logging=False)
