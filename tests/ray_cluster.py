@@ -34,12 +34,12 @@ def free_port() -> int:
 
 
 class LocalCluster:
-    def __init__(self, nodes: int = 2) -> None:
+    def __init__(self, nodes: int = 2, cpus: int = 2) -> None:
         self.temp = tempfile.mkdtemp(prefix="psray", dir="/tmp")  # short: Ray's socket paths must stay short
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.node2_port = free_port()
-        self.nodes = nodes
+        self.nodes, self.cpus = nodes, cpus
         self.env = {**os.environ, **FAST_FAILURE_DETECTION, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0"}
 
     def _ray(self, *args: str) -> None:
@@ -47,14 +47,14 @@ class LocalCluster:
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)
 
     def start(self) -> LocalCluster:
-        self._ray("--head", "--port", str(self.port), "--num-cpus", "1", "--include-dashboard=false",
+        self._ray("--head", "--port", str(self.port), "--num-cpus", str(self.cpus), "--include-dashboard=false",
                   "--temp-dir", self.temp)
         if self.nodes > 1:
             self.add_node()
         return self
 
     def add_node(self) -> None:
-        self._ray("--address", self.address, "--num-cpus", "1", "--resources", '{"worker2": 1}',
+        self._ray("--address", self.address, "--num-cpus", str(self.cpus), "--resources", '{"worker2": 1}',
                   "--node-manager-port", str(self.node2_port))
 
     def processes(self) -> list[psutil.Process]:

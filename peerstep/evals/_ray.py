@@ -74,13 +74,16 @@ class RayExecutor:
 
     ``address``: ``"auto"`` (the cluster this node belongs to), ``"HOST:PORT"`` (its head's GCS) or
     ``"ray://HOST:PORT"`` (Ray Client); ``None`` starts a Ray instance in this process's machine.
-    ``num_cpus`` per episode is small by default because an episode mostly waits on the model server: a CPU
-    holds several. ``max_retries``: how often Ray reruns an episode whose worker or node died.
+    ``num_cpus`` per episode: one, so that a node runs as many episodes at once as it declares CPUs, each in a
+    worker process Ray keeps alive between episodes (Ray kills idle workers beyond that count, and starting one
+    costs seconds). An episode mostly waits on the model server, so declare more logical CPUs than cores
+    (``ray start --num-cpus 64``) for more episodes in flight per node. ``max_retries``: how often Ray reruns an
+    episode whose worker or node died.
     """
 
     remote = True
 
-    def __init__(self, address: str | None = "auto", *, max_retries: int = 3, num_cpus: float = 0.25,
+    def __init__(self, address: str | None = "auto", *, max_retries: int = 3, num_cpus: float = 1.0,
                  shared_runs: bool = False, connect_timeout: float = 5.0, node_timeout: float = 120.0) -> None:
         self.address = address
         self.max_retries = max_retries
