@@ -78,6 +78,9 @@ def test_bad_addresses_and_nodes_without_the_package(cluster: LocalCluster, tmp_
         result = CliRunner().invoke(app, ["run", str(tasks), "--base-url", "http://127.0.0.1:9/v1",
                                           "--executor", "ray", "--address", address])
         assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(app, ["label", "someRun", "--base-url", "http://127.0.0.1:9/v1", "--executor", "ray",
+                                      "--address", "127.0.0.1:1"])
+    assert result.exit_code == 2 and "no Ray cluster at 127.0.0.1:1" in result.output
     monkeypatch.setattr(ray_module, "NEEDED_ON_NODES", ["peerstep", "no_such_package_on_nodes"])
     with ScriptedServer() as server, pytest.raises(InputError, match=r"Ray node \S+ \(\S+\) lacks the Python "
                                                                     r"package 'no_such_package_on_nodes'"):
@@ -114,6 +117,25 @@ def test_an_episode_sticks_to_one_replica_and_replicas_share_the_episodes(tmp_pa
         from peerstep.testing.model import ScriptedClient
 
         asyncio.run(run_eval(dataset, lambda: ScriptedClient(["x"]), ["single"], executor=RayExecutor("127.0.0.1:1")))
+
+
+def test_labels_with_rollouts_on_ray_are_the_local_labels(cluster: LocalCluster, tmp_path: Path) -> None:
+    from peerstep._label import alabel
+    from peerstep._runner import arun
+    from peerstep.client import ModelClient
+    from peerstep.steplog import StepKind
+    from tests.label_script import EXPECTED_K, GOLD, QUESTION, ContinuationServer, ParentClient
+
+    run_id = asyncio.run(arun(QUESTION, ParentClient(), gold=GOLD, python=False, runs_dir=tmp_path)).run_id
+    with ContinuationServer() as server:
+        summary = asyncio.run(alabel([run_id], ModelClient(server.base_url, "scripted"), k=4, runs_dir=tmp_path,
+                                     ray_address=cluster.address))
+    with StepLog.open(run_id, tmp_path) as log:
+        got = list(log.records(kind=StepKind.LABEL))
+    assert [r.data["mc_k"] for r in got] == [*EXPECTED_K, 0] and summary.rollouts == 12
+    for label in got[:3]:  # each label's evidence, forked on a worker, is in the driver's runs folder
+        with StepLog.open(label.data["fork_run"], tmp_path) as fork:
+            assert fork.meta()["fork"]["run"] == run_id
 
 
 # last: it leaves the cluster one node short

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from peerstep._errors import InputError
+from peerstep._errors import InputError, PeerstepError
 from peerstep.evals import _raynode
 from peerstep.evals._baselines import BASELINES
 from peerstep.evals._episode import EpisodePlan, play
@@ -26,6 +26,10 @@ from peerstep.steplog import runs_dir as default_runs_dir
 
 NEEDED_ON_NODES = ["peerstep", "openai", "langgraph"]
 Logs = dict[str, bytes]
+
+
+class ClusterError(PeerstepError):
+    """A task Ray gave up on after its retries (its node or worker kept dying)."""
 
 
 def require_ray() -> None:
@@ -39,6 +43,55 @@ def _ray() -> Any:
     except ImportError:
         raise InputError("the ray executor needs Ray: pip install 'peerstep[ray]'") from None
     return ray
+
+
+def connect(address: str | None, timeout: float = 5.0) -> bool:
+    """Join the cluster at ``address`` unless this process already has; whether it joined now (then it leaves)."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    check_address(address, timeout)
+    try:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, configure_logging=False)
+    except ConnectionError as exc:
+        raise InputError(f"no Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
+    return True
+
+
+async def check_nodes(timeout: float = 120.0) -> None:
+    """Ask every live node whether it can import what an episode needs, before the first episode goes there."""
+    ray = _ray()
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    ray.cloudpickle.register_pickle_by_value(_raynode)
+    probe = ray.remote(_raynode.missing_modules)
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    refs = [probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
+            .remote(NEEDED_ON_NODES) for n in nodes]
+    try:
+        answers = await asyncio.wait_for(asyncio.gather(*refs), timeout)
+    except TimeoutError:
+        raise InputError(f"Ray nodes did not answer within {timeout:.0f} s") from None
+    for node, (host, missing) in zip(nodes, answers, strict=True):
+        if missing:
+            raise InputError(f"Ray node {node['NodeManagerAddress']} ({host}) lacks the Python package "
+                             f"{missing[0]!r}: install peerstep[ray] (the driver's version) on every node")
+
+
+def lost_reason(exc: Exception, retries: int) -> str:
+    """One line for a task Ray gave up on."""
+    reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"lost on the Ray cluster after {retries} retries: {type(exc).__name__}: {reason[:300]}"
+
+
+def land(files: Logs, folder: Path | None) -> None:
+    """Step log files a worker sent back, written to this machine's runs folder."""
+    if not files:
+        return
+    target = folder or default_runs_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (target / name).write_bytes(data)
 
 
 def _episode_on_worker(plan: EpisodePlan, strategy: str, index: int, shared: bool) -> tuple[EpisodeOutcome, Logs]:
@@ -98,42 +151,13 @@ class RayExecutor:
 
     async def open(self, plan: EpisodePlan) -> None:
         ray = _ray()
-        self._connect(ray)  # before any episode: blocking the loop here delays nothing
-        await self._check_nodes(ray)
+        self._connected_here = connect(self.address, self.connect_timeout)  # blocks once, before any episode
+        await check_nodes(self.node_timeout)
         self._plan = plan
         self._plan_ref = ray.put(plan)
         self._task = ray.remote(_episode_on_worker).options(
             max_retries=self.max_retries, retry_exceptions=False, num_cpus=self.num_cpus,
             scheduling_strategy="SPREAD")
-
-    def _connect(self, ray: Any) -> None:
-        if ray.is_initialized():
-            return
-        check_address(self.address, self.connect_timeout)
-        try:
-            ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False,
-                     configure_logging=False)
-        except ConnectionError as exc:
-            raise InputError(f"no Ray cluster at {self.address}: {str(exc).splitlines()[0]}") from None
-        self._connected_here = True
-
-    async def _check_nodes(self, ray: Any) -> None:
-        """Ask every live node whether it can import what an episode needs, before the first episode goes there."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        ray.cloudpickle.register_pickle_by_value(_raynode)
-        probe = ray.remote(_raynode.missing_modules)
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        refs = [probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-                .remote(NEEDED_ON_NODES) for n in nodes]
-        try:
-            answers = await asyncio.wait_for(asyncio.gather(*refs), self.node_timeout)
-        except TimeoutError:
-            raise InputError(f"Ray nodes did not answer within {self.node_timeout:.0f} s") from None
-        for node, (host, missing) in zip(nodes, answers, strict=True):
-            if missing:
-                raise InputError(f"Ray node {node['NodeManagerAddress']} ({host}) lacks the Python package "
-                                 f"{missing[0]!r}: install peerstep[ray] (the driver's version) on every node")
 
     async def run(self, strategy: str, index: int) -> EpisodeOutcome:
         assert self._plan is not None, "open the executor first"
@@ -146,29 +170,17 @@ class RayExecutor:
             raise
         except ray.exceptions.RayError as exc:
             return self._lost(strategy, index, exc)
-        self._land(logs)
+        land(logs, self._plan.runs_dir)
         return outcome
 
     def _lost(self, strategy: str, index: int, exc: Exception) -> EpisodeOutcome:
         """An episode Ray gave up on after its retries: reported once, with the reason."""
         assert self._plan is not None
         info = self._plan.dataset.info(index)
-        reason = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
         width = 1 if strategy == "single" or strategy in BASELINES else self._plan.n
         return EpisodeOutcome(task_id=info.task_id, index=index, strategy=strategy, n=width, answer=None,
                               gold=info.gold, correct=False, tokens=0, tool_calls=0, seconds=0.0, run_id="",
-                              error=f"lost on the Ray cluster after {self.max_retries} retries: "
-                                    f"{type(exc).__name__}: {reason[:300]}")
-
-    def _land(self, logs: Logs) -> None:
-        """The step log files a worker sent back, written to the driver's runs folder."""
-        if not logs:
-            return
-        assert self._plan is not None
-        target = self._plan.runs_dir or default_runs_dir()
-        target.mkdir(parents=True, exist_ok=True)
-        for name, data in logs.items():
-            (target / name).write_bytes(data)
+                              error=lost_reason(exc, self.max_retries))
 
     async def close(self) -> None:
         self._plan = self._plan_ref = self._task = None

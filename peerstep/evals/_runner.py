@@ -86,8 +86,8 @@ async def run_eval(
         if on_outcome is not None:
             on_outcome(outcome)
 
-    await executor.open(EpisodePlan(dataset, clients, n=n, agent=agent, runs_dir=runs_dir))
     try:
+        await executor.open(EpisodePlan(dataset, clients, n=n, agent=agent, runs_dir=runs_dir))
         await _run_all(episode, strategies, count, skip or set(), wall)
     finally:
         await executor.close()
