@@ -12,8 +12,8 @@ starts its worker processes) is not timed.
 
 Two figures per setup: throughput (``--episodes`` episodes, ``--concurrency`` in flight) and the latency of one
 episode at a time (``--serial`` episodes), whose difference from the local one is the overhead Ray adds per
-episode (goal: at most 50 ms). Writes bench/results/scale.json. On a shared two-core machine the cluster's own
-processes compete with the episodes for the CPUs, so two nodes here show the cost of Ray, not its gain.
+episode (goal: at most 50 ms). Writes bench/results/scale.json. On a shared two-core machine the figures are
+orders of magnitude: the cluster's own processes and other work compete with the episodes for the cores.
 """
 
 from __future__ import annotations

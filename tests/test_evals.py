@@ -231,3 +231,20 @@ def test_resuming_with_other_strategies_keeps_the_first_runs_episodes(tmp_path: 
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [r for r in rows if r["strategy"] == "majority"] == [json.loads(line) for line in first]
     assert sorted(r["index"] for r in rows if r["strategy"] == "single") == list(range(len(TASKS)))
+
+
+def test_sticky_replicas_move_only_the_episodes_of_a_new_replica() -> None:
+    """Rendezvous hashing: each episode keeps its replica when one is added, unless it now goes to the new one."""
+    from peerstep.evals import ClientSpec
+
+    episodes = [f"math/leap/{i}" for i in range(300)]
+    three = ClientSpec(("http://a/v1", "http://b/v1", "http://c/v1"), "m")
+    four = ClientSpec((*three.base_urls, "http://d/v1"), "m")
+    before = {e: three.replica(e) for e in episodes}
+    after = {e: four.replica(e) for e in episodes}
+    moved = [e for e in episodes if before[e] != after[e]]
+    assert all(after[e] == "http://d/v1" for e in moved) and 40 < len(moved) < 110  # about a quarter
+    assert all(sum(v == url for v in before.values()) > 70 for url in three.base_urls)  # balanced
+    client = three.client("math/leap/7")
+    assert client.base_url == before["math/leap/7"] and client.headers["X-Session-Id"] == "math/leap/7"
+    asyncio.run(client.close())
