@@ -45,10 +45,16 @@ def content(outcomes: list[EpisodeOutcome]) -> list[tuple[Any, ...]]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LocalCluster]:
+    """The cluster, and this process joined to it once: every eval of the module then reuses the connection and
+    the workers (a new driver would be a new Ray job, whose workers start afresh, ~3 s each on two cores)."""
+    import ray
+
     c = LocalCluster().start()
     try:
+        ray.init(address=c.address, logging_level="ERROR", log_to_driver=False, configure_logging=False)
         yield c
     finally:
+        ray.shutdown()
         assert c.stop() == [], "processes of the test cluster were left running"
 
 
@@ -136,6 +142,16 @@ def test_labels_with_rollouts_on_ray_are_the_local_labels(cluster: LocalCluster,
     for label in got[:3]:  # each label's evidence, forked on a worker, is in the driver's runs folder
         with StepLog.open(label.data["fork_run"], tmp_path) as fork:
             assert fork.meta()["fork"]["run"] == run_id
+
+
+def test_a_dead_model_fleet_aborts_a_ray_eval_as_locally(cluster: LocalCluster, tmp_path: Path) -> None:
+    from peerstep.evals import EvalAborted
+    from tests.ray_cluster import free_port
+
+    dead = ClientSpec((f"http://127.0.0.1:{free_port()}/v1",), "scripted", max_retries=0)
+    with pytest.raises(EvalAborted, match="the model server stopped answering"):
+        asyncio.run(run_eval(TaskFileDataset(task_file(tmp_path, 2)), dead, ["single"], runs_dir=tmp_path,
+                             executor=RayExecutor(address=cluster.address)))
 
 
 # last: it leaves the cluster one node short
