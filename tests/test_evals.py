@@ -248,3 +248,26 @@ def test_sticky_replicas_move_only_the_episodes_of_a_new_replica() -> None:
     client = three.client("math/leap/7")
     assert client.base_url == before["math/leap/7"] and client.headers["X-Session-Id"] == "math/leap/7"
     asyncio.run(client.close())
+
+
+def test_executor_bad_input_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from typer.testing import CliRunner
+
+    from peerstep.cli import app
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["eval", "math", *args])
+        return result.exit_code, " ".join(result.output.split())
+
+    assert run("--executor", "ray") == (2, "error: --executor ray needs --base-url: a model server every node of "
+                                           "the cluster can reach (a vLLM fleet, Ray Serve LLM, or a router in "
+                                           "front of them)")
+    code, out = run("--executor", "spark")
+    assert code == 2 and "unknown --executor 'spark'" in out
+    code, out = run("--per-node", "--executor", "ray", "--base-url", "http://127.0.0.1:9/v1")
+    assert code == 2 and "needs GPU nodes with vLLM" in out
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    code, out = run("--executor", "ray", "--base-url", "http://127.0.0.1:9/v1")
+    assert (code, out) == (2, "error: the ray executor needs Ray: pip install 'peerstep[ray]'")
