@@ -9,6 +9,7 @@ would, so that other Ray users of the machine are left alone; it then checks tha
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -85,6 +86,8 @@ class LocalCluster:
         while (left := [p for p in self.processes() if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]) \
                 and time.monotonic() < deadline:
             time.sleep(0.1)
+        if not left:  # its logs and sockets go with it
+            shutil.rmtree(self.temp, ignore_errors=True)
         return [" ".join(_cmdline(p))[:200] for p in left]
 
 
