@@ -154,6 +154,19 @@ def test_a_dead_model_fleet_aborts_a_ray_eval_as_locally(cluster: LocalCluster, 
                              executor=RayExecutor(address=cluster.address)))
 
 
+def test_shared_runs_are_written_by_the_workers_themselves(cluster: LocalCluster, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    landed: list[dict[str, bytes]] = []
+    monkeypatch.setattr(ray_module, "land", lambda files, folder: landed.append(files))
+    with ScriptedServer() as server:
+        outcomes = asyncio.run(run_eval(TaskFileDataset(task_file(tmp_path, 2)), ClientSpec((server.base_url,),
+                                        "scripted"), ["single"], runs_dir=tmp_path / "shared",
+                                        executor=RayExecutor(address=cluster.address, shared_runs=True)))
+    assert landed == [{}, {}]  # nothing shipped back: the workers wrote to the shared folder
+    for o in outcomes:
+        assert StepLog.open(o.run_id, tmp_path / "shared").meta()["task_id"] == o.task_id
+
+
 # last: it leaves the cluster one node short
 def test_a_node_killed_mid_eval_loses_no_episode_and_counts_none_twice(cluster: LocalCluster, tmp_path: Path) -> None:
     dataset = TaskFileDataset(task_file(tmp_path))
