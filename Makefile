@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 QUESTION ?= What is 48123 * 9177 minus 12% of 5,000?
-EXTRAS ?= llamacpp,science,wiki,aviary,ldp,report,inspect,otel,prm,dev
+EXTRAS ?= llamacpp,science,wiki,aviary,ldp,report,inspect,otel,prm,ray,dev
 PYTEST_ARGS ?=
 
 .PHONY: install system venv model vllm phoenix demo test lint unit clean

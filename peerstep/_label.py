@@ -139,16 +139,21 @@ class _Labeller:
     """Labels one run's trajectories; shared counters feed the summary and the progress callback."""
 
     def __init__(self, client: ModelClient, k: int, search: str, runs_dir: Path | None, summary: LabelSummary,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, forks: Any = None) -> None:
         self.client, self.k, self.search, self.runs_dir = client, k, search, runs_dir
-        self.summary, self.progress = summary, progress
+        self.summary, self.progress, self.forks = summary, progress, forks
 
     async def value(self, target: Target, step: Step) -> tuple[int, str, int]:
-        """(correct continuations, their run id, tokens) of K continuations from just after ``step``."""
-        result = await afork(target.run_id, step.fork_from, self.client, k=self.k, task=target.task,
-                             runs_dir=self.runs_dir)
-        correct = sum(1 for tid in range(self.k) if grade(result.answers.get(tid), target.gold, target.checker))
-        return correct, result.run_id, result.tokens
+        """(correct continuations, their run id, tokens) of K continuations from just after ``step``: here, or as a
+        Ray task when labelling on a cluster (``forks``); graded here either way."""
+        if self.forks is not None:
+            answers, run_id, tokens = await self.forks(target.run_id, step.fork_from, self.k, target.task)
+        else:
+            result = await afork(target.run_id, step.fork_from, self.client, k=self.k, task=target.task,
+                                 runs_dir=self.runs_dir)
+            answers, run_id, tokens = result.answers, result.run_id, result.tokens
+        correct = sum(1 for tid in range(self.k) if grade(answers.get(tid), target.gold, target.checker))
+        return correct, run_id, tokens
 
     def write(self, log: StepLog, tid: int, step: Step, k: int, n: int, fork_run: str | None, first_error: bool,
               extra: dict[str, Any]) -> StepRecord:
@@ -226,12 +231,15 @@ class _Labeller:
 
 async def alabel(runs: list[str | tuple[str, dict[str, Any]]], client: ModelClient, *, k: int = 4,
                  search: str = "full", runs_dir: Path | None = None, tasks: dict[str, Task] | None = None,
-                 concurrency: int = 1, progress: Progress | None = None) -> LabelSummary:
+                 concurrency: int = 1, progress: Progress | None = None, ray_address: str | None = None,
+                 ) -> LabelSummary:
     """Label every step of every finished trajectory of ``runs`` (run ids, or (run id, dataset context) pairs as
     ``eval_targets`` gives) with ``k`` continuations each; returns what was done and what was skipped.
 
     ``tasks`` maps a run id to its task (the same environment factory) for runs built from custom tasks.
     Trajectories of different runs and of the same run are labelled ``concurrently`` (each one's steps in order).
+    ``ray_address``: the rollouts run as Ray tasks on that cluster (``"auto"``: the one this node is in), each
+    worker building its own client from ``client``'s settings; labels are still written here.
     """
     if k < 1:
         raise InputError(f"--rollouts must be at least 1, got {k}")
@@ -278,16 +286,42 @@ async def alabel(runs: list[str | tuple[str, dict[str, Any]]], client: ModelClie
     summary.trajectories = len(work)
     if progress is not None:
         progress("plan", {"steps": planned, "trajectories": len(work), "search": search})
-    labeller = _Labeller(client, k, search, runs_dir, summary, progress)
+    from peerstep.evals._ray import ClusterError
+
+    forks = await _ray_forks(ray_address, client, runs_dir) if ray_address is not None and work else None
+    labeller = _Labeller(client, k, search, runs_dir, summary, progress, forks)
     gate = asyncio.Semaphore(max(1, concurrency))
 
     async def one(item: tuple[Target, int, list[Step], str | None, dict[str, StepRecord]]) -> None:
         async with gate:
             try:
                 await labeller.trajectory(*item)
-            except InputError as exc:  # a step that cannot be forked: the run is reported, the others go on
+            except (InputError, ClusterError) as exc:  # a step that cannot be forked (or whose rollouts were lost
+                # on the cluster): the run is reported, the others go on
                 summary.skipped[item[0].run_id] = f"trajectory {item[1]}: {exc}"
 
-    await asyncio.gather(*(one(item) for item in work))
+    try:
+        await asyncio.gather(*(one(item) for item in work))
+    finally:
+        if forks is not None:
+            await forks.close()
     summary.seconds = round(time.perf_counter() - started, 3)
     return summary
+
+
+async def _ray_forks(address: str, client: ModelClient, runs_dir: Path | None) -> Any:
+    """Rollouts on the Ray cluster at ``address``, the model reached with ``client``'s settings (it must be served
+    over HTTP: a worker cannot use a client object of this process)."""
+    from peerstep.evals._episode import ClientSpec
+    from peerstep.evals._rayfork import RayForks
+
+    if type(client) is not ModelClient:
+        raise InputError(f"rollouts on a Ray cluster build their own client from a base URL; {type(client).__name__} "
+                         "is not a model served over HTTP")
+    forks = RayForks(address, ClientSpec.of(client), runs_dir)
+    try:
+        await forks.open()
+    except BaseException:
+        await forks.close()
+        raise
+    return forks

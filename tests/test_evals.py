@@ -231,3 +231,43 @@ def test_resuming_with_other_strategies_keeps_the_first_runs_episodes(tmp_path: 
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     assert [r for r in rows if r["strategy"] == "majority"] == [json.loads(line) for line in first]
     assert sorted(r["index"] for r in rows if r["strategy"] == "single") == list(range(len(TASKS)))
+
+
+def test_sticky_replicas_move_only_the_episodes_of_a_new_replica() -> None:
+    """Rendezvous hashing: each episode keeps its replica when one is added, unless it now goes to the new one."""
+    from peerstep.evals import ClientSpec
+
+    episodes = [f"math/leap/{i}" for i in range(300)]
+    three = ClientSpec(("http://a/v1", "http://b/v1", "http://c/v1"), "m")
+    four = ClientSpec((*three.base_urls, "http://d/v1"), "m")
+    before = {e: three.replica(e) for e in episodes}
+    after = {e: four.replica(e) for e in episodes}
+    moved = [e for e in episodes if before[e] != after[e]]
+    assert all(after[e] == "http://d/v1" for e in moved) and 40 < len(moved) < 110  # about a quarter
+    assert all(sum(v == url for v in before.values()) > 70 for url in three.base_urls)  # balanced
+    client = three.client("math/leap/7")
+    assert client.base_url == before["math/leap/7"] and client.headers["X-Session-Id"] == "math/leap/7"
+    asyncio.run(client.close())
+
+
+def test_executor_bad_input_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from typer.testing import CliRunner
+
+    from peerstep.cli import app
+
+    def run(*args: str) -> tuple[int, str]:
+        result = CliRunner().invoke(app, ["eval", "math", *args])
+        return result.exit_code, " ".join(result.output.split())
+
+    assert run("--executor", "ray") == (2, "error: --executor ray needs --base-url: a model server every node of "
+                                           "the cluster can reach (a vLLM fleet, Ray Serve LLM, or a router in "
+                                           "front of them)")
+    code, out = run("--executor", "spark")
+    assert code == 2 and "unknown --executor 'spark'" in out
+    code, out = run("--per-node", "--executor", "ray", "--base-url", "http://127.0.0.1:9/v1")
+    assert code == 2 and "needs GPU nodes with vLLM" in out
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    code, out = run("--executor", "ray", "--base-url", "http://127.0.0.1:9/v1")
+    assert (code, out) == (2, "error: the ray executor needs Ray: pip install 'peerstep[ray]'")

@@ -45,6 +45,11 @@ def label(
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="PEERSTEP_API_KEY")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port for a started engine.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    executor: Annotated[str, typer.Option(help="local: rollouts run in this process; ray: each step's K rollouts "
+                                               "are a Ray task on the cluster at --address (labels are written "
+                                               "here).")] = "local",
+    address: Annotated[str, typer.Option(envvar="RAY_ADDRESS", help="The Ray cluster for --executor ray: auto, "
+                                                                   "HOST:PORT or ray://HOST:PORT.")] = "auto",
 ) -> None:
     """Label each step of finished trajectories by how often K continuations from it reach the gold answer."""
     from peerstep import Endpoint
@@ -58,6 +63,18 @@ def label(
         _fail(f"unknown --search {search!r}; one of: {', '.join(SEARCHES)}", 2)
     if rollouts < 1:
         _fail(f"--rollouts must be at least 1, got {rollouts}", 2)
+    if executor not in ("local", "ray"):
+        _fail(f"unknown --executor {executor!r}; one of: local, ray", 2)
+    if executor == "ray":
+        from peerstep.evals._ray import check_address, require_ray
+
+        if base_url_setting(base_url)[0] is None:
+            _fail("--executor ray needs --base-url: a model server every node of the cluster can reach", 2)
+        try:
+            require_ray()
+            check_address(address)
+        except PeerstepError as exc:
+            _fail(str(exc), 2)
     try:  # unknown or unreadable runs stop the command before any engine starts
         items: list[str | tuple[str, dict[str, Any]]] = list(runs or [])
         if eval_path is not None:
@@ -92,7 +109,7 @@ def label(
         with progress:
             summary = asyncio.run(on_endpoint(endpoint, lambda client: alabel(
                 items, client, k=rollouts, search=search, runs_dir=directory, concurrency=concurrency,
-                progress=on_progress)))
+                progress=on_progress, ray_address=address if executor == "ray" else None)))
     except KeyboardInterrupt:
         _fail("interrupted; every label written so far is in the runs' logs, and the same command again "
               "labels the steps still unlabelled", 130)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,12 +42,17 @@ def _build_dataset(name: str, seed: int, python: bool) -> Any:
 
 
 def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | None, concurrency: int, seed: int,
-                   engine: str, model: str | None, base_url: str | None, api_key: str | None, out: Path | None,
-                   price_per_mtok: float | None, max_steps: int, answer_policy: str = "accept",
-                   resume: bool = False, report_html: Path | None = None) -> None:
+                   engine: str, model: str | None, base_url: str | list[str] | None, api_key: str | None,
+                   out: Path | None, price_per_mtok: float | None, max_steps: int, answer_policy: str = "accept",
+                   resume: bool = False, report_html: Path | None = None,
+                   where: ExecutorChoice | None = None) -> None:
     from peerstep import Endpoint
     from peerstep.agent import AgentConfig, Budget
     from peerstep.evals import EpisodeOutcome, EvalAborted, EvalReport, load_finished, run_eval, summarize
+
+    where = where or ExecutorChoice()
+    urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
+    executor = where.build(urls)
 
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if count == 0:
@@ -70,7 +76,7 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
     elif jsonl is not None:
         jsonl.parent.mkdir(parents=True, exist_ok=True)
         jsonl.write_text("")
-    endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine)
+    endpoint = Endpoint(base_url=urls[0] if urls else None, model=model, api_key=api_key, engine=engine)
     interrupted = False
     aborted: str | None = None
     started = time.perf_counter()
@@ -93,9 +99,10 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
         async def main() -> None:
             await probe.check()
             await probe.close()
-            await run_eval(dataset, endpoint.client, strategies, n=n, limit=count, concurrency=concurrency,
+            clients = await replicas(probe, urls[1:]) if urls else endpoint.client
+            await run_eval(dataset, clients, strategies, n=n, limit=count, concurrency=concurrency,
                            agent=agent, outcomes=outcomes, jsonl=jsonl, on_outcome=on_outcome, wall=wall,
-                           skip=skip)
+                           skip=skip, executor=executor)
 
         try:
             asyncio.run(main())
@@ -126,6 +133,62 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
         raise typer.Exit(1)
 
 
+@dataclass(frozen=True)
+class ExecutorChoice:
+    """Where episodes run, as the command line says: ``--executor``, ``--address``, ``--shared-runs``."""
+
+    executor: str = "local"
+    address: str = "auto"
+    shared_runs: bool = False
+    per_node: bool = False
+
+    def build(self, urls: list[str]) -> Any:
+        """The executor, checked before any engine starts (None: the default, local)."""
+        if self.per_node:
+            raise InputError("--per-node (a managed vLLM engine on every node) needs GPU nodes with vLLM and is not "
+                             "built yet: serve the model with `vllm serve MODEL --data-parallel-size N` or Ray Serve "
+                             "LLM and pass its URL as --base-url")
+        if self.executor == "local":
+            return None
+        if self.executor != "ray":
+            raise InputError(f"unknown --executor {self.executor!r}; one of: local, ray")
+        if not urls:
+            raise InputError("--executor ray needs --base-url: a model server every node of the cluster can reach "
+                             "(a vLLM fleet, Ray Serve LLM, or a router in front of them)")
+        from peerstep.evals import RayExecutor
+        from peerstep.evals._ray import check_address, require_ray
+
+        require_ray()
+        check_address(self.address)
+        return RayExecutor(address=self.address, shared_runs=self.shared_runs)
+
+
+async def replicas(first: Any, more: list[str]) -> Any:
+    """A ``ClientSpec`` over every ``--base-url`` (each asked for its models first, so a missing one fails here)."""
+    from peerstep.client import ModelClient
+    from peerstep.evals import ClientSpec
+
+    for url in more:
+        other = ModelClient(url, first.model, first.api_key, max_retries=1)
+        try:
+            await other.list_models()
+        finally:
+            await other.close()
+    return ClientSpec.of(first, tuple(more))
+
+
+ExecutorOpt = Annotated[str, typer.Option(
+    help="local: episodes run in this process; ray: each episode is a Ray task on the cluster at --address.")]
+AddressOpt = Annotated[str, typer.Option(
+    envvar="RAY_ADDRESS", help="The Ray cluster for --executor ray: auto (the one this node is in), HOST:PORT "
+                               "(its head) or ray://HOST:PORT (Ray Client).")]
+SharedRunsOpt = Annotated[bool, typer.Option(
+    help="With --executor ray: workers write step logs straight to the runs folder, which every node mounts at "
+         "the same path (default: each log is written on its worker and sent back when its episode ends).")]
+PerNodeOpt = Annotated[bool, typer.Option(help="Start a managed vLLM engine on every Ray node (needs GPU nodes).")]
+BaseUrlsOpt = Annotated[list[str] | None, typer.Option(
+    "--base-url", help="The model server (default: $PEERSTEP_BASE_URL, else $OPENAI_BASE_URL). Repeat it for "
+                       "replicas of one model: each episode sticks to one, chosen by a hash of its id.")]
 AnswerPolicyOpt = Annotated[str, typer.Option(
     help="What a reply that states a final answer without calling submit_answer does: accept (submit it), confirm "
          "(ask once, quoting it), check (ask once for a tool check when no tool was used).")]
@@ -150,8 +213,7 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Dataset seed: the same seed gives the same tasks.")] = 0,
         engine: Annotated[str, typer.Option(envvar="PEERSTEP_ENGINE")] = "llamacpp",
         model: Annotated[str | None, typer.Option(envvar="PEERSTEP_MODEL")] = None,
-        base_url: Annotated[str | None, typer.Option(help="Default: $PEERSTEP_BASE_URL, else $OPENAI_BASE_URL")] \
-            = None,
+        base_url: BaseUrlsOpt = None,
         api_key: Annotated[str | None, typer.Option(envvar="PEERSTEP_API_KEY")] = None,
         python: Annotated[bool, typer.Option(help="Offer the sandboxed Python tool where the dataset allows.")]
         = True,
@@ -163,10 +225,16 @@ def register(app: typer.Typer) -> None:
         resume: ResumeOpt = None,
         report: ReportOpt = None,
         trace_to: TraceToOpt = None,
+        executor: ExecutorOpt = "local",
+        address: AddressOpt = "auto",
+        shared_runs: SharedRunsOpt = False,
+        per_node: PerNodeOpt = False,
     ) -> None:
         """Evaluate strategies on a dataset: accuracy with a 95% interval, tokens, tool calls, cost-of-pass."""
         try:
             chosen = _strategies(strategy, n, python)
+            where = ExecutorChoice(executor, address, shared_runs, per_node)
+            where.build(base_url or [])
             if report is not None:
                 from peerstep.evals._plots import require_matplotlib
 
@@ -175,7 +243,7 @@ def register(app: typer.Typer) -> None:
             with tracing(trace_to):
                 run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key,
                                resume or out, price_per_mtok, max_steps, answer_policy, resume=resume is not None,
-                               report_html=report)
+                               report_html=report, where=where)
         except (PeerstepError, ValueError, KeyError) as exc:
             err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | KeyError | SandboxCapacityError)
@@ -189,8 +257,7 @@ def register(app: typer.Typer) -> None:
         concurrency: Annotated[int, typer.Option()] = 2,
         engine: Annotated[str, typer.Option(envvar="PEERSTEP_ENGINE")] = "llamacpp",
         model: Annotated[str | None, typer.Option(envvar="PEERSTEP_MODEL")] = None,
-        base_url: Annotated[str | None, typer.Option(help="Default: $PEERSTEP_BASE_URL, else $OPENAI_BASE_URL")] \
-            = None,
+        base_url: BaseUrlsOpt = None,
         api_key: Annotated[str | None, typer.Option(envvar="PEERSTEP_API_KEY")] = None,
         max_steps: Annotated[int, typer.Option()] = 8,
         answer_policy: AnswerPolicyOpt = "accept",
@@ -198,12 +265,18 @@ def register(app: typer.Typer) -> None:
         resume: ResumeOpt = None,
         report: ReportOpt = None,
         trace_to: TraceToOpt = None,
+        executor: ExecutorOpt = "local",
+        address: AddressOpt = "auto",
+        shared_runs: SharedRunsOpt = False,
+        per_node: PerNodeOpt = False,
     ) -> None:
         """Run a scripted task file (questions, allowed tools, answer checkers) and report the results."""
         try:
             from peerstep.environments.taskfile import TaskFileDataset
 
             chosen = _strategies(strategy, n, True)
+            where = ExecutorChoice(executor, address, shared_runs, per_node)
+            where.build(base_url or [])
             if report is not None:
                 from peerstep.evals._plots import require_matplotlib
 
@@ -215,7 +288,8 @@ def register(app: typer.Typer) -> None:
                           "a conftest.py)")
             with tracing(trace_to):
                 run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, resume or out,
-                               None, max_steps, answer_policy, resume=resume is not None, report_html=report)
+                               None, max_steps, answer_policy, resume=resume is not None, report_html=report,
+                               where=where)
         except (PeerstepError, ValueError) as exc:
             err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | SandboxCapacityError) else 1) from None

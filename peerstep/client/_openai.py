@@ -102,13 +102,16 @@ class ModelClient:
         http_client: Any = None,  # an httpx-compatible AsyncClient for the openai SDK
         supports_continue: bool = False,
         supports_seed: bool = True,
+        headers: dict[str, str] | None = None,
     ) -> None:
         """``supports_continue``: the server continues a partial assistant message when asked with
         ``continue_final_message`` (vLLM does; llama-cpp-python and OpenAI do not).
 
         ``supports_seed``: per-request ``seed`` is sent. vLLM's CPU build (0.32) crashes its engine
         core when a seeded request's prompt is prefilled in chunks (over 2,048 tokens), so a vLLM
-        CPU endpoint turns seeds off; sampling then differs between runs but stays diverse."""
+        CPU endpoint turns seeds off; sampling then differs between runs but stays diverse.
+
+        ``headers``: sent with every request, e.g. the episode id a router keeps sessions sticky by."""
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.max_retries = max_retries
@@ -120,11 +123,13 @@ class ModelClient:
             timeout=timeout,
             max_retries=0,  # retried here, so that a stream dropped mid-way is retried too
             http_client=http_client,
+            default_headers=headers,
         )
         self.supports_continue = supports_continue
         self.supports_seed = supports_seed
         self.api_key = api_key
         self.timeout = timeout
+        self.headers = dict(headers or {})
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.requests = 0

@@ -3,7 +3,9 @@
 Each episode is one call of the runner (``peerstep.arun``): its own step log (one run file) and its
 own client, so tokens are counted per episode exactly, and it is graded by the task's own checker.
 Outcomes are appended to ``outcomes`` as episodes finish, and optionally to a JSONL file, so that an
-interrupted eval (Ctrl-C) still reports every finished episode.
+interrupted eval (Ctrl-C) still reports every finished episode. Where an episode runs is the executor's
+business (``_episode.LocalExecutor`` here, ``_ray.RayExecutor`` on a cluster); everything else is done here,
+on the driver, the same way for both.
 """
 
 from __future__ import annotations
@@ -11,52 +13,32 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 from peerstep._errors import InputError, ModelServerError
-from peerstep._runner import arun
 from peerstep.agent import AgentConfig, ModelClient
 from peerstep.environments import EnvironmentDataset
-from peerstep.evals._baselines import BASELINES, run_baseline
+from peerstep.evals._baselines import BASELINES
+from peerstep.evals._episode import (
+    ClientSource,
+    ClientSpec,
+    EpisodePlan,
+    Executor,
+    LocalExecutor,
+    run_episode_outcome,
+)
 from peerstep.evals._report import EpisodeOutcome
 from peerstep.registry import STRATEGIES
 
 OutcomeCallback = Callable[[EpisodeOutcome], None]
-
-
-async def run_episode_outcome(
-    dataset: EnvironmentDataset,
-    index: int,
-    strategy: str,
-    client: ModelClient,
-    *,
-    n: int,
-    agent: AgentConfig | None = None,
-    runs_dir: Path | None = None,
-) -> EpisodeOutcome:
-    """One task under one strategy through the one runner; failures become an outcome with ``error`` set."""
-    info = dataset.info(index)
-    width = 1 if strategy == "single" else n
-    started = time.perf_counter()
-    meta = {"dataset": dataset.name, "task_id": info.task_id, "question": info.question[:2000]}
-    try:
-        result = await arun(dataset.factory(index), client, strategy=strategy, n=width, agent=agent,
-                            runs_dir=runs_dir, meta=meta)
-    except Exception as exc:  # one broken episode is recorded (the runner logged it); the eval goes on
-        return EpisodeOutcome(task_id=info.task_id, index=index, strategy=strategy, n=width, answer=None,
-                              gold=info.gold, correct=False, tokens=client.completion_tokens, tool_calls=0,
-                              seconds=round(time.perf_counter() - started, 2), run_id="",
-                              error=f"{type(exc).__name__}: {exc}")
-    return EpisodeOutcome(task_id=info.task_id, index=index, strategy=strategy, n=width, answer=result.answer,
-                          gold=info.gold, correct=bool(result.correct), tokens=result.tokens,
-                          tool_calls=result.tool_calls, seconds=round(time.perf_counter() - started, 2),
-                          run_id=result.run_id, error=result.error, steps=result.steps)
+__all__ = ["EvalAborted", "load_finished", "run_episode_outcome", "run_eval"]
 
 
 async def run_eval(
     dataset: EnvironmentDataset,
-    client_factory: Callable[[], ModelClient],
+    client_factory: ClientSource,
     strategies: list[str],
     *,
     n: int = 4,
@@ -69,9 +51,15 @@ async def run_eval(
     on_outcome: OutcomeCallback | None = None,
     wall: dict[str, float] | None = None,
     skip: set[tuple[str, int]] | None = None,
+    executor: Executor | None = None,
 ) -> list[EpisodeOutcome]:
     """Every (strategy, task) pair, strategy by strategy, ``concurrency`` episodes at a time; pairs in ``skip``
-    (strategy, task index) finished in an earlier, interrupted eval and are not run again."""
+    (strategy, task index) finished in an earlier, interrupted eval and are not run again.
+
+    ``client_factory`` makes one client per episode, or is a ``ClientSpec`` (several replicas, sticky by
+    episode). ``executor`` says where episodes run (default: this process); a remote one gets a ``ClientSpec``
+    (read off one client of the factory when it is not one) so that its workers build their own clients.
+    Each (strategy, index) is reported once, even when an executor retried it."""
     unknown = [s for s in strategies if s not in STRATEGIES and s not in BASELINES]
     if unknown:
         raise InputError(f"unknown strategy {unknown[0]!r}; choose from: {', '.join([*STRATEGIES, *BASELINES])}")
@@ -79,20 +67,18 @@ async def run_eval(
     outcomes = outcomes if outcomes is not None else []
     wall = wall if wall is not None else {}
     sem = asyncio.Semaphore(max(1, concurrency))
+    executor = executor or LocalExecutor()
+    clients = await _shippable(client_factory) if executor.remote else client_factory
+    reported = set(skip or set()) | {(o.strategy, o.index) for o in outcomes}
 
     async def episode(index: int, strategy: str) -> None:
         async with sem:
-            client = client_factory()
-            try:
-                if strategy in BASELINES:
-                    outcome = await run_baseline(dataset, index, strategy, client, runs_dir=runs_dir)
-                else:
-                    outcome = await run_episode_outcome(dataset, index, strategy, client, n=n, agent=agent,
-                                                        runs_dir=runs_dir)
-            finally:
-                await client.close()
+            outcome = await executor.run(strategy, index)
             if outcome.error is not None:
-                await _server_alive_or_abort(client_factory, outcome, len(outcomes))
+                await _server_alive_or_abort(clients, outcome, len(outcomes))
+        if (strategy, index) in reported:  # an executor's retry never counts an episode twice
+            return
+        reported.add((strategy, index))
         outcomes.append(outcome)
         if jsonl is not None:
             with jsonl.open("a") as fh:
@@ -100,10 +86,19 @@ async def run_eval(
         if on_outcome is not None:
             on_outcome(outcome)
 
+    try:
+        await executor.open(EpisodePlan(dataset, clients, n=n, agent=agent, runs_dir=runs_dir))
+        await _run_all(episode, strategies, count, skip or set(), wall)
+    finally:
+        await executor.close()
+    return outcomes
+
+
+async def _run_all(episode: Callable[[int, str], Coroutine[Any, Any, None]], strategies: list[str], count: int,
+                   skip: set[tuple[str, int]], wall: dict[str, float]) -> None:
     for strategy in strategies:
         started = time.perf_counter()
-        tasks = [asyncio.ensure_future(episode(i, strategy)) for i in range(count)
-                 if (strategy, i) not in (skip or set())]
+        tasks = [asyncio.ensure_future(episode(i, strategy)) for i in range(count) if (strategy, i) not in skip]
         try:
             await asyncio.gather(*tasks)
         finally:  # an abort (or Ctrl-C) cancels the episodes still running; their logs close on the way out
@@ -111,7 +106,18 @@ async def run_eval(
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             wall[strategy] = time.perf_counter() - started
-    return outcomes
+
+
+async def _shippable(source: ClientSource) -> ClientSpec:
+    """A ``ClientSpec`` for a remote executor: the source itself, or the settings of one client it makes."""
+    if isinstance(source, ClientSpec):
+        return source
+    client = source()
+    await client.close()
+    if type(client) is not ModelClient:
+        raise InputError(f"episodes on other machines build their own client from a base URL; {type(client).__name__}"
+                         " is not a model served over HTTP (give a ClientSpec or a factory of ModelClient)")
+    return ClientSpec.of(client)
 
 
 def load_finished(jsonl: Path, dataset: EnvironmentDataset, limit: int) -> list[EpisodeOutcome]:
@@ -145,7 +151,7 @@ class EvalAborted(ModelServerError):
     """
 
 
-async def _server_alive_or_abort(client_factory: Callable[[], ModelClient], failed: EpisodeOutcome,
+async def _server_alive_or_abort(client_factory: ClientSource, failed: EpisodeOutcome,
                                  finished: int) -> None:
     """After a failed episode, ask the server for its models; if it does not answer, abort the eval."""
     probe = client_factory()

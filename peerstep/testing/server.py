@@ -1,0 +1,90 @@
+"""A fast, scripted OpenAI-compatible chat server: real HTTP, no model, answers fixed by the conversation.
+
+For tests and benchmarks of orchestration (executors, clusters, routing), where the model must not be the
+bottleneck and results must be the same wherever an episode runs. For a question "What is A*B?" a trajectory
+first calls the calculator on ``A*B``, then submits the product, or the product plus one when its sampling
+seed is 2 mod 3 (so votes and peers have something to disagree about). Replies depend only on the
+messages and the seed, so two runs of one eval give the same answers. ``delay`` slows each reply; ``episodes``
+counts requests by the ``x-peerstep-episode`` header (what a sticky router would see).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+_QUESTION = re.compile(r"What is (\d+)\s*\*\s*(\d+)")
+
+
+def scripted_reply(messages: list[dict[str, Any]], seed: int) -> str:
+    """The reply a trajectory with sampling ``seed`` gets after ``messages``."""
+    found = next((m for msg in messages if msg.get("role") == "user"
+                  for m in [_QUESTION.search(str(msg.get("content", "")))] if m), None)
+    a, b = (int(found.group(1)), int(found.group(2))) if found else (6, 7)
+    if not any(msg.get("role") == "assistant" for msg in messages):
+        return json.dumps({"name": "calculate", "arguments": {"expression": f"{a}*{b}"}})
+    answer = a * b + (1 if seed % 3 == 2 else 0)
+    return json.dumps({"name": "submit_answer", "arguments": {"answer": str(answer)}})
+
+
+class ScriptedServer:
+    """``/v1/models`` and ``/v1/chat/completions`` (non-streamed) on 127.0.0.1; a context manager."""
+
+    def __init__(self, delay: float = 0.0, model: str = "scripted", port: int = 0) -> None:
+        self.delay, self.model, self.requests = delay, model, 0
+        self.episodes: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def _json(self, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self) -> None:
+                self._json({"object": "list", "data": [{"id": outer.model, "object": "model", "created": 0,
+                                                         "owned_by": "peerstep-testing"}]})
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
+                with outer._lock:
+                    outer.requests += 1
+                    outer.episodes[self.headers.get("x-peerstep-episode", "")] += 1
+                if outer.delay:
+                    time.sleep(outer.delay)
+                text = scripted_reply(body.get("messages", []), int(body.get("seed") or 0))
+                self._json({"id": "c", "object": "chat.completion", "created": 0, "model": outer.model,
+                            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                                         "finish_reason": "stop"}],
+                            "usage": {"prompt_tokens": 20, "completion_tokens": 12, "total_tokens": 32}})
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> ScriptedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(timeout=5)
