@@ -21,6 +21,7 @@ from peerstep.environments import EnvironmentDataset
 from peerstep.evals._baselines import BASELINES, run_baseline
 from peerstep.evals._report import EpisodeOutcome
 from peerstep.registry import STRATEGIES
+from peerstep.strategies import VerifierFactory
 
 OutcomeCallback = Callable[[EpisodeOutcome], None]
 
@@ -34,6 +35,7 @@ async def run_episode_outcome(
     n: int,
     agent: AgentConfig | None = None,
     runs_dir: Path | None = None,
+    verifiers: VerifierFactory | None = None,
 ) -> EpisodeOutcome:
     """One task under one strategy through the one runner; failures become an outcome with ``error`` set."""
     info = dataset.info(index)
@@ -42,7 +44,7 @@ async def run_episode_outcome(
     meta = {"dataset": dataset.name, "task_id": info.task_id, "question": info.question[:2000]}
     try:
         result = await arun(dataset.factory(index), client, strategy=strategy, n=width, agent=agent,
-                            runs_dir=runs_dir, meta=meta)
+                            runs_dir=runs_dir, meta=meta, verifiers=verifiers)
     except Exception as exc:  # one broken episode is recorded (the runner logged it); the eval goes on
         return EpisodeOutcome(task_id=info.task_id, index=index, strategy=strategy, n=width, answer=None,
                               gold=info.gold, correct=False, tokens=client.completion_tokens, tool_calls=0,
@@ -69,9 +71,11 @@ async def run_eval(
     on_outcome: OutcomeCallback | None = None,
     wall: dict[str, float] | None = None,
     skip: set[tuple[str, int]] | None = None,
+    verifiers: VerifierFactory | None = None,
 ) -> list[EpisodeOutcome]:
     """Every (strategy, task) pair, strategy by strategy, ``concurrency`` episodes at a time; pairs in ``skip``
-    (strategy, task index) finished in an earlier, interrupted eval and are not run again."""
+    (strategy, task index) finished in an earlier, interrupted eval and are not run again. ``verifiers`` (a
+    factory, see ``peerstep.strategies.verifier_factory``) replace every strategy's own."""
     unknown = [s for s in strategies if s not in STRATEGIES and s not in BASELINES]
     if unknown:
         raise InputError(f"unknown strategy {unknown[0]!r}; choose from: {', '.join([*STRATEGIES, *BASELINES])}")
@@ -88,7 +92,7 @@ async def run_eval(
                     outcome = await run_baseline(dataset, index, strategy, client, runs_dir=runs_dir)
                 else:
                     outcome = await run_episode_outcome(dataset, index, strategy, client, n=n, agent=agent,
-                                                        runs_dir=runs_dir)
+                                                        runs_dir=runs_dir, verifiers=verifiers)
             finally:
                 await client.close()
             if outcome.error is not None:

@@ -34,6 +34,9 @@ class TrajectoryView(BaseModel):
     question: str
     answer: str | None = None
     steps: list[str] = Field(default_factory=list, description="the reasoning and tool results, in order")
+    process_steps: list[str] = Field(default_factory=list, description=(
+        "the steps as process supervision counts them (one model call with its tool calls and results) in the text "
+        "the PRM exports write, when the run gives them: what a PRM trained on those exports must read"))
     gold: str | None = None
     peer_answers: list[str | None] = Field(default_factory=list)
     finished: bool = False
