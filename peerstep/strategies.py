@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, cast
 
 from peerstep._errors import InputError
@@ -26,6 +27,7 @@ from peerstep.graphs.parallel import ParallelConfig
 from peerstep.peers import SharingConfig
 from peerstep.registry import STRATEGIES, VERIFIERS
 from peerstep.verify import LLMJudge, PeerAgreement, Verifier
+from peerstep.verify._transformers_prm import PRM_META
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,9 @@ def verifier_factory(specs: list[str]) -> VerifierFactory:
 
     ``answer-checker`` and ``peer-agreement`` grade with the task's checker, ``llm-judge`` asks the run's own
     model; ``prm:DIR`` is a PRM checkpoint scored in-process (``TransformersPRM``, loaded once for every run of
-    the process), ``prm:URL[#MODEL]`` one served by vLLM's pooling API (``PRMClient``); a verifier registered by
-    you is called with ARG when one is given, else with nothing.
+    the process), ``prm:URL[#MODEL]`` one served by vLLM's pooling API (``PRMClient``; when MODEL is a checkpoint
+    directory of ``peerstep prm train``, served under that name, it is sent the token ids TRL trained on); a
+    verifier registered by you is called with ARG when one is given, else with nothing.
     """
     makers: list[Callable[[ModelClient, Checker], Verifier]] = []
     for spec in specs:
@@ -109,9 +112,10 @@ def _maker(name: str, arg: str, factory: Any) -> Callable[[ModelClient, Checker]
     if name in ("prm", "transformers-prm") and not arg:
         raise InputError("--verifier prm needs a checkpoint directory or a server URL: prm:DIR or "
                          "prm:http://HOST:PORT/v1#MODEL")
-    if name == "prm":
+    if name == "prm":  # a served PRM; a MODEL that is a local checkpoint of ours is sent token ids (see PRMClient)
         url, _, model = arg.partition("#")
-        made = factory(url, model or "prm")
+        ours = bool(model) and (Path(model).expanduser() / PRM_META).is_file()
+        made = factory(url, model or "prm", checkpoint=Path(model).expanduser() if ours else None)
     else:
         made = factory(arg) if arg else factory()
     if not isinstance(made, Verifier):

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,7 @@ from peerstep.prm import init_tiny, load_rows, train_prm
 from peerstep.steplog._steps import process_step_texts
 from peerstep.strategies import verifier_factory
 from peerstep.testing.verifier import check_verifier
-from peerstep.verify import TransformersPRM
+from peerstep.verify import PRMClient, TrajectoryView, TransformersPRM
 from peerstep.verify._transformers_prm import PRM_META
 from tests.label_script import GOLD, QUESTION, ContinuationClient, calc, long_parent, recovers_until, submit
 from tests.scripted import PerTrajectoryClient
@@ -183,3 +186,55 @@ def test_a_bad_verifier_spec_is_one_line_before_any_engine_starts(tmp_path: Path
                                           "--engine", "no-such-engine"], env={"COLUMNS": "400"})
         assert result.exit_code == 2 and words in result.stderr, result.output
         assert "engine" not in result.stderr.split("error:")[0]
+
+
+@pytest.fixture()
+def pooling_server(trained: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A stand-in for ``vllm serve CKPT --runner pooling``: runs the checkpoint on the token ids a request sends and
+    answers ``token_classify`` as vLLM documents it, one softmaxed pair per token."""
+    import torch
+    from transformers import AutoModelForTokenClassification
+
+    model = AutoModelForTokenClassification.from_pretrained(trained).eval()
+    received: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            received.append({"path": self.path, "body": body})
+            with torch.inference_mode():
+                probs = model(input_ids=torch.tensor([body["input"]])).logits[0].softmax(-1).tolist()
+            data = json.dumps({"object": "list", "data": [{"index": 0, "object": "pooling", "data": probs}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1", received
+    server.shutdown()
+    server.server_close()
+
+
+async def test_a_served_checkpoint_scores_as_the_in_process_one(trained: Path, export: Path,
+                                                                pooling_server: Any) -> None:
+    """``--verifier prm:URL#CKPT``: PRMClient sends the ids TRL trained on and reads the separator rows, so a served
+    checkpoint gives the in-process scores."""
+    url, received = pooling_server
+    (served,) = verifier_factory([f"prm:{url}#{trained}"])(None, None)  # type: ignore[arg-type]
+    assert isinstance(served, PRMClient) and served.checkpoint == trained
+    row = load_rows(export)[0]
+    view = TrajectoryView(trajectory_id=0, question=row["prompt"], process_steps=row["completions"], finished=True)
+    remote = await served.score(view)
+    local = await TransformersPRM(trained).score(view)
+    assert remote.step_scores == pytest.approx(local.step_scores, abs=1e-5) and len(remote.step_scores or []) == 4
+    assert remote.score == pytest.approx(local.score, abs=1e-5)
+    body = received[0]["body"]
+    assert received[0]["path"] == "/v1/pooling" and body["task"] == "token_classify" and body["model"] == str(trained)
+    await served.close()

@@ -33,6 +33,28 @@ GOOD_LABEL = 1
 AGGREGATES = ("min", "prod", "last")
 
 
+def read_meta(path: Path) -> tuple[str, int]:
+    """The step separator and the "good" label a checkpoint was trained with (TRL's defaults without the file)."""
+    meta_path = path / PRM_META
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read {meta_path}: {exc}") from exc
+    return str(meta.get("step_separator", "\n")), int(meta.get("good_label", GOOD_LABEL))
+
+
+def prm_tokens(tokenizer: Any, question: str, steps: list[str], separator: str) -> tuple[list[int], list[int]]:
+    """The token ids TRL's ``PRMTrainer`` trains on for this question and these steps (its own ``tokenize_row``),
+    and the positions of the tokens that carry the step labels: where a PRM's step scores are read."""
+    os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from trl.experimental.prm import PRMTrainer
+
+    row = PRMTrainer.tokenize_row({"prompt": question, "completions": steps, "labels": [True] * len(steps)},
+                                  tokenizer, separator, None, None, False, True)
+    ids, marks = list(row["input_ids"]), list(row["labels"])
+    return ids, [i for i, m in enumerate(marks) if m != -100]
+
+
 def aggregate(scores: list[float], how: str) -> float:
     if how == "min":
         return min(scores)
@@ -63,13 +85,7 @@ class TransformersPRM(Verifier):
                                  "install it with: pip install 'peerstep[prm]'") from None
         self.aggregate = aggregate
         self.device = device
-        meta_path = self.path / PRM_META
-        try:
-            meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-        except (OSError, ValueError) as exc:
-            raise InputError(f"cannot read {meta_path}: {exc}") from exc
-        self.step_separator = str(meta.get("step_separator", "\n"))
-        self.good_label = int(meta.get("good_label", GOOD_LABEL))
+        self.step_separator, self.good_label = read_meta(self.path)
         self._model: Any = None
         self._tokenizer: Any = None
         self._lock = threading.Lock()
@@ -87,17 +103,12 @@ class TransformersPRM(Verifier):
         """P(good) at each step's separator token (blocking; ``score`` runs it in a thread)."""
         import torch
 
-        os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
-        from trl.experimental.prm import PRMTrainer
-
         with self._lock:
             model, tokenizer = self._load()
-            row = PRMTrainer.tokenize_row({"prompt": question, "completions": steps, "labels": [True] * len(steps)},
-                                          tokenizer, self.step_separator, None, None, False, True)
-            ids, marks = row["input_ids"], row["labels"]
+            ids, marked = prm_tokens(tokenizer, question, steps, self.step_separator)
             limit = int(getattr(model.config, "max_position_embeddings", 0) or len(ids))
-            ids, marks = ids[-limit:], marks[-limit:]  # too long: the latest steps are the ones scored
-            at = [i for i, m in enumerate(marks) if m != -100]
+            cut = max(0, len(ids) - limit)  # too long: the latest steps are the ones scored
+            ids, at = ids[cut:], [i - cut for i in marked if i >= cut]
             with torch.inference_mode():
                 logits = model(input_ids=torch.tensor([ids], device=self.device)).logits[0]
                 probs = logits[at].float().softmax(-1)[:, self.good_label]
