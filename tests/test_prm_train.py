@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from peerstep import StepKind, StepLog, arun
+from peerstep import ParallelConfig, StepKind, StepLog, arun
 from peerstep._errors import InputError
 from peerstep._label import alabel
 from peerstep.export._prm import export_prm
@@ -238,3 +238,22 @@ async def test_a_served_checkpoint_scores_as_the_in_process_one(trained: Path, e
     body = received[0]["body"]
     assert received[0]["path"] == "/v1/pooling" and body["task"] == "token_classify" and body["model"] == str(trained)
     await served.close()
+
+
+async def test_leap_verify_scores_unfinished_trajectories_at_barriers(trained: Path, tmp_path: Path) -> None:
+    """At a barrier the PRM scores what a trajectory has done so far (a PRM judges prefixes): partial verify steps
+    with one score per step taken, then final ones."""
+    client = PerTrajectoryClient({0: [calc("6*7"), calc("42+0"), submit("42")],
+                                  1: [calc("6*8"), calc("48+0"), submit("48")]})
+    config = ParallelConfig(n=2, max_rounds=3, round_steps=1, round_tokens=10**6, barrier_verify=True,
+                            aggregate="weighted")
+    result = await arun(QUESTION, client, strategy="leap+verify", n=2, parallel=config, gold=GOLD, python=False,
+                        runs_dir=tmp_path, verifiers=verifier_factory([f"prm:{trained}"]))
+    with StepLog.open(result.run_id, tmp_path) as log:
+        verify = [r for r in log.records(kind=StepKind.VERIFY) if r.data["verifier"] == "prm"]
+    partial = [r for r in verify if r.data["partial"]]
+    final = [r for r in verify if not r.data["partial"]]
+    assert sorted({r.trajectory_id for r in partial}) == [0, 1] and sorted(r.trajectory_id for r in final) == [0, 1]
+    assert {len(r.data["step_scores"]) for r in partial} >= {1}  # the first barrier: one step each
+    assert all(len(r.data["step_scores"]) == 3 for r in final)
+    assert all(0.0 <= r.data["score"] <= 1.0 for r in verify)
