@@ -32,7 +32,14 @@ from peerstep.graphs.parallel import Paused, PendingDecision
 from peerstep.registry import STRATEGIES
 from peerstep.steplog import StepKind, StepLog, StepRecord
 from peerstep.steplog._store import StepLogError, _process_start
-from peerstep.strategies import VerifierFactory, strategy_config, strategy_verifiers, trajectory_sampling
+from peerstep.strategies import (
+    NamedVerifiers,
+    VerifierFactory,
+    strategy_config,
+    strategy_verifiers,
+    trajectory_sampling,
+    verifier_factory,
+)
 from peerstep.tools import Tool
 from peerstep.verify import Decision, Verifier
 
@@ -187,7 +194,8 @@ async def arun(
 
 
 async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None, runs_dir: Path | None = None,
-                  decisions: dict[str, Any] | None = None, verifiers: list[Verifier] | None = None,
+                  decisions: dict[str, Any] | None = None,
+                  verifiers: list[Verifier] | VerifierFactory | None = None,
                   listeners: list[Listener] | None = None, on_token: TokenSink | None = None,
                   checkpointer: BaseCheckpointSaver[Any] | None = None,
                   approver: Approver | None = None) -> EpisodeResult:
@@ -213,6 +221,8 @@ async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None,
         except (KeyError, ValueError) as exc:
             raise InputError(f"run {log.run_id}'s recorded configuration cannot be read back: {exc}") from exc
         strategy = str(meta.get("strategy", "single"))
+        if verifiers is None and isinstance(meta.get("verifiers"), list):  # the run's own --verifier choice
+            verifiers = verifier_factory([str(v) for v in meta["verifiers"]])
         factory, pool = _factory_for(task, meta, config.n)
         fork = None
         if isinstance(meta.get("fork"), dict):  # a fork killed before its start is rebuilt from its parent again
@@ -369,13 +379,15 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
     try:
         envs = [factory() for _ in range(config.n)]
         finish_name = getattr(envs[0], "finish_tool", "submit_answer")
+        named = verifiers
         if verifiers is None:
             verifiers = strategy_verifiers(strategy, client, envs[0].checker)
         elif callable(verifiers):  # a factory (``--verifier``): per task, with its checker
             verifiers = verifiers(client, envs[0].checker)
         log = log or StepLog.create(directory=runs_dir, meta={
             "model": client.model, "base_url": client.base_url, "strategy": strategy, "n": config.n,
-            "gold": envs[0].gold, "agent": agent.model_dump(), "config": config.model_dump(), **(meta or {})})
+            "gold": envs[0].gold, "agent": agent.model_dump(), "config": config.model_dump(), **(meta or {}),
+            **({"verifiers": named.specs} if isinstance(named, NamedVerifiers) else {})})
         own_saver = isinstance(checkpoint, BaseCheckpointSaver)
         if checkpoint and not resume:
             info = checkpoint_meta(log)

@@ -83,6 +83,18 @@ VerifierFactory = Callable[[ModelClient, Checker], list[Verifier]]
 """(the run's client, the task's checker) -> the verifiers that score its trajectories."""
 
 
+class NamedVerifiers:
+    """A verifier factory that remembers the ``--verifier`` specs it was made from: the run records them, so
+    ``peerstep resume`` scores with the same verifiers."""
+
+    def __init__(self, specs: list[str], makers: list[Callable[[ModelClient, Checker], Verifier]]) -> None:
+        self.specs = specs
+        self.makers = makers
+
+    def __call__(self, client: ModelClient, checker: Checker) -> list[Verifier]:
+        return [make(client, checker) for make in self.makers]
+
+
 def verifier_factory(specs: list[str]) -> VerifierFactory:
     """The verifiers named on the command line (``--verifier NAME[:ARG]``, from ``peerstep.registry.VERIFIERS``),
     in place of a strategy's own; checked now, before any engine starts.
@@ -99,7 +111,7 @@ def verifier_factory(specs: list[str]) -> VerifierFactory:
         if name == "prm" and arg and not arg.startswith(("http://", "https://")):
             name = "transformers-prm"
         makers.append(_maker(name, arg, VERIFIERS.get(name)))
-    return lambda client, checker: [make(client, checker) for make in makers]
+    return NamedVerifiers(list(specs), makers)
 
 
 def _maker(name: str, arg: str, factory: Any) -> Callable[[ModelClient, Checker], Verifier]:

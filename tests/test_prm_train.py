@@ -160,6 +160,7 @@ async def test_best_of_n_scored_by_the_trained_prm_end_to_end(trained: Path, tmp
     with StepLog.open(result.run_id, tmp_path) as log:
         verify = list(log.records(kind=StepKind.VERIFY))
         records = {t: list(log.records(trajectory_id=t)) for t in range(3)}
+        assert log.meta()["verifiers"] == [f"prm:{trained}"]  # what `peerstep resume` scores with again
     assert sorted(r.trajectory_id for r in verify) == [0, 1, 2]
     prm = TransformersPRM(trained)
     for rec in verify:
