@@ -61,8 +61,7 @@ def init_tiny_command(
                                                                "(default: bytes only).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it is not empty.")] = False,
 ) -> None:
-    """Build a CI-sized PRM base offline (2 layers, hidden 48, random weights): it proves the training pipeline on a
-    CPU in seconds, not PRM quality."""
+    """Build a tiny PRM base offline (2 layers, hidden 48): proves the pipeline on CPU, not PRM quality."""
     from peerstep.prm import init_tiny, load_rows
 
     try:
