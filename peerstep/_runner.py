@@ -32,7 +32,14 @@ from peerstep.graphs.parallel import Paused, PendingDecision
 from peerstep.registry import STRATEGIES
 from peerstep.steplog import StepKind, StepLog, StepRecord
 from peerstep.steplog._store import StepLogError, _process_start
-from peerstep.strategies import strategy_config, strategy_verifiers, trajectory_sampling
+from peerstep.strategies import (
+    NamedVerifiers,
+    VerifierFactory,
+    strategy_config,
+    strategy_verifiers,
+    trajectory_sampling,
+    verifier_factory,
+)
 from peerstep.tools import Tool
 from peerstep.verify import Decision, Verifier
 
@@ -142,7 +149,7 @@ async def arun(
     n: int = 4,
     agent: AgentConfig | None = None,
     parallel: ParallelConfig | None = None,
-    verifiers: list[Verifier] | None = None,
+    verifiers: list[Verifier] | VerifierFactory | None = None,
     gold: str | None = None,
     tools: list[Tool] | None = None,
     python: bool = True,
@@ -160,7 +167,8 @@ async def arun(
 
     ``task`` is a question (with ``gold``, ``tools``, ``python``, ``search`` for its environment), an
     environment (one trajectory only), or a zero-argument factory of environments (one per trajectory).
-    ``parallel``/``verifiers`` override the strategy's defaults. ``on_token(trajectory_id, text)`` streams
+    ``parallel``/``verifiers`` override the strategy's defaults (``verifiers`` may be a factory of them, called
+    with the client and the task's checker). ``on_token(trajectory_id, text)`` streams
     the model's tokens for every strategy. With ``checkpoint`` (the default) the run is checkpointed beside its
     log, so ``aresume`` can continue it after a crash and a paused run (``EpisodeResult.pending``) can be answered;
     a LangGraph saver of your own (``checkpoint=saver``) holds the checkpoints instead, and is passed to ``aresume``.
@@ -186,7 +194,8 @@ async def arun(
 
 
 async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None, runs_dir: Path | None = None,
-                  decisions: dict[str, Any] | None = None, verifiers: list[Verifier] | None = None,
+                  decisions: dict[str, Any] | None = None,
+                  verifiers: list[Verifier] | VerifierFactory | None = None,
                   listeners: list[Listener] | None = None, on_token: TokenSink | None = None,
                   checkpointer: BaseCheckpointSaver[Any] | None = None,
                   approver: Approver | None = None) -> EpisodeResult:
@@ -212,6 +221,8 @@ async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None,
         except (KeyError, ValueError) as exc:
             raise InputError(f"run {log.run_id}'s recorded configuration cannot be read back: {exc}") from exc
         strategy = str(meta.get("strategy", "single"))
+        if verifiers is None and isinstance(meta.get("verifiers"), list):  # the run's own --verifier choice
+            verifiers = verifier_factory([str(v) for v in meta["verifiers"]])
         factory, pool = _factory_for(task, meta, config.n)
         fork = None
         if isinstance(meta.get("fork"), dict):  # a fork killed before its start is rebuilt from its parent again
@@ -343,7 +354,7 @@ def resumable(run_id: str, runs_dir: Path | None = None, *, task_given: bool = F
 
 
 async def _drive(factory: Callable[[], Environment], client: ModelClient, *, strategy: str, agent: AgentConfig,
-                 config: ParallelConfig, verifiers: list[Verifier] | None, log: StepLog | None,
+                 config: ParallelConfig, verifiers: list[Verifier] | VerifierFactory | None, log: StepLog | None,
                  runs_dir: Path | None, listeners: list[Listener] | None, on_token: TokenSink | None,
                  meta: dict[str, Any] | None, pool: Any, checkpoint: bool | BaseCheckpointSaver[Any],
                  resume: bool = False,
@@ -368,11 +379,15 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
     try:
         envs = [factory() for _ in range(config.n)]
         finish_name = getattr(envs[0], "finish_tool", "submit_answer")
+        named = verifiers
         if verifiers is None:
             verifiers = strategy_verifiers(strategy, client, envs[0].checker)
+        elif callable(verifiers):  # a factory (``--verifier``): per task, with its checker
+            verifiers = verifiers(client, envs[0].checker)
         log = log or StepLog.create(directory=runs_dir, meta={
             "model": client.model, "base_url": client.base_url, "strategy": strategy, "n": config.n,
-            "gold": envs[0].gold, "agent": agent.model_dump(), "config": config.model_dump(), **(meta or {})})
+            "gold": envs[0].gold, "agent": agent.model_dump(), "config": config.model_dump(), **(meta or {}),
+            **({"verifiers": named.specs} if isinstance(named, NamedVerifiers) else {})})
         own_saver = isinstance(checkpoint, BaseCheckpointSaver)
         if checkpoint and not resume:
             info = checkpoint_meta(log)

@@ -124,6 +124,7 @@ VERIFIERS: Registry[Any] = Registry("verifier", {
     "answer-checker": "peerstep.verify._verifiers:AnswerChecker",
     "llm-judge": "peerstep.verify._verifiers:LLMJudge",
     "prm": "peerstep.verify._verifiers:PRMClient",
+    "transformers-prm": "peerstep.verify._transformers_prm:TransformersPRM",
     "peer-agreement": "peerstep.verify._verifiers:PeerAgreement",
 })
 CHECKERS: Registry[Any] = Registry("checker", {

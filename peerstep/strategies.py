@@ -17,13 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
 
+from peerstep._errors import InputError
 from peerstep.agent import AgentConfig, ModelClient, SamplingParams
 from peerstep.grading import DEFAULT_CHECKER, Checker
 from peerstep.graphs.parallel import ParallelConfig
 from peerstep.peers import SharingConfig
-from peerstep.registry import STRATEGIES
+from peerstep.registry import STRATEGIES, VERIFIERS
 from peerstep.verify import LLMJudge, PeerAgreement, Verifier
+from peerstep.verify._transformers_prm import PRM_META
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,66 @@ def strategy_config(name: str, n: int, agent: AgentConfig) -> ParallelConfig:
 
 def strategy_verifiers(name: str, client: ModelClient, checker: Checker = DEFAULT_CHECKER) -> list[Verifier]:
     return get_strategy(name).verifiers(client, checker)
+
+
+VerifierFactory = Callable[[ModelClient, Checker], list[Verifier]]
+"""(the run's client, the task's checker) -> the verifiers that score its trajectories."""
+
+
+class NamedVerifiers:
+    """A verifier factory that remembers the ``--verifier`` specs it was made from: the run records them, so
+    ``peerstep resume`` scores with the same verifiers."""
+
+    def __init__(self, specs: list[str], makers: list[Callable[[ModelClient, Checker], Verifier]]) -> None:
+        self.specs = specs
+        self.makers = makers
+
+    def __call__(self, client: ModelClient, checker: Checker) -> list[Verifier]:
+        return [make(client, checker) for make in self.makers]
+
+    def __reduce__(self) -> tuple[Any, tuple[list[str]]]:
+        """Shipped to another process (a Ray worker) as its specs, and rebuilt there: the makers are closures."""
+        return verifier_factory, (self.specs,)
+
+
+def verifier_factory(specs: list[str]) -> VerifierFactory:
+    """The verifiers named on the command line (``--verifier NAME[:ARG]``, from ``peerstep.registry.VERIFIERS``),
+    in place of a strategy's own; checked now, before any engine starts.
+
+    ``answer-checker`` and ``peer-agreement`` grade with the task's checker, ``llm-judge`` asks the run's own
+    model; ``prm:DIR`` is a PRM checkpoint scored in-process (``TransformersPRM``, loaded once for every run of
+    the process), ``prm:URL[#MODEL]`` one served by vLLM's pooling API (``PRMClient``; when MODEL is a checkpoint
+    directory of ``peerstep prm train``, served under that name, it is sent the token ids TRL trained on); a
+    verifier registered by you is called with ARG when one is given, else with nothing.
+    """
+    makers: list[Callable[[ModelClient, Checker], Verifier]] = []
+    for spec in specs:
+        name, _, arg = spec.strip().partition(":")
+        if name == "prm" and arg and not arg.startswith(("http://", "https://")):
+            name = "transformers-prm"
+        makers.append(_maker(name, arg, VERIFIERS.get(name)))
+    return NamedVerifiers(list(specs), makers)
+
+
+def _maker(name: str, arg: str, factory: Any) -> Callable[[ModelClient, Checker], Verifier]:
+    """How to make verifier ``name`` for one run: per task for those that take its checker or client, else
+    once now (a PRM's weights load once for the process)."""
+    if name in ("answer-checker", "peer-agreement"):
+        return lambda client, checker: cast(Verifier, factory(checker))
+    if name == "llm-judge":
+        return lambda client, checker: cast(Verifier, factory(client))
+    if name in ("prm", "transformers-prm") and not arg:
+        raise InputError("--verifier prm needs a checkpoint directory or a server URL: prm:DIR or "
+                         "prm:http://HOST:PORT/v1#MODEL")
+    if name == "prm":  # a served PRM; a MODEL that is a local checkpoint of ours is sent token ids (see PRMClient)
+        url, _, model = arg.partition("#")
+        ours = bool(model) and (Path(model).expanduser() / PRM_META).is_file()
+        made = factory(url, model or "prm", checkpoint=Path(model).expanduser() if ours else None)
+    else:
+        made = factory(arg) if arg else factory()
+    if not isinstance(made, Verifier):
+        raise InputError(f"verifier {name!r} made a {type(made).__name__}, not a Verifier")
+    return lambda client, checker: made
 
 
 def trajectory_sampling(base: SamplingParams, tid: int, n: int) -> SamplingParams:

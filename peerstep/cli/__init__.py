@@ -18,9 +18,11 @@ from peerstep._errors import InputError, PeerstepError
 from peerstep.cli._export import register as register_export_command
 from peerstep.cli._label import register as register_label_command
 from peerstep.cli._live import LiveView, render_record, runs_table
+from peerstep.cli._prm import register as register_prm_command
 from peerstep.cli._report import register as register_report_command
 from peerstep.cli._trace import TraceToOpt, tracing
 from peerstep.cli._view import register as register_view_command
+from peerstep.cli.evals import VerifierOpt
 from peerstep.cli.evals import register as register_eval_commands
 from peerstep.cli.index import index_app
 
@@ -31,6 +33,7 @@ app.add_typer(index_app, name="index", help="Search indexes: build, list, search
 register_eval_commands(app)
 register_export_command(app)
 register_label_command(app)
+register_prm_command(app)
 register_report_command(app)
 register_view_command(app)
 console = Console(highlight=False)
@@ -112,6 +115,7 @@ def solve(
         "writes_files, network, pattern). On a terminal you are asked inline; otherwise the run pauses (exit 3) "
         "and `peerstep resume RUN --decide ID=approve` answers.")] = None,
     trace_to: TraceToOpt = None,
+    verifier: VerifierOpt = None,
 ) -> None:
     """Answer a question with tool-using agents, showing each step as it happens."""
     from peerstep import AgentConfig, ApprovalPolicy, Budget, Endpoint, arun
@@ -128,6 +132,9 @@ def solve(
     try:
         # validates the strategy, -n, the question, the index and the budgets before any engine starts
         check_run(strategy, n, python=python)
+        from peerstep.strategies import verifier_factory
+
+        scorers = verifier_factory(verifier) if verifier else None
         probe = question_factory(question, gold=gold, python=False, search=search,
                                  max_question_chars=max_question_chars)()
         config = AgentConfig(budget=Budget(max_steps=max_steps, max_tokens=max_tokens, wall_time_s=wall_time),
@@ -174,7 +181,7 @@ def solve(
                 python=python, search=search,
                 max_question_chars=max_question_chars, listeners=[] if quiet else [view.on_record],
                 on_token=None if quiet else view.on_token, meta={"engine": engine},
-                approver=_terminal_approver(question_read_from_stdin))))
+                approver=_terminal_approver(question_read_from_stdin), verifiers=scorers)))
     except KeyboardInterrupt:
         _fail(INTERRUPTED, 130)
     except PeerstepError as exc:

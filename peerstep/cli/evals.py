@@ -45,15 +45,17 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
                    engine: str, model: str | None, base_url: str | list[str] | None, api_key: str | None,
                    out: Path | None, price_per_mtok: float | None, max_steps: int, answer_policy: str = "accept",
                    resume: bool = False, report_html: Path | None = None,
-                   where: ExecutorChoice | None = None) -> None:
+                   where: ExecutorChoice | None = None, verifiers: list[str] | None = None) -> None:
     from peerstep import Endpoint
     from peerstep.agent import AgentConfig, Budget
     from peerstep.evals import EpisodeOutcome, EvalAborted, EvalReport, load_finished, run_eval, summarize
+    from peerstep.strategies import verifier_factory
 
     where = where or ExecutorChoice()
     urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
     executor = where.build(urls)
 
+    scorers = verifier_factory(verifiers) if verifiers else None  # checked before any engine starts
     count = len(dataset) if limit is None else min(limit, len(dataset))
     if count == 0:
         raise InputError(f"dataset {dataset.name!r} has no tasks")
@@ -102,7 +104,7 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
             clients = await replicas(probe, urls[1:]) if urls else endpoint.client
             await run_eval(dataset, clients, strategies, n=n, limit=count, concurrency=concurrency,
                            agent=agent, outcomes=outcomes, jsonl=jsonl, on_outcome=on_outcome, wall=wall,
-                           skip=skip, executor=executor)
+                           skip=skip, executor=executor, verifiers=scorers)
 
         try:
             asyncio.run(main())
@@ -195,6 +197,11 @@ AnswerPolicyOpt = Annotated[str, typer.Option(
 ResumeOpt = Annotated[Path | None, typer.Option(
     help="Continue an interrupted eval whose --out was this file: episodes in its .jsonl are kept, the rest run "
          "(start it with the same dataset, seed, limit and strategies).")]
+VerifierOpt = Annotated[list[str] | None, typer.Option(
+    "--verifier", help="Score trajectories with these verifiers instead of the strategy's own (repeatable): "
+    "llm-judge, peer-agreement, answer-checker (an oracle), prm:DIR (a PRM checkpoint from `peerstep prm train`, "
+    "in-process on CPU), prm:URL#MODEL (a PRM served by vLLM's pooling API). best-of-n and leap+verify decide "
+    "by these scores.")]
 ReportOpt = Annotated[Path | None, typer.Option(
     "--report", help="Also write the results as one self-contained HTML page with plots (see `peerstep report`).")]
 Strategies = Annotated[str, typer.Option("--strategy", help="Comma-separated: single,majority,best-of-n,leap,"
@@ -229,6 +236,7 @@ def register(app: typer.Typer) -> None:
         address: AddressOpt = "auto",
         shared_runs: SharedRunsOpt = False,
         per_node: PerNodeOpt = False,
+        verifier: VerifierOpt = None,
     ) -> None:
         """Evaluate strategies on a dataset: accuracy with a 95% interval, tokens, tool calls, cost-of-pass."""
         try:
@@ -243,7 +251,7 @@ def register(app: typer.Typer) -> None:
             with tracing(trace_to):
                 run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key,
                                resume or out, price_per_mtok, max_steps, answer_policy, resume=resume is not None,
-                               report_html=report, where=where)
+                               report_html=report, where=where, verifiers=verifier)
         except (PeerstepError, ValueError, KeyError) as exc:
             err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | KeyError | SandboxCapacityError)
@@ -269,6 +277,7 @@ def register(app: typer.Typer) -> None:
         address: AddressOpt = "auto",
         shared_runs: SharedRunsOpt = False,
         per_node: PerNodeOpt = False,
+        verifier: VerifierOpt = None,
     ) -> None:
         """Run a scripted task file (questions, allowed tools, answer checkers) and report the results."""
         try:
@@ -289,7 +298,7 @@ def register(app: typer.Typer) -> None:
             with tracing(trace_to):
                 run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, resume or out,
                                None, max_steps, answer_policy, resume=resume is not None, report_html=report,
-                               where=where)
+                               where=where, verifiers=verifier)
         except (PeerstepError, ValueError) as exc:
             err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | SandboxCapacityError) else 1) from None

@@ -21,6 +21,7 @@ from peerstep.agent import AgentConfig, ModelClient
 from peerstep.environments import EnvironmentDataset
 from peerstep.evals._baselines import BASELINES, run_baseline
 from peerstep.evals._report import EpisodeOutcome
+from peerstep.strategies import VerifierFactory
 
 SESSION_HEADERS = ("X-Session-Id", "x-peerstep-episode")  # what routers keep an episode's requests sticky by
 
@@ -82,6 +83,7 @@ class EpisodePlan:
     n: int = 4
     agent: AgentConfig | None = None
     runs_dir: Path | None = None
+    verifiers: VerifierFactory | None = None
 
     def client(self, strategy: str, index: int) -> ModelClient:
         if isinstance(self.clients, ClientSpec):
@@ -98,6 +100,7 @@ async def run_episode_outcome(
     n: int,
     agent: AgentConfig | None = None,
     runs_dir: Path | None = None,
+    verifiers: VerifierFactory | None = None,
 ) -> EpisodeOutcome:
     """One task under one strategy through the one runner; failures become an outcome with ``error`` set."""
     info = dataset.info(index)
@@ -106,7 +109,7 @@ async def run_episode_outcome(
     meta = {"dataset": dataset.name, "task_id": info.task_id, "question": info.question[:2000]}
     try:
         result = await arun(dataset.factory(index), client, strategy=strategy, n=width, agent=agent,
-                            runs_dir=runs_dir, meta=meta)
+                            runs_dir=runs_dir, meta=meta, verifiers=verifiers)
     except Exception as exc:  # one broken episode is recorded (the runner logged it); the eval goes on
         return EpisodeOutcome(task_id=info.task_id, index=index, strategy=strategy, n=width, answer=None,
                               gold=info.gold, correct=False, tokens=client.completion_tokens, tool_calls=0,
@@ -125,7 +128,7 @@ async def play(plan: EpisodePlan, strategy: str, index: int, runs_dir: Path | No
         if strategy in BASELINES:
             return await run_baseline(plan.dataset, index, strategy, client, runs_dir=runs_dir)
         return await run_episode_outcome(plan.dataset, index, strategy, client, n=plan.n, agent=plan.agent,
-                                         runs_dir=runs_dir)
+                                         runs_dir=runs_dir, verifiers=plan.verifiers)
     finally:
         await client.close()
 

@@ -31,6 +31,7 @@ from peerstep.evals._episode import (
 )
 from peerstep.evals._report import EpisodeOutcome
 from peerstep.registry import STRATEGIES
+from peerstep.strategies import VerifierFactory
 
 OutcomeCallback = Callable[[EpisodeOutcome], None]
 __all__ = ["EvalAborted", "load_finished", "run_episode_outcome", "run_eval"]
@@ -52,6 +53,7 @@ async def run_eval(
     wall: dict[str, float] | None = None,
     skip: set[tuple[str, int]] | None = None,
     executor: Executor | None = None,
+    verifiers: VerifierFactory | None = None,
 ) -> list[EpisodeOutcome]:
     """Every (strategy, task) pair, strategy by strategy, ``concurrency`` episodes at a time; pairs in ``skip``
     (strategy, task index) finished in an earlier, interrupted eval and are not run again.
@@ -59,7 +61,8 @@ async def run_eval(
     ``client_factory`` makes one client per episode, or is a ``ClientSpec`` (several replicas, sticky by
     episode). ``executor`` says where episodes run (default: this process); a remote one gets a ``ClientSpec``
     (read off one client of the factory when it is not one) so that its workers build their own clients.
-    Each (strategy, index) is reported once, even when an executor retried it."""
+    Each (strategy, index) is reported once, even when an executor retried it. ``verifiers`` (a factory, see
+    ``peerstep.strategies.verifier_factory``) replace every strategy's own."""
     unknown = [s for s in strategies if s not in STRATEGIES and s not in BASELINES]
     if unknown:
         raise InputError(f"unknown strategy {unknown[0]!r}; choose from: {', '.join([*STRATEGIES, *BASELINES])}")
@@ -87,7 +90,8 @@ async def run_eval(
             on_outcome(outcome)
 
     try:
-        await executor.open(EpisodePlan(dataset, clients, n=n, agent=agent, runs_dir=runs_dir))
+        await executor.open(EpisodePlan(dataset, clients, n=n, agent=agent, runs_dir=runs_dir,
+                                           verifiers=verifiers))
         await _run_all(episode, strategies, count, skip or set(), wall)
     finally:
         await executor.close()

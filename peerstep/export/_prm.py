@@ -37,12 +37,12 @@ from typing import Any
 
 from peerstep._errors import InputError
 from peerstep.steplog import StepKind, StepLog, StepRecord
-from peerstep.steplog._steps import Step, labels_of, trajectory_steps
+from peerstep.steplog._steps import STEP_SEPARATOR, Step, labels_of, step_text, trajectory_steps
 from peerstep.steplog._store import StepLogError
 
 PRM_FORMATS = ("trl-prm", "math-shepherd", "prm800k", "openai-chat")
 STEP_TAG = "ки"
-SEPARATOR = "\n"
+SEPARATOR = STEP_SEPARATOR
 
 
 @dataclass
@@ -68,20 +68,6 @@ def rating(value: float | None, hard: bool) -> int:
     if value <= 0:
         return -1
     return 0 if value < 0.5 else 1
-
-
-def step_text(step: Step) -> str:
-    """A step as text: the model's reply, the calls it made natively, and the tool results."""
-    parts = [(step.reason.text or "").strip()]
-    calls = {r.tool.call_id: r.tool for r in step.records if r.kind == StepKind.TOOL_CALL and r.tool}
-    for call in calls.values():
-        if call.source == "native":
-            parts.append(f"<tool_call>{json.dumps({'name': call.name, 'arguments': call.arguments})}</tool_call>")
-    for rec in step.records:
-        if rec.kind == StepKind.OBSERVATION and rec.tool is not None and not rec.data.get("notice"):
-            parts.append(f"<tool_response>\n{rec.tool.output if rec.tool.output is not None else rec.text or ''}"
-                         "\n</tool_response>")
-    return "\n".join(p for p in parts if p)
 
 
 def resolved(steps: list[Step], labels: dict[str, StepRecord]) -> tuple[list[bool], list[float | None]]:

@@ -34,6 +34,7 @@ from peerstep.grading import Checker
 from peerstep.graphs.react import Loop, thin
 from peerstep.peers._share import SharingConfig, share
 from peerstep.steplog import StepKind, StepLog, StepRecord
+from peerstep.steplog._steps import process_step_texts
 from peerstep.verify import (
     Candidate,
     Decision,
@@ -239,11 +240,14 @@ class ParallelRun:
     async def _score(self, states: dict[int, TrajectoryState], partial: bool) -> dict[int, dict[str, float]]:
         verifiers = [v for v in self.verifiers if v.partial_ok or not partial]
         answers = {tid: st.get("answer") for tid, st in states.items()}
+        # the steps as the PRM exports write them, from the log (a fork's log lacks its parent's steps: none then)
+        process = {tid: [] if self.initial is not None else process_step_texts(list(self.log.records(tid)))
+                   for tid in states} if verifiers else {}
 
         async def one(tid: int, verifier: Verifier) -> tuple[int, str, float | None]:
             st = states[tid]
             peers = [a for t, a in answers.items() if t != tid]
-            view = view_of(st, _question(st), self.gold, peers)
+            view = view_of(st, _question(st), self.gold, peers).model_copy(update={"process_steps": process[tid]})
             traj = self.trajectories[tid]
             try:
                 result = await verifier.score(view)

@@ -7,9 +7,14 @@ measures and the PRM exports write. Pure functions of records, so labelling and 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from peerstep.steplog._records import StepKind, StepRecord
+
+STEP_SEPARATOR = "\n"
+"""What joins the question and the steps for a PRM (TRL's ``step_separator``): the trl-prm export is trained
+with it and ``TransformersPRM`` reads each step's score at it."""
 
 
 @dataclass
@@ -53,3 +58,22 @@ def labels_of(records: list[StepRecord]) -> dict[str, StepRecord]:
         if rec.kind == StepKind.LABEL and rec.parent_id and rec.parent_id not in out:
             out[rec.parent_id] = rec
     return out
+
+
+def step_text(step: Step) -> str:
+    """A step as text: the model's reply, the calls it made natively, and the tool results."""
+    parts = [(step.reason.text or "").strip()]
+    calls = {r.tool.call_id: r.tool for r in step.records if r.kind == StepKind.TOOL_CALL and r.tool}
+    for call in calls.values():
+        if call.source == "native":
+            parts.append(f"<tool_call>{json.dumps({'name': call.name, 'arguments': call.arguments})}</tool_call>")
+    for rec in step.records:
+        if rec.kind == StepKind.OBSERVATION and rec.tool is not None and not rec.data.get("notice"):
+            parts.append(f"<tool_response>\n{rec.tool.output if rec.tool.output is not None else rec.text or ''}"
+                         "\n</tool_response>")
+    return "\n".join(p for p in parts if p)
+
+
+def process_step_texts(records: list[StepRecord]) -> list[str]:
+    """A trajectory's steps as text, as the PRM exports write them and a PRM verifier reads them."""
+    return [step_text(s) for s in trajectory_steps(records)]

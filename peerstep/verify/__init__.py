@@ -1,6 +1,7 @@
 """Verifiers and answer aggregation: score trajectories, then turn N answers into one."""
 
 from peerstep.grading import answers_equivalent
+from peerstep.verify._transformers_prm import TransformersPRM
 from peerstep.verify._verifiers import (
     AnswerChecker,
     LLMJudge,
@@ -23,5 +24,5 @@ from peerstep.verify.aggregate import (
 )
 
 __all__ = ["AnswerChecker", "Candidate", "Decision", "LLMJudge", "PRMClient", "PeerAgreement", "TrajectoryView",
-           "Verifier", "VerifierError", "VerifierScore", "agreement_reached", "answers_equivalent", "best_of_n",
-           "group_answers", "majority_vote", "verdict_score", "weighted_vote"]
+           "TransformersPRM", "Verifier", "VerifierError", "VerifierScore", "agreement_reached", "answers_equivalent",
+           "best_of_n", "group_answers", "majority_vote", "verdict_score", "weighted_vote"]

@@ -15,8 +15,10 @@ One small interface, so that adding a scorer never means editing library code:
 
 from __future__ import annotations
 
+import asyncio
 import math
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -34,6 +36,9 @@ class TrajectoryView(BaseModel):
     question: str
     answer: str | None = None
     steps: list[str] = Field(default_factory=list, description="the reasoning and tool results, in order")
+    process_steps: list[str] = Field(default_factory=list, description=(
+        "the steps as process supervision counts them (one model call with its tool calls and results) in the text "
+        "the PRM exports write, when the run gives them: what a PRM trained on those exports must read"))
     gold: str | None = None
     peer_answers: list[str | None] = Field(default_factory=list)
     finished: bool = False
@@ -159,6 +164,12 @@ class PRMClient(Verifier):
     ``step_separator`` (Qwen2.5-Math-PRM uses ``<extra_0>``) as the assistant turn. Response:
     ``{"data": [{"data": [[p_bad, p_good], ...]}]}`` — one pair per separator (or one float per step).
     The trajectory score is the minimum step score (the weakest step bounds the solution).
+
+    With ``checkpoint`` (the directory of a PRM trained by ``peerstep prm train``, served as it is by
+    ``vllm serve DIR --runner pooling``), the request is the token ids TRL trained on (its ``tokenize_row``, from
+    the checkpoint's tokenizer: ``{"input": ids, "task": "token_classify"}``), the answer one probability pair per
+    token, and the step scores are read at the step separators, as ``TransformersPRM`` reads them in-process: a
+    server tokenising the joined text itself could merge a separator with its neighbours.
     """
 
     name = "prm"
@@ -167,7 +178,14 @@ class PRMClient(Verifier):
     def __init__(self, base_url: str, model: str, *, api_key: str | None = None,
                  step_separator: str = "<extra_0>", timeout: float = 60.0,
                  system_prompt: str = "Please reason step by step.",
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None, checkpoint: str | Path | None = None) -> None:
+        self.checkpoint = Path(checkpoint) if checkpoint is not None else None
+        self.good_label = 1
+        self._tokenizer: Any = None
+        if self.checkpoint is not None:
+            from peerstep.verify._transformers_prm import read_meta
+
+            step_separator, self.good_label = read_meta(self.checkpoint)
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.step_separator = step_separator
@@ -199,9 +217,31 @@ class PRMClient(Verifier):
                 raise VerifierError(f"unexpected PRM step score {row!r}")
         return scores
 
+    def token_request(self, view: TrajectoryView) -> tuple[dict[str, Any], list[int]]:
+        """The ``checkpoint`` form: the body, and the positions of the step separators in its token ids."""
+        from peerstep.verify._transformers_prm import prm_tokens
+
+        if self._tokenizer is None:
+            from transformers import AutoTokenizer
+
+            self._tokenizer = AutoTokenizer.from_pretrained(str(self.checkpoint))
+        steps = [s for s in (view.process_steps or view.steps) if s.strip()]
+        ids, at = prm_tokens(self._tokenizer, view.question, steps, self.step_separator)
+        return {"model": self.model, "input": ids, "task": "token_classify"}, at
+
     async def score(self, view: TrajectoryView) -> VerifierScore:
+        at: list[int] | None = None
+        if self.checkpoint is not None:
+            try:
+                body, at = await asyncio.to_thread(self.token_request, view)
+            except Exception as exc:  # no tokenizer there, or TRL missing: the graph logs it and goes on
+                raise VerifierError(f"cannot tokenise for the PRM at {self.checkpoint}: {exc}") from exc
+            if not at:
+                raise VerifierError("the trajectory has no steps for the PRM to score")
+        else:
+            body = self.request_body(view)
         try:
-            resp = await self._http.post(f"{self.base_url}/pooling", json=self.request_body(view))
+            resp = await self._http.post(f"{self.base_url}/pooling", json=body)
         except httpx.HTTPError as exc:
             raise VerifierError(f"PRM server unreachable at {self.base_url}: {exc}") from exc
         if resp.status_code != 200:
@@ -210,12 +250,21 @@ class PRMClient(Verifier):
             payload = resp.json()
         except ValueError as exc:
             raise VerifierError(f"PRM server {self.base_url} sent invalid JSON") from exc
-        steps = self.parse_scores(payload)
+        steps = self.parse_scores(payload) if at is None else self.token_scores(payload, at)
         if not steps:
             raise VerifierError("the PRM returned no step scores")
         score = min(max(min(steps), 0.0), 1.0)
         return VerifierScore(verifier=self.name, score=score, step_scores=steps,
                              rationale=f"min over {len(steps)} step scores")
+
+    def token_scores(self, payload: Any, at: list[int]) -> list[float]:
+        """P(good) at the separator positions from a per-token ``token_classify`` answer."""
+        try:
+            rows = payload["data"][0]["data"]
+            return [float(rows[i][self.good_label]) for i in at]
+        except (KeyError, IndexError, TypeError, ValueError) as exc:
+            raise VerifierError(f"unexpected PRM response shape for {max(at) + 1}+ tokens: "
+                                f"{str(payload)[:200]}") from exc
 
     async def close(self) -> None:
         await self._http.aclose()
