@@ -37,9 +37,10 @@ from peerstep._runner import Task, afork
 from peerstep.agent import ModelClient
 from peerstep.grading import grade
 from peerstep.steplog import StepKind, StepLog, StepRecord
+from peerstep.steplog._steps import PEER_EFFECT_THRESHOLD
 from peerstep.steplog._store import StepLogError
 
-DEFAULT_THRESHOLD = 0.25
+DEFAULT_THRESHOLD = PEER_EFFECT_THRESHOLD
 BIN = 0.25
 """Width of the effect histogram's bins, centred on multiples of it (-1, -0.75, …, +1): exact bins at K = 4."""
 

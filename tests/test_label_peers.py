@@ -19,6 +19,7 @@ from peerstep._runner import afork
 from peerstep.cli import app
 from peerstep.graphs import ParallelConfig
 from peerstep.peers import SharingConfig
+from peerstep.view import build_model
 from tests.label_script import ContinuationServer
 from tests.scripted import PerTrajectoryClient, ScriptedClient, calc, submit
 
@@ -113,6 +114,17 @@ async def test_each_injection_gets_the_known_effect_of_its_comment(tmp_path: Pat
     assert (strict.helped, strict.hurt, strict.neutral) == (0, 0, 2)
     text = "\n".join(effects_text(effects))
     assert "helped 1 (50%), hurt 1 (50%), no effect 0 (0%)" in text and "  +0.50 | " in text
+
+    # peerstep view: the effect is a badge on the injection it measures, and no label is drawn as a step
+    with StepLog.open(run_id, tmp_path) as log:
+        model = build_model(log.meta(), log.rows())
+    by_id = {s["id"]: s for s in model["steps"]}
+    assert not [s for s in model["steps"] if s["kind"] == "label"]
+    for tid, (_, _, effect) in EXPECTED.items():
+        inject = next(r for r in injections if r.trajectory_id == tid)
+        badges = by_id[inject.step_id]["badges"]
+        assert [(b["text"], b["tone"]) for b in badges] == [(f"effect {effect:+.2f}", "good" if effect > 0 else "bad")]
+        assert "without it: " in badges[0]["title"]
 
 
 async def test_a_second_pass_labels_no_injection_twice(tmp_path: Path) -> None:

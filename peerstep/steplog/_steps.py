@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 
 from peerstep.steplog._records import StepKind, StepRecord
 
+PEER_EFFECT_THRESHOLD = 0.25
+"""A peer label's effect (value with the comment - value without) above +this helped, below -this hurt, else none:
+one continuation's worth at K = 4, since a single continuation flipping is within sampling noise. Here, below the
+labeller and the view, so both read the same number."""
+
 
 @dataclass
 class Step:
