@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
 from peerstep._errors import PeerstepError
+from peerstep.steplog._steps import PEER_EFFECT_THRESHOLD
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -54,7 +55,7 @@ def label(
                                                                  "is started).")] = False,
     threshold: Annotated[float, typer.Option(help="--peers: an effect (value with - value without) above +T helped, "
                                                   "below -T hurt, else no effect. 0.25 = one continuation at K=4.")]
-    = 0.25,
+    = PEER_EFFECT_THRESHOLD,
 ) -> None:
     """Label each step of finished trajectories by how often K continuations from it reach the gold answer
     (--peers: each peer injection by the difference its comment makes)."""
@@ -143,7 +144,7 @@ def label(
                       f"{summary.runs} runs ({summary.already} labelled before, {summary.no_comment} carried no "
                       f"comment); {summary.rollouts} rollouts, {summary.tokens} tokens, {summary.seconds:.1f} s; "
                       f"skipped {len(summary.skipped)} runs", soft_wrap=True)
-        _print_effects(effects, False)
+        _print_effects(effects, False, skipped=False)  # the runs left out were just listed
         return
     saved = "" if search == "full" else f" (rolling out from every step: {summary.full_rollouts})"
     console.print(f"labelled {summary.labelled} steps of {summary.trajectories} trajectories in {summary.runs} runs "
@@ -152,14 +153,14 @@ def label(
                   f"{summary.skipped_trajectories} unfinished trajectories", soft_wrap=True)
 
 
-def _print_effects(effects: Any, json_out: bool) -> None:
+def _print_effects(effects: Any, json_out: bool, *, skipped: bool = True) -> None:
     """The peer-effect summary (``peerstep._label_peers.PeerEffects``), as text or JSON."""
     from peerstep._label_peers import effects_text
 
     if json_out:
         console.print_json(effects.model_dump_json())
         return
-    for run_id, why in effects.skipped.items():
+    for run_id, why in effects.skipped.items() if skipped else ():
         err.print(f"[yellow]not counted[/yellow] run {escape(run_id)}: {escape(why)}", soft_wrap=True)
     for line in effects_text(effects):
         console.print(escape(line), soft_wrap=True)
