@@ -52,8 +52,15 @@ class Continuations(ScriptedClient):
 
     def __init__(self) -> None:
         super().__init__([])
+        self.in_flight = self.peak = 0
 
     async def chat(self, messages: Sequence[dict[str, Any]], *, sampling: Any = None, **kwargs: Any) -> Any:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(0.05)  # long enough for requests sent together to overlap
+        finally:
+            self.in_flight -= 1
         seed = sampling.seed if sampling is not None and sampling.seed is not None else 0
         comment = comment_of(messages)
         right = seed < 2 if comment is None else SUMMARIES[0] in comment
@@ -129,7 +136,9 @@ async def test_each_injection_gets_the_known_effect_of_its_comment(tmp_path: Pat
 
 async def test_a_second_pass_labels_no_injection_twice(tmp_path: Path) -> None:
     run_id = await leap_run(tmp_path)
-    first = await alabel_peers([run_id], Continuations(), k=2, runs_dir=tmp_path)
+    client = Continuations()
+    first = await alabel_peers([run_id], client, k=2, runs_dir=tmp_path)
+    assert client.peak == 4  # one injection at a time, its 2 + 2 rollouts at the server together
     again = await alabel_peers([run_id], Continuations(), k=2, runs_dir=tmp_path)
     assert first.labelled == 2 and again.labelled == 0 and again.rollouts == 0 and again.already == 2
     assert len(records(run_id, tmp_path, StepKind.LABEL)) == 2
