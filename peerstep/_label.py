@@ -69,6 +69,8 @@ class LabelSummary(BaseModel):
     seconds: float = 0.0
     skipped: dict[str, str] = Field(default_factory=dict, description="run id -> why it was not labelled")
     skipped_trajectories: int = Field(default=0, description="trajectories without a submitted answer")
+    no_comment: int = Field(default=0, description="--peers: injections that carried no peer's words (no peer was "
+                                                   "left to hear), so there is nothing to take away; not labelled")
 
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -133,6 +135,29 @@ def eval_targets(eval_path: Path) -> list[tuple[str, dict[str, Any]]]:
     assert report is not None  # report_only refuses the per-episode file
     context = {"name": report.dataset, "seed": report.seed, "limit": report.limit}
     return [(o.run_id, {**context, "index": o.index}) for o in report.outcomes if o.run_id]
+
+
+def open_targets(runs: list[str | tuple[str, dict[str, Any]]], runs_dir: Path | None, tasks: dict[str, Task] | None,
+                 summary: LabelSummary) -> list[Target]:
+    """The runs that can be labelled; the others go to ``summary.skipped`` with why (``summary.runs`` counts the
+    rest)."""
+    targets: list[Target] = []
+    for item in runs:
+        run_id, context = (item, None) if isinstance(item, str) else item
+        if tasks and run_id in tasks:
+            with StepLog.open(run_id, runs_dir) as log:
+                meta = log.meta()
+            gold = meta.get("gold")
+            found: Target | str = (Target(run_id=log.run_id, task=tasks[run_id], gold=str(gold)) if gold is not None
+                                   else "no gold answer: nothing can grade its continuations")
+        else:
+            found = open_target(run_id, runs_dir, context)
+        if isinstance(found, str):
+            summary.skipped[run_id] = found
+        else:
+            targets.append(found)
+    summary.runs = len(targets)
+    return targets
 
 
 class _Labeller:
@@ -247,22 +272,7 @@ async def alabel(runs: list[str | tuple[str, dict[str, Any]]], client: ModelClie
         raise InputError(f"unknown search {search!r}; one of: {', '.join(SEARCHES)}")
     started = time.perf_counter()
     summary = LabelSummary()
-    targets: list[Target] = []
-    for item in runs:
-        run_id, context = (item, None) if isinstance(item, str) else item
-        if tasks and run_id in tasks:
-            with StepLog.open(run_id, runs_dir) as log:
-                meta = log.meta()
-            gold = meta.get("gold")
-            found: Target | str = (Target(run_id=log.run_id, task=tasks[run_id], gold=str(gold)) if gold is not None
-                                   else "no gold answer: nothing can grade its continuations")
-        else:
-            found = open_target(run_id, runs_dir, context)
-        if isinstance(found, str):
-            summary.skipped[run_id] = found
-        else:
-            targets.append(found)
-    summary.runs = len(targets)
+    targets = open_targets(runs, runs_dir, tasks, summary)
     work: list[tuple[Target, int, list[Step], str | None, dict[str, StepRecord]]] = []
     planned = 0
     for target in targets:

@@ -44,6 +44,8 @@ from peerstep.tools import Tool
 from peerstep.verify import Decision, Verifier
 
 Task = str | Environment | Callable[[], Environment]
+WITHOUT_INJECTION = "peer_inject"
+"""A fork's meta ``fork.without``: it continues from a peer injection minus the peer comment."""
 T = TypeVar("T")
 RESTARTED = ("Note: the Python session was restarted and your earlier cells were run again, but some printed "
              "something different this time, so variables they set may differ from before; recompute what you need.")
@@ -226,7 +228,8 @@ async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None,
         factory, pool = _factory_for(task, meta, config.n)
         fork = None
         if isinstance(meta.get("fork"), dict):  # a fork killed before its start is rebuilt from its parent again
-            fork = await fork_origin(meta["fork"]["run"], meta["fork"]["step"], runs_dir)
+            fork = await fork_origin(meta["fork"]["run"], meta["fork"]["step"], runs_dir,
+                                     without_injection=meta["fork"].get("without") == WITHOUT_INJECTION)
             fork.pop("meta")
             verifiers = verifiers if verifiers is not None else []
         log.set_meta({"status": "running", "pid": os.getpid(), "pid_started": _process_start(os.getpid()),
@@ -242,16 +245,21 @@ async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None,
 
 async def afork(run_id: str, step_id: str, client: ModelClient, *, k: int = 4, task: Task | None = None,
                 runs_dir: Path | None = None, agent: AgentConfig | None = None, listeners: list[Listener] | None = None,
-                on_token: TokenSink | None = None, approver: Approver | None = None) -> EpisodeResult:
+                on_token: TokenSink | None = None, approver: Approver | None = None,
+                without_injection: bool = False) -> EpisodeResult:
     """Start ``k`` new continuations of a logged trajectory from its step ``step_id``: the same conversation up to
     that step (from the run's checkpoints), new samples after it, and the Python sandbox rebuilt by replaying the
     cells logged up to it. The continuations are a new run (a majority vote of the ``k``) whose meta names its
     parent run, step and trajectory; they go to the server together, so vLLM batches them and serves their shared
     prefix from its cache. Monte-Carlo step labels are fractions of such continuations that end correct.
+
+    ``without_injection`` makes the counterfactual of a LeaP injection: ``step_id`` must be a ``peer_inject`` step,
+    and the continuations start from the same state minus exactly the peer comment it added (the meta says
+    ``"without": "peer_inject"``), which is how a peer label measures what the comment changed.
     """
     if k < 1:
         raise InputError(f"k must be at least 1, got {k}")
-    origin = await fork_origin(run_id, step_id, runs_dir)
+    origin = await fork_origin(run_id, step_id, runs_dir, without_injection=without_injection)
     parent_meta = origin.pop("meta")
     if task is None:
         if "question" not in parent_meta or parent_meta.get("custom_tools"):
@@ -265,12 +273,15 @@ async def afork(run_id: str, step_id: str, client: ModelClient, *, k: int = 4, t
                                                   "custom_tools", "engine") if key in parent_meta}
     return await _drive(factory, client, strategy="majority", agent=agent, config=config, verifiers=[], log=None,
                         runs_dir=runs_dir or origin["parent_path"].parent, listeners=listeners, on_token=on_token,
-                        meta={**keep, "fork": {key: origin[key] for key in ("run", "step", "trajectory")}},
+                        meta={**keep, "fork": {key: origin[key] for key in ("run", "step", "trajectory", "without")
+                                               if key in origin}},
                         pool=pool, checkpoint=True, fork=origin, approver=approver)
 
 
-async def fork_origin(run_id: str, step_id: str, runs_dir: Path | None) -> dict[str, Any]:
-    """What a fork continues from: the trajectory state at the step, where it was logged, the parent's meta."""
+async def fork_origin(run_id: str, step_id: str, runs_dir: Path | None, *,
+                      without_injection: bool = False) -> dict[str, Any]:
+    """What a fork continues from: the trajectory state at the step, where it was logged, the parent's meta; with
+    ``without_injection``, the state at a peer injection minus the comment it added (``drop_injection``)."""
     from peerstep._checkpoint import checkpoint_file, open_saver, state_at
 
     with _open_run(run_id, runs_dir) as parent:
@@ -283,8 +294,28 @@ async def fork_origin(run_id: str, step_id: str, runs_dir: Path | None) -> dict[
                              f"{step_id}: there is nothing to continue; fork from an earlier step")
         last = next(r for r in parent.records(trajectory_id=state["trajectory_id"])
                     if r.step_id == state["last_step_id"])
-        return {"run": parent.run_id, "step": step_id, "trajectory": state["trajectory_id"], "state": state,
-                "until": last.created_at, "parent_path": parent.path, "meta": meta}
+        origin = {"run": parent.run_id, "step": step_id, "trajectory": state["trajectory_id"], "state": state,
+                  "until": last.created_at, "parent_path": parent.path, "meta": meta}
+        if without_injection:
+            inject = next(r for r in parent.records(trajectory_id=state["trajectory_id"]) if r.step_id == step_id)
+            origin.update(state=drop_injection(parent.run_id, state, inject), without=WITHOUT_INJECTION)
+        return origin
+
+
+def drop_injection(run_id: str, state: dict[str, Any], inject: StepRecord) -> dict[str, Any]:
+    """``state`` (a trajectory's state just after the injection ``inject``) without the one message the injection
+    appended (``peerstep.peers._share.share``: the comment block as a user turn); nothing else changes, so a fork
+    from it differs from the fork with the comment by that message alone. An ``InputError`` when the step is not an
+    injection or the state is not exactly at it."""
+    if inject.kind != StepKind.PEER_INJECT:
+        raise InputError(f"step {inject.step_id} of run {run_id} is a {inject.kind.value} step, not a peer "
+                         "injection: only an injection can be forked without its comment")
+    messages = list(state.get("messages") or [])
+    if state.get("last_step_id") != inject.step_id or not messages \
+            or messages[-1] != {"role": "user", "content": inject.text}:
+        raise InputError(f"run {run_id}'s checkpoint at injection {inject.step_id} does not end with its comment; "
+                         "it cannot be forked without it")
+    return {**state, "messages": messages[:-1]}
 
 
 def _open_run(run_id: str, runs_dir: Path | None) -> StepLog:
@@ -402,7 +433,9 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
                 trajectory_id=i, listeners=[count, *(listeners or [])], on_token=on_token, approver=approver)
             for i, env in enumerate(envs)
         ]
-        origin = {key: fork[key] for key in ("run", "step", "trajectory")} if fork else None
+        origin: dict[str, Any] | None = None
+        if fork:
+            origin = {key: fork[key] for key in ("run", "step", "trajectory", "without") if key in fork}
         parallel = ParallelRun(trajectories, config, log, verifiers, listeners,
                                initial=fork["state"] if fork else None, origin=origin)
         async with contextlib.AsyncExitStack() as stack:

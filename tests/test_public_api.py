@@ -32,7 +32,7 @@ LAYERS: list[set[str]] = [
     {"graphs"},
     {"strategies"},
     {"_endpoint", "_runner", "_checkpoint", "evals", "testing"},
-    {"session", "export", "view", "_label", "prm"},
+    {"session", "export", "view", "_label", "_label_peers", "prm"},
     {"cli", "__init__", "__main__"},
 ]
 

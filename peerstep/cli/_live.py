@@ -77,6 +77,8 @@ def render_record(console: Console, rec: StepRecord, *, streamed: bool = False, 
         verdict = "" if rec.data.get("correct") is None else f"  correct={rec.data['correct']}"
         console.print(f"[bold magenta]Decision ({decision.get('method')}): {escape(rec.text or '(none)')}"
                       f"[/bold magenta]  [dim]{groups}{verdict}[/dim]")
+    elif rec.kind == StepKind.LABEL and rec.data.get("peer"):
+        console.print(f"{prefix}[yellow]peer label of {rec.parent_id}: {escape(rec.text or '')}[/yellow]")
     elif rec.kind == StepKind.LABEL:
         flag = "  [bold red]first error[/bold red]" if rec.data.get("first_error") else ""
         console.print(f"{prefix}[yellow]label of {rec.parent_id}: {rec.data.get('mc_k')}/{rec.data.get('mc_n')} "

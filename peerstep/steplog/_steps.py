@@ -16,6 +16,11 @@ STEP_SEPARATOR = "\n"
 """What joins the question and the steps for a PRM (TRL's ``step_separator``): the trl-prm export is trained
 with it and ``TransformersPRM`` reads each step's score at it."""
 
+PEER_EFFECT_THRESHOLD = 0.25
+"""A peer label's effect (value with the comment - value without) above +this helped, below -this hurt, else none:
+one continuation's worth at K = 4, since a single continuation flipping is within sampling noise. Here, below the
+labeller and the view, so both read the same number."""
+
 
 @dataclass
 class Step:

@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from peerstep.steplog import StepKind, StepRecord, StepRow
+from peerstep.steplog._steps import PEER_EFFECT_THRESHOLD
 
 # data keys of step labels (Math-Shepherd / PRM800K style), on ``label`` records that judge another step
 LABEL_KEYS = ("mc_n", "mc_k", "value", "hard", "first_error")
@@ -50,6 +51,28 @@ def _label_badges(data: dict[str, Any]) -> list[dict[str, Any]]:
     if data.get("first_error"):
         out.append({"text": "first error", "tone": "bad", "title": "the first wrong step of this trajectory"})
     return out
+
+
+def _peer_badges(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The badge of a peer label (``peerstep label --peers``) on its injection: the comment's measured effect."""
+    effect = data.get("effect")
+    if not isinstance(effect, int | float) or isinstance(effect, bool):
+        return []
+    with_, without = data.get("with") or {}, data.get("without") or {}
+    tone = "good" if effect > PEER_EFFECT_THRESHOLD else "bad" if effect < -PEER_EFFECT_THRESHOLD else ""
+    return [{"text": f"effect {effect:+.2f}", "tone": tone,
+             "title": f"continuations with this peer comment: {with_.get('k')}/{with_.get('n')} correct; from the "
+                      f"same state without it: {without.get('k')}/{without.get('n')} (effect = value with - value "
+                      f"without; |effect| <= {PEER_EFFECT_THRESHOLD} is no effect)"}]
+
+
+def _badges_of_label(data: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Badges of a ``label`` record: a step label's or a peer label's; None when it is neither."""
+    if data.get("peer"):
+        return _peer_badges(data)
+    if any(k in data for k in LABEL_KEYS):
+        return _label_badges(data)
+    return None
 
 
 def _verify_badge(rec: StepRecord) -> dict[str, Any]:
@@ -148,7 +171,7 @@ class _Builder:
         data: dict[str, Any] = obj["data"] if isinstance(obj.get("data"), dict) else {}
         kind = str(obj.get("kind"))
         target = data.get("step_id") or obj.get("parent_id")
-        if kind == "label" and any(k in data for k in LABEL_KEYS) and self.badge(target, _label_badges(data)):
+        if kind == "label" and (badges := _badges_of_label(data)) is not None and self.badge(target, badges):
             return
         tid = int(obj.get("trajectory_id") or 0)
         step_id = str(obj.get("step_id") or f"row-{row.seq}")
@@ -196,8 +219,8 @@ class _Builder:
             return
         if kind == StepKind.VERIFY and self.badge(rec.parent_id, [_verify_badge(rec)]):
             return
-        if kind.value == "label" and any(k in rec.data for k in LABEL_KEYS) and self.badge(
-                rec.data.get("step_id") or rec.parent_id, _label_badges(rec.data)):
+        if kind.value == "label" and (badges := _badges_of_label(rec.data)) is not None and self.badge(
+                rec.data.get("step_id") or rec.parent_id, badges):
             return
         tool = rec.tool
         if kind == StepKind.OBSERVATION and tool is not None and tool.call_id \
