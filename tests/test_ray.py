@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -165,6 +167,57 @@ def test_shared_runs_are_written_by_the_workers_themselves(cluster: LocalCluster
     assert landed == [{}, {}]  # nothing shipped back: the workers wrote to the shared folder
     for o in outcomes:
         assert StepLog.open(o.run_id, tmp_path / "shared").meta()["task_id"] == o.task_id
+
+
+def test_per_node_needs_the_ray_executor_and_no_base_url(tmp_path: Path) -> None:
+    tasks = task_file(tmp_path, 1)
+    for extra, says in ((["--executor", "local"], "--per-node starts an engine on every Ray node: it needs --executor "
+                                                  "ray"),
+                        (["--executor", "ray", "--base-url", "http://127.0.0.1:9/v1"], "give one or the other")):
+        result = CliRunner().invoke(app, ["run", str(tasks), "--per-node", *extra])
+        assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output, result.output
+
+
+def test_vllm_per_node_is_refused_on_nodes_without_a_gpu(cluster: LocalCluster, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", str(task_file(tmp_path, 1)), "--engine", "vllm", "--per-node",
+                                      "--executor", "ray", "--address", cluster.address])
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())  # rich wraps long lines
+    assert re.search(r"--engine vllm --per-node: Ray node [0-9.]+ \(id [0-9a-f]{12}\) has no GPU", line), line
+    assert "Traceback" not in result.output and not engines_running(cluster)
+
+
+def engines_running(cluster: LocalCluster) -> list[int]:
+    return [p.pid for p in cluster.processes() if any("peerstep.engines." in part for part in p.cmdline())]
+
+
+def test_per_node_llamacpp_engines_serve_the_episodes_of_their_nodes(cluster: LocalCluster, tmp_path: Path) -> None:
+    """A real engine on each of the two nodes (the small model, one thread each), two episodes, engines gone after."""
+    out, runs = tmp_path / "out.json", tmp_path / "runs"
+    result = CliRunner(env={"PEERSTEP_RUNS": str(runs)}).invoke(app, [
+        "run", str(task_file(tmp_path, 2)), "--engine", "llamacpp", "--model", "qwen2.5-coder-0.5b-instruct",
+        "--per-node", "--engine-threads", "1", "--executor", "ray", "--address", cluster.address, "--max-steps", "2",
+        "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    said = re.findall(r"llamacpp engine on node ([0-9a-f]{12}): (http://127\.0\.0\.1:\d+/v1) \(pid (\d+)\)",
+                      " ".join(result.output.split()))
+    started = {node: url for node, url, _ in said}
+    assert set(started) == {n["NodeID"][:12] for n in ray_nodes()}  # one engine on each node,
+    assert len(set(started.values())) == 2  # each its own
+    report = json.loads(out.read_text())
+    assert report["model"] == "qwen2.5-coder-0.5b-instruct" and len(report["outcomes"]) == 2
+    for o in report["outcomes"]:
+        log = StepLog.open(o["run_id"], runs)
+        assert log.meta()["base_url"] in started.values()
+        reasons = [r for r in log.records() if r.kind == "reason"]
+        assert reasons and {r.model for r in reasons} == {"qwen2.5-coder-0.5b-instruct"}
+    assert engines_running(cluster) == [] and not any(psutil.pid_exists(int(pid)) for _, _, pid in said)
+
+
+def ray_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]
 
 
 # last: it leaves the cluster one node short
