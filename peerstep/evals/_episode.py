@@ -121,6 +121,8 @@ async def run_episode_outcome(
     width = 1 if strategy == "single" else n
     started = time.perf_counter()
     meta = {"dataset": dataset.name, "task_id": info.task_id, "question": info.question[:2000]}
+    if node := this_node():  # on a Ray cluster: which node ran it (and, --per-node, whose engine served it)
+        meta["ray_node"] = node
     try:
         result = await arun(dataset.factory(index), client, strategy=strategy, n=width, agent=agent,
                             runs_dir=runs_dir, meta=meta, verifiers=verifiers)
