@@ -187,6 +187,18 @@ def test_vllm_per_node_is_refused_on_nodes_without_a_gpu(cluster: LocalCluster, 
     assert "Traceback" not in result.output and not engines_running(cluster)
 
 
+def test_a_per_node_engine_that_cannot_start_fails_in_one_line_naming_its_node(cluster: LocalCluster,
+                                                                             tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", str(task_file(tmp_path, 1)), "--engine", "llamacpp", "--per-node",
+                                      "--model", str(tmp_path / "missing.gguf"), "--executor", "ray",
+                                      "--address", cluster.address])
+    line = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert re.search(r"the llamacpp engine on Ray node [0-9.]+ \(id [0-9a-f]{12}\) did not start: model file "
+                     r"\S+missing\.gguf does not exist", line), line
+    assert not engines_running(cluster)
+
+
 def engines_running(cluster: LocalCluster) -> list[int]:
     return [p.pid for p in cluster.processes() if any("peerstep.engines." in part for part in _cmdline(p))]
 

@@ -173,7 +173,8 @@ class ExecutorChoice:
             raise InputError(f"unknown --executor {self.executor!r}; one of: local, ray")
         if not urls and not self.per_node:
             raise InputError("--executor ray needs --base-url: a model server every node of the cluster can reach "
-                             "(a vLLM fleet, Ray Serve LLM, or a router in front of them)")
+                             "(a vLLM fleet, Ray Serve LLM, or a router in front of them), or --per-node: an engine "
+                             "on every node")
         from peerstep.evals import RayExecutor
         from peerstep.evals._pernode import NodeEngines
         from peerstep.evals._ray import check_address, require_ray

@@ -17,7 +17,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any
 
-from peerstep._errors import InputError
+from peerstep._errors import EngineError, InputError, PeerstepError
 from peerstep.engines import EngineConfig, make_engine
 
 
@@ -102,12 +102,17 @@ class NodeEngines:
         self._actors = [host.options(num_cpus=0, max_restarts=0, scheduling_strategy=_on(node))
                         .remote(self.engine, config) for node in nodes]
         try:
-            started = await asyncio.gather(*(actor.start.remote() for actor in self._actors))
-        except BaseException:
+            started = await asyncio.gather(*(actor.start.remote() for actor in self._actors), return_exceptions=True)
+        except BaseException:  # cancelled (Ctrl-C) while the engines were starting
             self.stop()
             raise
-        for node, url, pid in started:
-            self.urls[node], self.pids[node] = url, pid
+        for node, answer in zip(nodes, started, strict=True):
+            if isinstance(answer, BaseException):
+                self.stop()
+                raise EngineError(f"the {self.engine} engine on Ray node {_name(node)} did not start: "
+                                  f"{_reason(answer)}")
+        for node_id, url, pid in started:  # type: ignore[misc]
+            self.urls[node_id], self.pids[node_id] = url, pid
 
     def stop(self, grace: float = 30.0) -> None:
         """Stop every engine, then its actor. Blocking on purpose: it must finish also while the eval is being
@@ -127,6 +132,14 @@ def _on(node: dict[str, Any]) -> Any:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     return NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+
+
+def _reason(exc: BaseException) -> str:
+    """Why an actor failed: the engine's own error in full (it names the log), else the first line of Ray's."""
+    cause = getattr(exc, "cause", None) or exc
+    if isinstance(cause, PeerstepError):
+        return str(cause)
+    return f"{type(cause).__name__}: {next(iter(str(cause).splitlines()), '')}"
 
 
 def _name(node: dict[str, Any]) -> str:
