@@ -175,8 +175,7 @@ class ExecutorChoice:
             raise InputError("--executor ray needs --base-url: a model server every node of the cluster can reach "
                              "(a vLLM fleet, Ray Serve LLM, or a router in front of them), or --per-node: an engine "
                              "on every node")
-        from peerstep.evals import RayExecutor
-        from peerstep.evals._pernode import NodeEngines
+        from peerstep.evals import NodeEngines, RayExecutor
         from peerstep.evals._ray import check_address, require_ray
 
         require_ray()
@@ -192,11 +191,9 @@ class ExecutorChoice:
 
     def client_spec(self, api_key: str | None) -> Any:
         """What the clients of the per-node engines are (the executor fills in where they are, once started)."""
-        from peerstep.evals import ClientSpec
-        from peerstep.evals._pernode import engine_spec
+        from peerstep.evals import NodeEngines
 
-        served, supports_continue, supports_seed = engine_spec(self.engine, self.engine_config())
-        return ClientSpec((), served, api_key, supports_continue=supports_continue, supports_seed=supports_seed)
+        return NodeEngines(self.engine, self.engine_config()).client_spec(api_key)
 
 
 async def replicas(first: Any, more: list[str]) -> Any:

@@ -19,6 +19,7 @@ from typing import Any
 
 from peerstep._errors import EngineError, InputError, PeerstepError
 from peerstep.engines import EngineConfig, make_engine
+from peerstep.evals._episode import ClientSpec
 
 
 def _vllm_python_missing() -> tuple[str, str | None]:
@@ -60,13 +61,24 @@ class _EngineHost:
 
 @dataclass
 class NodeEngines:
-    """The engines of one eval: which engine, how configured; after ``start``, node id → base URL and pid."""
+    """The engines of one eval: which engine, how configured; after ``start``, node id → base URL and pid.
+
+    In Python: ``engines = NodeEngines("llamacpp", EngineConfig(model="qwen2.5-coder-0.5b-instruct"))``, then
+    ``run_eval(dataset, engines.client_spec(), ..., executor=RayExecutor("auto", engines=engines))``.
+    """
 
     engine: str
     config: EngineConfig
     urls: dict[str, str] = field(default_factory=dict)
     pids: dict[str, int] = field(default_factory=dict)
     _actors: list[Any] = field(default_factory=list)
+
+    def client_spec(self, api_key: str | None = None) -> ClientSpec:
+        """The clients of these engines, for ``run_eval``: model and what the engine accepts; where they are is
+        filled in by the ``RayExecutor`` once the engines run."""
+        probe = make_engine(self.engine, self.config)  # not started: it only says what it would serve and accept
+        return ClientSpec((), probe.served_name, api_key, supports_continue=probe.supports_continue,
+                          supports_seed=probe.supports_seed)
 
     @property
     def modules(self) -> list[str]:
@@ -145,8 +157,3 @@ def _reason(exc: BaseException) -> str:
 def _name(node: dict[str, Any]) -> str:
     return f"{node.get('NodeManagerAddress', '?')} (id {node['NodeID'][:12]})"
 
-
-def engine_spec(engine: str, config: EngineConfig) -> tuple[str, bool, bool]:
-    """What clients of such an engine send and may use: served name, continue_final_message, seeds."""
-    probe = make_engine(engine, config)
-    return probe.served_name, probe.supports_continue, probe.supports_seed
