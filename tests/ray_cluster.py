@@ -1,9 +1,14 @@
 """A real two-node Ray cluster on this machine, for the executor tests and bench/scale.py.
 
-``ray start --head`` plus ``ray start --address`` for a second node with its own resource (``worker2``), both on
-127.0.0.1 and under a private ``--temp-dir``. Stopping kills exactly the processes of this cluster (those whose
-command line names its temp dir, and their children), not every Ray process of the machine as ``ray stop``
-would, so that other Ray users of the machine are left alone; it then checks that none is left.
+``ray start --head`` plus ``ray start --address`` for a second node with its own resource (``worker2``), under a
+private ``--temp-dir``. Ray's servers are not confined to loopback, and Ray 2.60 offers no supported way to do it:
+``ray start`` rewrites ``--node-ip-address 127.0.0.1`` to the machine's reachable IP
+(``services.resolve_ip_for_localhost``), its gRPC servers (GCS, raylets, workers) listen on every interface, and
+the one switch that keeps a node on loopback (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``) refuses a second node.
+
+Stopping kills exactly the processes of this cluster (those whose command line names its temp dir, and their
+children), not every Ray process of the machine as ``ray stop`` would, so that other Ray users of the machine are
+left alone; it then checks that none is left.
 """
 
 from __future__ import annotations

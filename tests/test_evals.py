@@ -263,11 +263,13 @@ def test_executor_bad_input_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None
 
     assert run("--executor", "ray") == (2, "error: --executor ray needs --base-url: a model server every node of "
                                            "the cluster can reach (a vLLM fleet, Ray Serve LLM, or a router in "
-                                           "front of them)")
+                                           "front of them), or --per-node: an engine on every node")
     code, out = run("--executor", "spark")
     assert code == 2 and "unknown --executor 'spark'" in out
     code, out = run("--per-node", "--executor", "ray", "--base-url", "http://127.0.0.1:9/v1")
-    assert code == 2 and "needs GPU nodes with vLLM" in out
+    assert code == 2 and "--base-url names a server instead: give one or the other" in out
+    code, out = run("--per-node")
+    assert (code, out) == (2, "error: --per-node starts an engine on every Ray node: it needs --executor ray")
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     code, out = run("--executor", "ray", "--base-url", "http://127.0.0.1:9/v1")
     assert (code, out) == (2, "error: the ray executor needs Ray: pip install 'peerstep[ray]'")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 from typer.testing import CliRunner
 
@@ -23,7 +25,7 @@ from peerstep.evals import ClientSpec, EpisodeOutcome, RayExecutor, run_eval
 from peerstep.evals import _ray as ray_module
 from peerstep.steplog import StepLog
 from peerstep.testing.server import ScriptedServer
-from tests.ray_cluster import LocalCluster
+from tests.ray_cluster import LocalCluster, _cmdline
 
 pytestmark = pytest.mark.slow  # a Ray cluster takes ~15 s to start on two cores; the module shares one
 
@@ -165,6 +167,73 @@ def test_shared_runs_are_written_by_the_workers_themselves(cluster: LocalCluster
     assert landed == [{}, {}]  # nothing shipped back: the workers wrote to the shared folder
     for o in outcomes:
         assert StepLog.open(o.run_id, tmp_path / "shared").meta()["task_id"] == o.task_id
+
+
+def test_per_node_needs_the_ray_executor_and_no_base_url(tmp_path: Path) -> None:
+    tasks = task_file(tmp_path, 1)
+    for extra, says in ((["--executor", "local"], "--per-node starts an engine on every Ray node: it needs --executor "
+                                                  "ray"),
+                        (["--executor", "ray", "--base-url", "http://127.0.0.1:9/v1"], "give one or the other")):
+        result = CliRunner().invoke(app, ["run", str(tasks), "--per-node", *extra])
+        assert result.exit_code == 2 and says in result.output and "Traceback" not in result.output, result.output
+
+
+def test_vllm_per_node_is_refused_on_nodes_without_a_gpu(cluster: LocalCluster, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", str(task_file(tmp_path, 1)), "--engine", "vllm", "--per-node",
+                                      "--executor", "ray", "--address", cluster.address])
+    assert result.exit_code == 2, result.output
+    line = " ".join(result.output.split())  # rich wraps long lines
+    assert re.search(r"--engine vllm --per-node: Ray node [0-9.]+ \(id [0-9a-f]{12}\) has no GPU", line), line
+    assert "Traceback" not in result.output and not engines_running(cluster)
+
+
+def test_a_per_node_engine_that_cannot_start_fails_in_one_line_naming_its_node(cluster: LocalCluster,
+                                                                             tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["run", str(task_file(tmp_path, 1)), "--engine", "llamacpp", "--per-node",
+                                      "--model", str(tmp_path / "missing.gguf"), "--executor", "ray",
+                                      "--address", cluster.address])
+    line = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert re.search(r"the llamacpp engine on Ray node [0-9.]+ \(id [0-9a-f]{12}\) did not start: model file "
+                     r"\S+missing\.gguf does not exist", line), line
+    assert not engines_running(cluster)
+
+
+def engines_running(cluster: LocalCluster) -> list[int]:
+    return [p.pid for p in cluster.processes() if any("peerstep.engines." in part for part in _cmdline(p))]
+
+
+def test_per_node_llamacpp_engines_serve_the_episodes_of_their_nodes(cluster: LocalCluster, tmp_path: Path) -> None:
+    """A real engine on each of the two nodes (the small model, one thread each), two episodes, engines gone after.
+    Tool-less questions and one model call each: a prompt with tool schemas takes ~40 s per episode to prefill on
+    one thread of a busy two-core machine, and what is tested here is where the engines run, not the answers."""
+    out, runs, tasks = tmp_path / "out.json", tmp_path / "runs", tmp_path / "tasks.yaml"
+    tasks.write_text("tasks:\n" + "".join(f'  - {{id: q{i}, question: "What is {a}*{b}?", tools: [], checker: exact, '
+                                          f'gold: "{a * b}"}}\n' for i, (a, b) in enumerate(QUESTIONS[:2])))
+    result = CliRunner(env={"PEERSTEP_RUNS": str(runs)}).invoke(app, [
+        "run", str(tasks), "--engine", "llamacpp", "--model", "qwen2.5-coder-0.5b-instruct", "--per-node",
+        "--engine-threads", "1", "--executor", "ray", "--address", cluster.address, "--max-steps", "1",
+        "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    said = re.findall(r"llamacpp engine on node ([0-9a-f]{12}): (http://127\.0\.0\.1:\d+/v1) \(pid (\d+)\)",
+                      " ".join(result.output.split()))
+    started = {node: url for node, url, _ in said}
+    assert set(started) == {n["NodeID"][:12] for n in ray_nodes()}  # one engine on each node,
+    assert len(set(started.values())) == 2  # each its own
+    report = json.loads(out.read_text())
+    assert report["model"] == "qwen2.5-coder-0.5b-instruct" and len(report["outcomes"]) == 2
+    for o in report["outcomes"]:
+        log = StepLog.open(o["run_id"], runs)
+        assert log.meta()["base_url"] == started[log.meta()["ray_node"][:12]]  # its own node's engine
+        reasons = [r for r in log.records() if r.kind == "reason"]
+        assert reasons and {r.model for r in reasons} == {"qwen2.5-coder-0.5b-instruct"}
+    assert engines_running(cluster) == [] and not any(psutil.pid_exists(int(pid)) for _, _, pid in said)
+
+
+def ray_nodes() -> list[dict[str, Any]]:
+    import ray
+
+    return [n for n in ray.nodes() if n.get("Alive")]
 
 
 # last: it leaves the cluster one node short

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -53,7 +55,7 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
 
     where = where or ExecutorChoice()
     urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
-    executor = where.build(urls)
+    executor = where.build(urls, announce=lambda line: err.print(f"[dim]{escape(line)}[/dim]"))
 
     scorers = verifier_factory(verifiers) if verifiers else None  # checked before any engine starts
     count = len(dataset) if limit is None else min(limit, len(dataset))
@@ -78,13 +80,15 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
     elif jsonl is not None:
         jsonl.parent.mkdir(parents=True, exist_ok=True)
         jsonl.write_text("")
-    endpoint = Endpoint(base_url=urls[0] if urls else None, model=model, api_key=api_key, engine=engine)
+    # --per-node: the engines are the executor's, started on the nodes; nothing is served from here
+    endpoint = None if where.per_node else Endpoint(base_url=urls[0] if urls else None, model=model, api_key=api_key,
+                                                    engine=engine)
     interrupted = False
     aborted: str | None = None
     started = time.perf_counter()
-    with endpoint as probe, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("{task.fields[stats]}"), TimeElapsedColumn(),
-                                     console=err) as progress:
+    opened: Any = endpoint or contextlib.nullcontext()
+    with opened as probe, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                   TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=err) as progress:
         def label(s: str) -> str:
             return strategy_label(s, n)
 
@@ -99,9 +103,12 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
                                                              f"{rate:.0f} tok/s")
 
         async def main() -> None:
-            await probe.check()
-            await probe.close()
-            clients = await replicas(probe, urls[1:]) if urls else endpoint.client
+            if endpoint is None:
+                clients: Any = where.client_spec(api_key)
+            else:
+                await probe.check()
+                await probe.close()
+                clients = await replicas(probe, urls[1:]) if urls else endpoint.client
             await run_eval(dataset, clients, strategies, n=n, limit=count, concurrency=concurrency,
                            agent=agent, outcomes=outcomes, jsonl=jsonl, on_outcome=on_outcome, wall=wall,
                            skip=skip, executor=executor, verifiers=scorers)
@@ -115,7 +122,8 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
     for s in strategies:  # strategies cut short by Ctrl-C are timed up to the interruption
         wall.setdefault(s, time.perf_counter() - started)
     done = [s for s in strategies if any(o.strategy == s for o in outcomes)]
-    report = EvalReport(dataset=dataset.name, model=endpoint.model or "?", seed=seed, limit=count,
+    served = where.client_spec(api_key).model if endpoint is None else endpoint.model
+    report = EvalReport(dataset=dataset.name, model=served or "?", seed=seed, limit=count,
                         interrupted=interrupted, aborted=aborted,
                         summaries=[summarize(outcomes, s, wall[s], price_per_mtok) for s in done], outcomes=outcomes)
     console.print(report.markdown())
@@ -143,26 +151,49 @@ class ExecutorChoice:
     address: str = "auto"
     shared_runs: bool = False
     per_node: bool = False
+    engine: str = "llamacpp"
+    model: str | None = None
+    engine_threads: int | None = None
 
-    def build(self, urls: list[str]) -> Any:
+    def build(self, urls: list[str], announce: Callable[[str], None] | None = None) -> Any:
         """The executor, checked before any engine starts (None: the default, local)."""
         if self.per_node:
-            raise InputError("--per-node (a managed vLLM engine on every node) needs GPU nodes with vLLM and is not "
-                             "built yet: serve the model with `vllm serve MODEL --data-parallel-size N` or Ray Serve "
-                             "LLM and pass its URL as --base-url")
+            from peerstep.engines import ENGINES
+
+            if self.executor != "ray":
+                raise InputError("--per-node starts an engine on every Ray node: it needs --executor ray")
+            if urls:
+                raise InputError("--per-node serves the model from an engine on every node; --base-url names a server "
+                                 "instead: give one or the other")
+            if self.engine not in ENGINES:
+                raise InputError(f"unknown --engine {self.engine!r} for --per-node; one of: {', '.join(ENGINES)}")
         if self.executor == "local":
             return None
         if self.executor != "ray":
             raise InputError(f"unknown --executor {self.executor!r}; one of: local, ray")
-        if not urls:
+        if not urls and not self.per_node:
             raise InputError("--executor ray needs --base-url: a model server every node of the cluster can reach "
-                             "(a vLLM fleet, Ray Serve LLM, or a router in front of them)")
-        from peerstep.evals import RayExecutor
+                             "(a vLLM fleet, Ray Serve LLM, or a router in front of them), or --per-node: an engine "
+                             "on every node")
+        from peerstep.evals import NodeEngines, RayExecutor
         from peerstep.evals._ray import check_address, require_ray
 
         require_ray()
         check_address(self.address)
-        return RayExecutor(address=self.address, shared_runs=self.shared_runs)
+        engines = NodeEngines(self.engine, self.engine_config()) if self.per_node else None
+        return RayExecutor(address=self.address, shared_runs=self.shared_runs, engines=engines, announce=announce)
+
+    def engine_config(self) -> Any:
+        from peerstep.engines import EngineConfig
+        from peerstep.models import DEFAULT_MODEL
+
+        return EngineConfig(model=self.model or DEFAULT_MODEL, threads=self.engine_threads)
+
+    def client_spec(self, api_key: str | None) -> Any:
+        """What the clients of the per-node engines are (the executor fills in where they are, once started)."""
+        from peerstep.evals import NodeEngines
+
+        return NodeEngines(self.engine, self.engine_config()).client_spec(api_key)
 
 
 async def replicas(first: Any, more: list[str]) -> Any:
@@ -187,7 +218,11 @@ AddressOpt = Annotated[str, typer.Option(
 SharedRunsOpt = Annotated[bool, typer.Option(
     help="With --executor ray: workers write step logs straight to the runs folder, which every node mounts at "
          "the same path (default: each log is written on its worker and sent back when its episode ends).")]
-PerNodeOpt = Annotated[bool, typer.Option(help="Start a managed vLLM engine on every Ray node (needs GPU nodes).")]
+PerNodeOpt = Annotated[bool, typer.Option(
+    help="With --executor ray: start a managed --engine (llamacpp, or vllm on GPU nodes) on every Ray node for this "
+         "eval; each episode talks to the engine of its own node, so no model traffic crosses the network.")]
+EngineThreadsOpt = Annotated[int | None, typer.Option(
+    help="CPU threads of each engine --per-node starts (default: every core of its node).")]
 BaseUrlsOpt = Annotated[list[str] | None, typer.Option(
     "--base-url", help="The model server (default: $PEERSTEP_BASE_URL, else $OPENAI_BASE_URL). Repeat it for "
                        "replicas of one model: each episode sticks to one, chosen by a hash of its id.")]
@@ -236,12 +271,13 @@ def register(app: typer.Typer) -> None:
         address: AddressOpt = "auto",
         shared_runs: SharedRunsOpt = False,
         per_node: PerNodeOpt = False,
+        engine_threads: EngineThreadsOpt = None,
         verifier: VerifierOpt = None,
     ) -> None:
         """Evaluate strategies on a dataset: accuracy with a 95% interval, tokens, tool calls, cost-of-pass."""
         try:
             chosen = _strategies(strategy, n, python)
-            where = ExecutorChoice(executor, address, shared_runs, per_node)
+            where = ExecutorChoice(executor, address, shared_runs, per_node, engine, model, engine_threads)
             where.build(base_url or [])
             if report is not None:
                 from peerstep.evals._plots import require_matplotlib
@@ -277,6 +313,7 @@ def register(app: typer.Typer) -> None:
         address: AddressOpt = "auto",
         shared_runs: SharedRunsOpt = False,
         per_node: PerNodeOpt = False,
+        engine_threads: EngineThreadsOpt = None,
         verifier: VerifierOpt = None,
     ) -> None:
         """Run a scripted task file (questions, allowed tools, answer checkers) and report the results."""
@@ -284,7 +321,7 @@ def register(app: typer.Typer) -> None:
             from peerstep.environments.taskfile import TaskFileDataset
 
             chosen = _strategies(strategy, n, True)
-            where = ExecutorChoice(executor, address, shared_runs, per_node)
+            where = ExecutorChoice(executor, address, shared_runs, per_node, engine, model, engine_threads)
             where.build(base_url or [])
             if report is not None:
                 from peerstep.evals._plots import require_matplotlib

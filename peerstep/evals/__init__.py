@@ -3,11 +3,13 @@ pooled over several evals, with paired comparisons, plots and one HTML page."""
 
 from peerstep.evals._episode import ClientSpec, LocalExecutor
 from peerstep.evals._load import load_eval
+from peerstep.evals._pernode import NodeEngines
 from peerstep.evals._pool import PairedComparison, PooledReport, load_report, load_reports, mcnemar_exact, pool
 from peerstep.evals._ray import RayExecutor
 from peerstep.evals._report import EpisodeOutcome, EvalReport, StrategySummary, summarize, wilson_interval
 from peerstep.evals._runner import EvalAborted, load_finished, run_episode_outcome, run_eval
 
-__all__ = ["ClientSpec", "EpisodeOutcome", "EvalAborted", "EvalReport", "LocalExecutor", "PairedComparison",
-           "PooledReport", "RayExecutor", "StrategySummary", "load_eval", "load_finished", "load_report",
-           "load_reports", "mcnemar_exact", "pool", "run_episode_outcome", "run_eval", "summarize", "wilson_interval"]
+__all__ = ["ClientSpec", "EpisodeOutcome", "EvalAborted", "EvalReport", "LocalExecutor", "NodeEngines",
+           "PairedComparison", "PooledReport", "RayExecutor", "StrategySummary", "load_eval", "load_finished",
+           "load_report", "load_reports", "mcnemar_exact", "pool", "run_episode_outcome", "run_eval", "summarize",
+           "wilson_interval"]

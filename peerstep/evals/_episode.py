@@ -10,6 +10,7 @@ whose model side is a ``ClientSpec`` (settings, not a live client) so that a rem
 from __future__ import annotations
 
 import hashlib
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ class ClientSpec:
     ``base_urls`` an episode picks one by rendezvous hashing of its id: all requests of one episode (its N
     trajectories and their peers) reach one replica and share its prefix cache, and adding a replica moves
     only the episodes that now hash to it. The episode id also goes out as a header for routers in front of
-    a fleet (vLLM's production-stack router, Ray Serve) to be sticky by.
+    a fleet (vLLM's production-stack router, Ray Serve) to be sticky by. ``per_node`` (Ray node id, base URL)
+    pairs, for engines started on every node (``--per-node``): an episode talks to the engine of the node it
+    runs on, wherever that is; a process on no such node falls back to ``base_urls``.
     """
 
     base_urls: tuple[str, ...]
@@ -44,6 +47,7 @@ class ClientSpec:
     max_retries: int = 4
     supports_continue: bool = False
     supports_seed: bool = True
+    per_node: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def of(cls, client: ModelClient, more_base_urls: tuple[str, ...] = ()) -> ClientSpec:
@@ -53,7 +57,9 @@ class ClientSpec:
                    client.supports_continue, client.supports_seed)
 
     def replica(self, episode: str) -> str:
-        """The replica this episode's requests go to (highest random weight)."""
+        """The replica this episode's requests go to: this node's engine, else by highest random weight."""
+        if self.per_node and (url := dict(self.per_node).get(this_node() or "")):
+            return url
         return max(self.base_urls, key=lambda url: hashlib.sha256(f"{url}|{episode}".encode()).digest())
 
     def client(self, episode: str = "") -> ModelClient:
@@ -65,6 +71,14 @@ class ClientSpec:
     def __call__(self) -> ModelClient:
         """A spec is a client factory too (the first replica's, without an episode header)."""
         return self.client()
+
+
+def this_node() -> str | None:
+    """The Ray node id of this process, when it is part of a Ray cluster (without importing Ray otherwise)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return str(ray.get_runtime_context().get_node_id())
 
 
 ClientSource = Callable[[], ModelClient] | ClientSpec
@@ -107,6 +121,8 @@ async def run_episode_outcome(
     width = 1 if strategy == "single" else n
     started = time.perf_counter()
     meta = {"dataset": dataset.name, "task_id": info.task_id, "question": info.question[:2000]}
+    if node := this_node():  # on a Ray cluster: which node ran it (and, --per-node, whose engine served it)
+        meta["ray_node"] = node
     try:
         result = await arun(dataset.factory(index), client, strategy=strategy, n=width, agent=agent,
                             runs_dir=runs_dir, meta=meta, verifiers=verifiers)

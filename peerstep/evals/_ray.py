@@ -14,13 +14,16 @@ import asyncio
 import logging
 import socket
 import tempfile
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from peerstep._errors import InputError, PeerstepError
 from peerstep.evals import _raynode
 from peerstep.evals._baselines import BASELINES
-from peerstep.evals._episode import EpisodePlan, play
+from peerstep.evals._episode import ClientSpec, EpisodePlan, play
+from peerstep.evals._pernode import NodeEngines
 from peerstep.evals._report import EpisodeOutcome
 from peerstep.steplog import runs_dir as default_runs_dir
 
@@ -58,8 +61,9 @@ def connect(address: str | None, timeout: float = 5.0) -> bool:
     return True
 
 
-async def check_nodes(timeout: float = 120.0) -> None:
-    """Ask every live node whether it can import what an episode needs, before the first episode goes there."""
+async def check_nodes(timeout: float = 120.0, more: list[str] | None = None) -> list[dict[str, Any]]:
+    """Ask every live node whether it can import what an episode needs (and ``more``), before the first episode
+    goes there; the live nodes."""
     ray = _ray()
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
@@ -67,7 +71,7 @@ async def check_nodes(timeout: float = 120.0) -> None:
     probe = ray.remote(_raynode.missing_modules)
     nodes = [n for n in ray.nodes() if n.get("Alive")]
     refs = [probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-            .remote(NEEDED_ON_NODES) for n in nodes]
+            .remote([*NEEDED_ON_NODES, *(more or [])]) for n in nodes]
     try:
         answers = await asyncio.wait_for(asyncio.gather(*refs), timeout)
     except TimeoutError:
@@ -75,7 +79,13 @@ async def check_nodes(timeout: float = 120.0) -> None:
     for node, (host, missing) in zip(nodes, answers, strict=True):
         if missing:
             raise InputError(f"Ray node {node['NodeManagerAddress']} ({host}) lacks the Python package "
-                             f"{missing[0]!r}: install peerstep[ray] (the driver's version) on every node")
+                             f"{missing[0]!r}: install peerstep[ray] (the driver's version) on every node"
+                             + (f" ({_EXTRA_OF.get(missing[0], '')})" if missing[0] in _EXTRA_OF else ""))
+    return nodes
+
+
+_EXTRA_OF = {"llama_cpp": "--engine llamacpp --per-node runs an engine on every node: pip install "
+                          "'peerstep[llamacpp]' there"}
 
 
 def lost_reason(exc: Exception, retries: int) -> str:
@@ -131,13 +141,16 @@ class RayExecutor:
     worker process Ray keeps alive between episodes (Ray kills idle workers beyond that count, and starting one
     costs seconds). An episode mostly waits on the model server, so declare more logical CPUs than cores
     (``ray start --num-cpus 64``) for more episodes in flight per node. ``max_retries``: how often Ray reruns an
-    episode whose worker or node died.
+    episode whose worker or node died. ``engines``: start one managed engine on every node for this eval
+    (``--per-node``); episodes then talk to their node's engine, and the plan's ``ClientSpec`` only says how.
+    ``announce`` hears one line per engine started.
     """
 
     remote = True
 
     def __init__(self, address: str | None = "auto", *, max_retries: int = 3, num_cpus: float = 1.0,
-                 shared_runs: bool = False, connect_timeout: float = 5.0, node_timeout: float = 120.0) -> None:
+                 shared_runs: bool = False, connect_timeout: float = 5.0, node_timeout: float = 120.0,
+                 engines: NodeEngines | None = None, announce: Callable[[str], None] | None = None) -> None:
         self.address = address
         self.max_retries = max_retries
         self.num_cpus = num_cpus
@@ -148,16 +161,34 @@ class RayExecutor:
         self._plan_ref: Any = None
         self._task: Any = None
         self._connected_here = False
+        self.engines = engines
+        self.announce = announce
 
     async def open(self, plan: EpisodePlan) -> None:
         ray = _ray()
         self._connected_here = connect(self.address, self.connect_timeout)  # blocks once, before any episode
-        await check_nodes(self.node_timeout)
+        nodes = await check_nodes(self.node_timeout, self.engines.modules if self.engines else None)
+        if self.engines is not None:
+            await self._start_engines(plan, nodes)
         self._plan = plan
         self._plan_ref = ray.put(plan)
         self._task = ray.remote(_episode_on_worker).options(
             max_retries=self.max_retries, retry_exceptions=False, num_cpus=self.num_cpus,
             scheduling_strategy="SPREAD")
+
+    async def _start_engines(self, plan: EpisodePlan, nodes: list[dict[str, Any]]) -> None:
+        """Check the nodes for the engine, start it on each, and point the plan's clients at them."""
+        assert self.engines is not None
+        if not isinstance(plan.clients, ClientSpec):
+            raise InputError("engines on every node need the plan's clients as a ClientSpec (model and settings)")
+        await self.engines.check(nodes, self.node_timeout)
+        await self.engines.start(nodes)
+        urls = self.engines.urls
+        plan.clients = replace(plan.clients, base_urls=tuple(urls.values()), per_node=tuple(urls.items()))
+        for node, url in urls.items():
+            if self.announce is not None:
+                self.announce(f"{self.engines.engine} engine on node {node[:12]}: {url} "
+                              f"(pid {self.engines.pids[node]})")
 
     async def run(self, strategy: str, index: int) -> EpisodeOutcome:
         assert self._plan is not None, "open the executor first"
@@ -184,6 +215,8 @@ class RayExecutor:
 
     async def close(self) -> None:
         self._plan = self._plan_ref = self._task = None
+        if self.engines is not None:
+            self.engines.stop()
         if self._connected_here:
             _ray().shutdown()
             self._connected_here = False

@@ -74,11 +74,13 @@ async def run_eval(
     clients = await _shippable(client_factory) if executor.remote else client_factory
     reported = set(skip or set()) | {(o.strategy, o.index) for o in outcomes}
 
+    plan = EpisodePlan(dataset, clients, n=n, agent=agent, runs_dir=runs_dir, verifiers=verifiers)
+
     async def episode(index: int, strategy: str) -> None:
         async with sem:
             outcome = await executor.run(strategy, index)
-            if outcome.error is not None:
-                await _server_alive_or_abort(clients, outcome, len(outcomes))
+            if outcome.error is not None:  # plan.clients: an executor may have pointed them at engines it started
+                await _server_alive_or_abort(plan.clients, outcome, len(outcomes))
         if (strategy, index) in reported:  # an executor's retry never counts an episode twice
             return
         reported.add((strategy, index))
@@ -90,8 +92,7 @@ async def run_eval(
             on_outcome(outcome)
 
     try:
-        await executor.open(EpisodePlan(dataset, clients, n=n, agent=agent, runs_dir=runs_dir,
-                                           verifiers=verifiers))
+        await executor.open(plan)
         await _run_all(episode, strategies, count, skip or set(), wall)
     finally:
         await executor.close()
