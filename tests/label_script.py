@@ -9,14 +9,11 @@ the answer step is wrong. The first error is step 2.
 
 from __future__ import annotations
 
-import json
-import threading
-import time
 from collections.abc import Callable, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from peerstep.testing.model import ScriptedClient
+from peerstep.testing.server import ScriptedServer
 
 
 def calc(expr: str) -> str:
@@ -83,55 +80,10 @@ class ContinuationClient(ScriptedClient):
         return await super().chat(messages, sampling=sampling, **kwargs)
 
 
-class ContinuationServer:
-    """The continuations behind ``/v1/chat/completions`` (non-streamed), each reply after ``delay`` seconds."""
+class ContinuationServer(ScriptedServer):
+    """The continuations behind ``/v1/chat/completions`` (non-streamed), each reply after ``delay`` seconds:
+    peerstep's scripted server answering by (position, seed)."""
 
     def __init__(self, reply: Callable[[int, int], str] = continuation, delay: float = 0.0,
                  model: str = "scripted") -> None:
-        self.reply, self.delay, self.model, self.requests = reply, delay, model, 0
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def _json(self, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                self._json({"object": "list", "data": [{"id": outer.model, "object": "model", "created": 0,
-                                                         "owned_by": "test"}]})
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0"))) or b"{}")
-                outer.requests += 1
-                time.sleep(outer.delay)
-                text = outer.reply(position(body.get("messages", [])), int(body.get("seed") or 0))
-                self._json({"id": "c", "object": "chat.completion", "created": 0, "model": outer.model,
-                            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                         "finish_reason": "stop"}],
-                            "usage": {"prompt_tokens": 10, "completion_tokens": 7, "total_tokens": 17}})
-
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
-
-    def __enter__(self) -> ContinuationServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+        super().__init__(delay=delay, model=model, reply=lambda messages, seed: reply(position(messages), seed))

@@ -15,6 +15,7 @@ import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -35,8 +36,10 @@ def scripted_reply(messages: list[dict[str, Any]], seed: int) -> str:
 class ScriptedServer:
     """``/v1/models`` and ``/v1/chat/completions`` (non-streamed) on 127.0.0.1; a context manager."""
 
-    def __init__(self, delay: float = 0.0, model: str = "scripted", port: int = 0) -> None:
-        self.delay, self.model, self.requests = delay, model, 0
+    def __init__(self, delay: float = 0.0, model: str = "scripted", port: int = 0,
+                 reply: Callable[[list[dict[str, Any]], int], str] = scripted_reply) -> None:
+        """``reply(messages, seed)`` writes each answer (default: ``scripted_reply``)."""
+        self.delay, self.model, self.requests, self.reply = delay, model, 0, reply
         self.episodes: Counter[str] = Counter()
         self._lock = threading.Lock()
         outer = self
@@ -66,7 +69,7 @@ class ScriptedServer:
                     outer.episodes[self.headers.get("x-peerstep-episode", "")] += 1
                 if outer.delay:
                     time.sleep(outer.delay)
-                text = scripted_reply(body.get("messages", []), int(body.get("seed") or 0))
+                text = outer.reply(body.get("messages", []), int(body.get("seed") or 0))
                 self._json({"id": "c", "object": "chat.completion", "created": 0, "model": outer.model,
                             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                          "finish_reason": "stop"}],
