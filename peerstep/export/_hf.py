@@ -52,7 +52,11 @@ def save_dataset(rows: list[dict[str, Any]], fmt: str, out: Path) -> None:
         from datasets import Dataset
     except ImportError as exc:
         raise InputError("--hf-dataset needs the datasets library: pip install 'peerstep[prm]'") from exc
+    from datasets.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
     data = Dataset.from_list([_arrow_row(fmt, r) for r in rows], features=_features(fmt))
+    quiet = are_progress_bars_disabled()
+    disable_progress_bars()  # the command prints one line of its own; a shard bar per save is noise
     try:
         if out.is_dir():
             shutil.rmtree(out)
@@ -61,3 +65,6 @@ def save_dataset(rows: list[dict[str, Any]], fmt: str, out: Path) -> None:
         data.save_to_disk(str(out))
     except OSError as exc:
         raise InputError(f"cannot write {out}: {exc.strerror or exc}") from exc
+    finally:
+        if not quiet:
+            enable_progress_bars()
