@@ -180,3 +180,45 @@ def test_runs_without_labels_export_nothing_and_say_so(tmp_path: Path) -> None:
         export_prm([run_id], "trl-prm", tmp_path / "x.jsonl", runs_dir=tmp_path)
     with pytest.raises(InputError, match="no run 'nope'"):
         export_prm(["nope"], "prm800k", tmp_path / "y.jsonl", runs_dir=tmp_path)
+
+
+def _no_nones(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in m.items() if v is not None} for m in messages]
+
+
+@pytest.mark.parametrize("fmt", ["trl-prm", "math-shepherd", "prm800k", "openai-chat"])
+def test_hf_dataset_directory_loads_the_jsonl_rows(labelled: tuple[Path, dict[str, str]], tmp_path: Path,
+                                                   fmt: str) -> None:
+    runs_dir, runs = labelled
+    jsonl, count = export_prm(list(runs.values()), fmt, tmp_path / "rows.jsonl", runs_dir=runs_dir)
+    folder, saved = export_prm(list(runs.values()), fmt, tmp_path / "rows", runs_dir=runs_dir, hf_dataset=True)
+    ds = datasets.load_from_disk(str(folder))
+    expected = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert saved == count == ds.num_rows == len(expected)
+    got = ds.to_list()
+    if fmt == "openai-chat":  # tools travel as JSON text; a key a message lacks comes back as None (module doc)
+        for row in got + expected:
+            row["messages"] = _no_nones(row["messages"])
+        got = [{**row, "tools": json.loads(row["tools"])} for row in got]
+    assert got == expected
+    if fmt == "trl-prm":  # the schema TRL's PRM trainer reads, written out, not guessed
+        assert ds.features["labels"].feature == datasets.Value("bool")
+        assert ds.features["completions"].feature == datasets.Value("string")
+
+
+def test_cli_hf_dataset_refuses_an_existing_directory_unless_forced(labelled: tuple[Path, dict[str, str]],
+                                                                    tmp_path: Path) -> None:
+    runs_dir, runs = labelled
+    out = tmp_path / "ds"
+    first = cli(runs["wrong"], "--format", "prm800k", "--out", str(out), "--dir", str(runs_dir), "--hf-dataset")
+    assert first.returncode == 0 and "wrote 1 prm800k rows to the datasets directory" in first.stderr
+    again = cli(runs["wrong"], "--format", "prm800k", "--out", str(out), "--dir", str(runs_dir), "--hf-dataset")
+    assert again.returncode == 1 and "exists; pass --force" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
+    forced = cli(runs["wrong"], runs["right"], "--format", "prm800k", "--out", str(out), "--dir", str(runs_dir),
+                 "--hf-dataset", "--force")
+    assert forced.returncode == 0 and datasets.load_from_disk(str(out)).num_rows == 2
+    as_file = cli(runs["wrong"], "--format", "prm800k", "--out", str(out), "--dir", str(runs_dir), "--force")
+    assert as_file.returncode == 1 and "is a directory" in as_file.stderr
+    otlp = cli(runs["wrong"], "--format", "otlp", "--hf-dataset", "--dir", str(runs_dir))
+    assert otlp.returncode == 2 and "--hf-dataset writes the process-supervision formats" in otlp.stderr

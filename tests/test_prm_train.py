@@ -52,7 +52,14 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     runs = asyncio.run(build())
     path, rows = export_prm(runs, "trl-prm", tmp_path_factory.mktemp("export") / "prm.jsonl", runs_dir=runs_dir)
     assert rows == 3
+    # the same rows as a datasets directory (`export --hf-dataset`), next to the JSONL: see hf_export
+    assert export_prm(runs, "trl-prm", hf_export(path), runs_dir=runs_dir, hf_dataset=True)[1] == 3
     return path
+
+
+def hf_export(jsonl: Path) -> Path:
+    """Where the ``export`` fixture saved its rows with ``save_to_disk``."""
+    return jsonl.parent / "prm-hf"
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +100,8 @@ def test_cli_trains_and_refuses_bad_input(export: Path, tmp_path: Path) -> None:
     base = tmp_path / "base"
     made = cli("init-tiny", str(base), "--texts", str(export))
     assert made.exit_code == 0, made.output
-    done = cli("train", str(export), "--base", str(base), "--out", str(tmp_path / "ckpt"), "--steps", "2",
+    # trained from the `export --hf-dataset` directory (the fixture trains from the JSONL)
+    done = cli("train", str(hf_export(export)), "--base", str(base), "--out", str(tmp_path / "ckpt"), "--steps", "2",
                "--lr", "1e-3", "--batch-size", "2")
     assert done.exit_code == 0, done.output
     assert "trained 2 steps on 3 rows" in done.stderr and (tmp_path / "ckpt" / "model.safetensors").is_file()
@@ -116,7 +124,8 @@ def test_load_rows_reads_a_datasets_directory(export: Path, tmp_path: Path) -> N
     import datasets
 
     ds = datasets.load_dataset("json", data_files=str(export), split="train")
-    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "dd"))
+    assert load_rows(hf_export(export)).to_list() == ds.to_list()  # a Dataset, as `export --hf-dataset` saves
+    datasets.DatasetDict({"train": ds}).save_to_disk(str(tmp_path / "dd"))  # a DatasetDict: its train split
     assert load_rows(tmp_path / "dd").num_rows == 3
     with pytest.raises(InputError, match="no dataset"):
         load_rows(tmp_path / "missing.jsonl")

@@ -29,6 +29,11 @@ def export(
                                                                     "http://127.0.0.1:6006/v1/traces.")] = None,
     directory: Annotated[Path | None, typer.Option("--dir", help="Runs directory.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out if it exists.")] = False,
+    hf_dataset: Annotated[bool, typer.Option("--hf-dataset", help="trl-prm, math-shepherd, prm800k, openai-chat: "
+                                                                  "write --out as a Hugging Face datasets "
+                                                                  "directory (save_to_disk; open it with "
+                                                                  "datasets.load_from_disk) instead of JSONL.")]
+    = False,
 ) -> None:
     """Export runs (or an eval's runs) as OpenTelemetry traces, Inspect AI logs or process-supervision datasets
     (trl-prm, math-shepherd, prm800k, openai-chat: from the runs' step labels, see `peerstep label`)."""
@@ -36,6 +41,9 @@ def export(
 
     if fmt not in FORMATS:
         err.print(f"[bold red]error:[/bold red] unknown format {fmt!r}; one of: {', '.join(FORMATS)}")
+        raise typer.Exit(2)
+    if hf_dataset and fmt in ("otlp", "inspect"):
+        err.print(f"[bold red]error:[/bold red] --hf-dataset writes the process-supervision formats; not {fmt}")
         raise typer.Exit(2)
     try:
         run_ids = select_runs(list(runs or []), eval_path)
@@ -54,8 +62,9 @@ def export(
             return
         from peerstep.export._prm import export_prm  # the rest: process supervision (step labels)
 
-        path, rows = export_prm(run_ids, fmt, out, force=force, runs_dir=directory)
-        err.print(f"wrote {rows} {fmt} rows to {path}", soft_wrap=True)
+        path, rows = export_prm(run_ids, fmt, out, force=force, runs_dir=directory, hf_dataset=hf_dataset)
+        where = "the datasets directory " if hf_dataset else ""
+        err.print(f"wrote {rows} {fmt} rows to {where}{path}", soft_wrap=True)
     except PeerstepError as exc:
         err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(1) from exc

@@ -215,19 +215,28 @@ ROWS: dict[str, Callable[[Labelled], dict[str, Any] | None]] = {
 
 
 def export_prm(run_ids: list[str], fmt: str, out: Path | None, *, force: bool = False,
-               runs_dir: Path | None = None) -> tuple[Path, int]:
-    """Write ``fmt`` rows for the labelled trajectories of ``run_ids`` to ``out`` (JSON lines); returns the path
-    and the row count. An existing ``out`` is refused unless ``force``; no labelled trajectory is an error too."""
+               runs_dir: Path | None = None, hf_dataset: bool = False) -> tuple[Path, int]:
+    """Write ``fmt`` rows for the labelled trajectories of ``run_ids`` to ``out`` (JSON lines, or with
+    ``hf_dataset`` a ``datasets.save_to_disk`` directory, see ``_hf``); returns the path and the row count. An
+    existing ``out`` is refused unless ``force``; no labelled trajectory is an error too."""
     if fmt not in ROWS:
         raise InputError(f"unknown format {fmt!r}; one of: {', '.join(ROWS)}")
     if out is None:
-        raise InputError(f"--format {fmt} writes a file: give --out PATH.jsonl")
+        raise InputError(f"--format {fmt} writes a " + ("directory: give --out DIR" if hf_dataset else
+                                                         "file: give --out PATH.jsonl"))
     if out.exists() and not force:
         raise InputError(f"{out} exists; pass --force to overwrite it")
     rows = [row for t in labelled_trajectories(run_ids, runs_dir) if (row := ROWS[fmt](t)) is not None]
     if not rows:
         hint = " right-answered" if fmt == "openai-chat" else ""
         raise InputError(f"no labelled{hint} trajectory in the {len(run_ids)} run(s): run `peerstep label` first")
+    if hf_dataset:
+        from peerstep.export._hf import save_dataset
+
+        save_dataset(rows, fmt, out)
+        return out, len(rows)
+    if out.is_dir():
+        raise InputError(f"{out} is a directory; a {fmt} JSONL export needs a file path (or pass --hf-dataset)")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("w") as fh:
