@@ -143,6 +143,9 @@ def test_resuming_with_another_datasets_results_is_refused(tmp_path: Path) -> No
         load_finished(jsonl, TinyDataset(), limit=4)
     with pytest.raises(InputError, match="nothing to resume"):
         load_finished(tmp_path / "missing.jsonl", TinyDataset(), limit=4)
+    jsonl.write_text('{"task_id": "tiny-0", "ind\n' + jsonl.read_text())  # torn, but not the last line
+    with pytest.raises(InputError, match="line 1: not an episode result"):
+        load_finished(jsonl, TinyDataset(), limit=4)
 
 
 class Server:

@@ -18,10 +18,13 @@ from peerstep.evals._report import EpisodeOutcome, EvalReport
 _HINT = "give the OUT.json of `peerstep eval --out OUT.json`"
 
 
-def load_eval(path: Path, *, report_only: bool = False) -> tuple[EvalReport | None, list[EpisodeOutcome]]:
+def load_eval(path: Path, *, report_only: bool = False,
+              torn_tail: bool = False) -> tuple[EvalReport | None, list[EpisodeOutcome]]:
     """The report of ``OUT.json`` and its outcomes, or (``None``, outcomes) for an ``OUT.jsonl``.
 
     ``report_only`` refuses a ``.jsonl``, for callers that need the report's dataset, seed and limit.
+    ``torn_tail`` drops an unreadable last line of a ``.jsonl`` (the line being written when an eval was
+    killed: ``--resume`` reruns that episode) instead of refusing the file.
     Anything unreadable or malformed is an :class:`InputError` naming the file and the first problem.
     """
     try:
@@ -33,7 +36,7 @@ def load_eval(path: Path, *, report_only: bool = False) -> tuple[EvalReport | No
     if path.suffix == ".jsonl":
         if report_only:
             raise InputError(f"{path}: per-episode results carry no dataset or seed; {_HINT}")
-        return None, _outcome_lines(path, text)
+        return None, _outcome_lines(path, text, torn_tail)
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -45,14 +48,17 @@ def load_eval(path: Path, *, report_only: bool = False) -> tuple[EvalReport | No
     return report, report.outcomes
 
 
-def _outcome_lines(path: Path, text: str) -> list[EpisodeOutcome]:
+def _outcome_lines(path: Path, text: str, torn_tail: bool) -> list[EpisodeOutcome]:
     outcomes = []
-    for number, line in enumerate(text.splitlines(), 1):
+    lines = text.splitlines()
+    for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             outcomes.append(EpisodeOutcome.model_validate_json(line))
         except ValidationError as exc:
+            if torn_tail and number == len(lines):
+                break
             raise InputError(f"{path} line {number}: not an episode result ({_first_error(exc)}); {_HINT}") from None
     return outcomes
 

@@ -29,6 +29,7 @@ from peerstep.evals._episode import (
     LocalExecutor,
     run_episode_outcome,
 )
+from peerstep.evals._load import load_eval
 from peerstep.evals._report import EpisodeOutcome
 from peerstep.registry import STRATEGIES
 from peerstep.strategies import VerifierFactory
@@ -130,21 +131,11 @@ def load_finished(jsonl: Path, dataset: EnvironmentDataset, limit: int) -> list[
     dataset (same tasks at the same indexes) so that a file from another dataset or seed is refused."""
     if not jsonl.is_file():
         raise InputError(f"nothing to resume: {jsonl} (the per-episode results of --out) does not exist")
-    finished: list[EpisodeOutcome] = []
-    lines = jsonl.read_text().splitlines()
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            outcome = EpisodeOutcome.model_validate_json(line)
-        except ValueError as exc:
-            if number == len(lines):  # the line being written when the eval was killed: that episode reruns
-                break
-            raise InputError(f"{jsonl} line {number} is not an episode result: {exc}") from exc
+    _, finished = load_eval(jsonl, torn_tail=True)
+    for outcome in finished:
         if outcome.index >= limit or dataset.info(outcome.index).task_id != outcome.task_id:
             raise InputError(f"{jsonl} holds task {outcome.task_id!r} at index {outcome.index}, which this dataset "
                              "(name, seed, limit) does not: resume with the options the eval was started with")
-        finished.append(outcome)
     return finished
 
 
