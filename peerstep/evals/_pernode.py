@@ -20,6 +20,7 @@ from typing import Any
 from peerstep._errors import EngineError, InputError, PeerstepError
 from peerstep.engines import EngineConfig, make_engine
 from peerstep.evals._episode import ClientSpec
+from peerstep.evals._raycall import ask_every_node, on_node
 
 
 def _vllm_python_missing() -> tuple[str, str | None]:
@@ -93,14 +94,7 @@ class NodeEngines:
             if not node.get("Resources", {}).get("GPU"):
                 raise InputError(f"--engine vllm --per-node: Ray node {_name(node)} has no GPU (its resources list "
                                  "none); start every node with a GPU, or serve the model elsewhere and pass --base-url")
-        import ray
-
-        probe = ray.remote(_vllm_python_missing)
-        refs = [probe.options(num_cpus=0, scheduling_strategy=_on(node)).remote() for node in nodes]
-        try:
-            answers = await asyncio.wait_for(asyncio.gather(*refs), timeout)
-        except TimeoutError:
-            raise InputError(f"Ray nodes did not say within {timeout:.0f} s whether they have vLLM") from None
+        answers = await ask_every_node(_vllm_python_missing, nodes, timeout=timeout, what="whether they have vLLM")
         for node, (_python, missing) in zip(nodes, answers, strict=True):
             if missing:
                 raise InputError(f"--engine vllm --per-node: Ray node {_name(node)} lacks {missing}")
@@ -111,7 +105,7 @@ class NodeEngines:
 
         host = ray.remote(_EngineHost)
         config = self.config.model_dump(exclude={"host", "port"})
-        self._actors = [host.options(num_cpus=0, max_restarts=0, scheduling_strategy=_on(node))
+        self._actors = [host.options(num_cpus=0, max_restarts=0, scheduling_strategy=on_node(node))
                         .remote(self.engine, config) for node in nodes]
         try:
             started = await asyncio.gather(*(actor.start.remote() for actor in self._actors), return_exceptions=True)
@@ -138,12 +132,6 @@ class NodeEngines:
         ray.wait(refs, num_returns=len(refs), timeout=grace)
         for actor in actors:  # an engine its actor could not stop dies with the actor (PR_SET_PDEATHSIG)
             ray.kill(actor)
-
-
-def _on(node: dict[str, Any]) -> Any:
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-    return NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
 
 
 def _reason(exc: BaseException) -> str:

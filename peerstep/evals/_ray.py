@@ -24,6 +24,7 @@ from peerstep.evals import _raynode
 from peerstep.evals._baselines import BASELINES
 from peerstep.evals._episode import ClientSpec, EpisodePlan, play
 from peerstep.evals._pernode import NodeEngines
+from peerstep.evals._raycall import ask_every_node
 from peerstep.evals._report import EpisodeOutcome
 from peerstep.steplog import runs_dir as default_runs_dir
 
@@ -65,17 +66,10 @@ async def check_nodes(timeout: float = 120.0, more: list[str] | None = None) -> 
     """Ask every live node whether it can import what an episode needs (and ``more``), before the first episode
     goes there; the live nodes."""
     ray = _ray()
-    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
     ray.cloudpickle.register_pickle_by_value(_raynode)
-    probe = ray.remote(_raynode.missing_modules)
     nodes = [n for n in ray.nodes() if n.get("Alive")]
-    refs = [probe.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False))
-            .remote([*NEEDED_ON_NODES, *(more or [])]) for n in nodes]
-    try:
-        answers = await asyncio.wait_for(asyncio.gather(*refs), timeout)
-    except TimeoutError:
-        raise InputError(f"Ray nodes did not answer within {timeout:.0f} s") from None
+    answers = await ask_every_node(_raynode.missing_modules, nodes, [*NEEDED_ON_NODES, *(more or [])],
+                                   timeout=timeout, what="which packages they have")
     for node, (host, missing) in zip(nodes, answers, strict=True):
         if missing:
             raise InputError(f"Ray node {node['NodeManagerAddress']} ({host}) lacks the Python package "
