@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from peerstep.strategies import verifier_factory
 from peerstep.testing.verifier import check_verifier
 from peerstep.verify import PRMClient, TrajectoryView, TransformersPRM
 from peerstep.verify._transformers_prm import PRM_META
+from tests._json_server import json_server
 from tests.label_script import GOLD, QUESTION, ContinuationClient, calc, long_parent, recovers_until, submit
 from tests.scripted import PerTrajectoryClient
 from tests.test_label import parent_run
@@ -206,30 +205,14 @@ def pooling_server(trained: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     from transformers import AutoModelForTokenClassification
 
     model = AutoModelForTokenClassification.from_pretrained(trained).eval()
-    received: list[dict[str, Any]] = []
 
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            received.append({"path": self.path, "body": body})
-            with torch.inference_mode():
-                probs = model(input_ids=torch.tensor([body["input"]])).logits[0].softmax(-1).tolist()
-            data = json.dumps({"object": "list", "data": [{"index": 0, "object": "pooling", "data": probs}]}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    def respond(path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        with torch.inference_mode():
+            probs = model(input_ids=torch.tensor([body["input"]])).logits[0].softmax(-1).tolist()
+        return 200, {"object": "list", "data": [{"index": 0, "object": "pooling", "data": probs}]}
 
-        def log_message(self, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", received
-    server.shutdown()
-    server.server_close()
+    with json_server(respond) as served:
+        yield served
 
 
 async def test_a_served_checkpoint_scores_as_the_in_process_one(trained: Path, export: Path,

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import math
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -27,6 +24,7 @@ from peerstep.verify import (
     verdict_score,
     weighted_vote,
 )
+from tests._json_server import json_server
 from tests.scripted import ScriptedClient
 
 
@@ -107,30 +105,9 @@ async def test_llm_judge_asks_for_one_verdict_token() -> None:
 @pytest.fixture()
 def prm_server() -> Iterator[tuple[str, list[dict[str, Any]], list[Any]]]:
     """A local stand-in serving vLLM's documented /pooling response format."""
-    received: list[dict[str, Any]] = []
     replies: list[Any] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            received.append({"path": self.path, "body": body})
-            status, payload = replies.pop(0)
-            data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1", received, replies
-    server.shutdown()
-    server.server_close()
+    with json_server(lambda path, body: replies.pop(0)) as (url, received):
+        yield url, received, replies
 
 
 async def test_prm_client_request_and_response_mapping(prm_server: Any) -> None:
