@@ -17,9 +17,10 @@ system:
 	bash scripts/install_system.sh
 
 # the stamp depends on pyproject.toml, so changed dependencies reinstall
-$(VENV)/.peerstep-installed: pyproject.toml Makefile
+$(VENV)/.peerstep-installed: pyproject.toml Makefile scripts/install_llamacpp.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check --upgrade pip
+	bash scripts/install_llamacpp.sh $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -e ".[$(EXTRAS)]"
 	touch $@
 
