@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from _vllm import prefix_cache_counters
 
 from peerstep import AgentConfig, Budget, StepKind, StepLog, afork, arun
 from peerstep.agent import ModelClient
@@ -38,13 +38,10 @@ QUESTION = ("A warehouse has 7 shelves with 38 boxes each and 5 shelves with 46 
 
 async def cache_counters(root: str) -> tuple[float, float]:
     """(queries, hits) in prompt tokens, from vLLM's Prometheus text."""
-    async with httpx.AsyncClient(timeout=30) as http:
-        text = (await http.get(root + "/metrics")).text
-
-    def total(name: str) -> float:
-        return sum(float(m.group(1)) for m in re.finditer(rf"^vllm:{name}(?:_total)?(?:{{[^}}]*}})? (\S+)$", text,
-                                                           re.M))
-    return total("prefix_cache_queries"), total("prefix_cache_hits")
+    counters = await asyncio.to_thread(prefix_cache_counters, root)
+    if counters is None:
+        raise SystemExit(f"{root}/metrics has no vllm:prefix_cache_* counters: this benchmark needs a vLLM server")
+    return counters
 
 
 class FirstRequests(ModelClient):

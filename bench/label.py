@@ -31,6 +31,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from _vllm import cache_use, prefix_cache_counters
+
 from peerstep.export._prm import resolved
 from peerstep.steplog import StepKind, StepLog
 from peerstep.steplog._steps import labels_of, trajectory_steps
@@ -133,6 +135,13 @@ def show(fig: dict[str, Any], size: dict[str, Any]) -> None:
     print(f"{'cost':32s}{'full':>12s}{'binary':>12s}")
     for r in rows:
         print(f"  {r:30s}{fig['cost']['full'][r]!s:>12s}{fig['cost']['binary'][r]!s:>12s}")
+    for mode in ("full", "binary"):
+        cache = fig["cost"][mode].get("prefix_cache")
+        if cache:
+            print(f"  prefix cache ({mode}): {cache['hit_rate']} of {cache['prompt_tokens']:.0f} prompt tokens "
+                  "served from it; prompt tokens computed per labelled step "
+                  f"{cache['computed_prompt_tokens_per_labelled_step']} with it, "
+                  f"{cache['prompt_tokens_per_labelled_step_without_cache']} without")
 
 
 def main() -> None:
@@ -173,13 +182,17 @@ def main() -> None:
     for run_id in run_ids:  # the binary search gets its own copy of every log and checkpoint store
         for f in full_dir.glob(f"{run_id}.*"):
             shutil.copy2(f, binary_dir / f.name)
-    summaries = {}
+    summaries, counters = {}, {}
     for mode, runs in (("full", full_dir), ("binary", binary_dir)):
         print(f"\nlabelling ({mode})", flush=True)
+        before = prefix_cache_counters(a.base_url)
         out = _cli(["label", "--eval", str(report), "-k", str(a.rollouts), "--search", mode, "--concurrency",
                     str(a.concurrency), "--dir", str(runs), "--json", *served], runs, capture=True)
         summaries[mode] = json.loads(out)
+        counters[mode] = (before, prefix_cache_counters(a.base_url))
     fig = figures(run_ids, full_dir, binary_dir, summaries["full"], summaries["binary"])
+    for mode in counters:  # vLLM only: what its prefix cache served of the rollouts' prompts
+        fig["cost"][mode]["prefix_cache"] = cache_use(*counters[mode], fig["cost"][mode]["labelled_steps"])
     size = {"dataset": a.dataset, "tasks": a.limit, "seed": a.seed, "k": a.rollouts, "model": a.model or "default",
             "concurrency": a.concurrency, "eval_accuracy": sum(bool(o.get("correct")) for o in outcomes) / len(outcomes)
             if outcomes else None, "work": str(work)}
