@@ -11,7 +11,9 @@
 # reuses it, another CPU builds its own.
 set -euo pipefail
 VENV=${1:?usage: install_llamacpp.sh VENV}
-VERSION=0.3.36
+# The version is pyproject.toml's pin of the llamacpp extra, the one place it is written.
+VERSION=$(sed -n 's/.*"llama-cpp-python\[server\]==\([0-9][0-9.]*\)".*/\1/p' "$(dirname "$0")/../pyproject.toml")
+[[ -n $VERSION ]] || { echo "install_llamacpp.sh: no llama-cpp-python[server]==X pin in pyproject.toml" >&2; exit 1; }
 HOME_DIR=${PEERSTEP_HOME:-$HOME/.cache/peerstep}
 
 args=()

@@ -75,10 +75,25 @@ class LocalCluster:
                     found[child.pid] = child
         return list(found.values())
 
+    def node2_processes(self) -> list[psutil.Process]:
+        """The second node's raylet and everything it started (its workers)."""
+        raylets = [p for p in self.processes() if f"--node_manager_port={self.node2_port}" in " ".join(_cmdline(p))]
+        return [q for p in raylets for q in [p, *_children(p)]]
+
+    def node2_client_ports(self, server_port: int) -> set[int]:
+        """The local ports of the second node's open TCP connections to ``server_port`` on this machine."""
+        ports: set[int] = set()
+        for proc in self.node2_processes():
+            try:
+                conns = proc.net_connections(kind="tcp")
+                ports |= {c.laddr.port for c in conns if c.raddr and c.raddr.port == server_port}
+            except (psutil.NoSuchProcess, psutil.ZombieProcess):
+                continue  # a worker that ended while we looked has no connection left to count
+        return ports
+
     def kill_node2(self) -> int:
         """SIGKILL the second node's raylet and everything it started (its workers); the count killed."""
-        raylets = [p for p in self.processes() if f"--node_manager_port={self.node2_port}" in " ".join(_cmdline(p))]
-        victims = [q for p in raylets for q in [p, *_children(p)]]
+        victims = self.node2_processes()
         for proc in victims:
             _kill(proc)
         return len(victims)

@@ -245,8 +245,12 @@ def test_a_node_killed_mid_eval_loses_no_episode_and_counts_none_twice(cluster: 
         eval_task = asyncio.ensure_future(run_eval(
             dataset, ClientSpec((server.base_url,), "scripted"), ["single"], concurrency=4, runs_dir=tmp_path,
             executor=RayExecutor(address=cluster.address), on_outcome=lambda o: reported.append((o.strategy, o.index))))
-        while len([e for e in server.episodes if e]) < 4 and not eval_task.done():  # four episodes under way
+        # Kill only once an episode on node 2 has a request at the server: counting episodes under way is not
+        # enough, node 1 can begin four of them before node 2's worker has started.
+        port = int(server.httpd.server_address[1])
+        while not (cluster.node2_client_ports(port) & set(server.client_ports)) and not eval_task.done():
             await asyncio.sleep(0.05)
+        assert not eval_task.done(), "no episode ran on node 2"
         assert cluster.kill_node2() > 0
         return await eval_task
 

@@ -5,7 +5,8 @@ bottleneck and results must be the same wherever an episode runs. For a question
 first calls the calculator on ``A*B``, then submits the product, or the product plus one when its sampling
 seed is 2 mod 3 (so votes and peers have something to disagree about). Replies depend only on the
 messages and the seed, so two runs of one eval give the same answers. ``delay`` slows each reply; ``episodes``
-counts requests by the ``x-peerstep-episode`` header (what a sticky router would see).
+counts requests by the ``x-peerstep-episode`` header (what a sticky router would see); ``client_ports`` counts
+them by the client's TCP port, so a test can tell which process a request came from (its open connections).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class ScriptedServer:
         """``reply(messages, seed)`` writes each answer (default: ``scripted_reply``)."""
         self.delay, self.model, self.requests, self.reply = delay, model, 0, reply
         self.episodes: Counter[str] = Counter()
+        self.client_ports: Counter[int] = Counter()
         self._lock = threading.Lock()
         outer = self
 
@@ -67,6 +69,7 @@ class ScriptedServer:
                 with outer._lock:
                     outer.requests += 1
                     outer.episodes[self.headers.get("x-peerstep-episode", "")] += 1
+                    outer.client_ports[int(self.client_address[1])] += 1
                 if outer.delay:
                     time.sleep(outer.delay)
                 text = outer.reply(body.get("messages", []), int(body.get("seed") or 0))
