@@ -276,3 +276,38 @@ def test_executor_bad_input_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     code, out = run("--executor", "ray", "--base-url", "http://127.0.0.1:9/v1")
     assert (code, out) == (2, "error: the ray executor needs Ray: pip install 'peerstep[ray]'")
+
+
+@pytest.mark.parametrize("round_steps, shared", [(None, False), (1, True)])
+def test_round_steps_reach_every_episode_of_an_eval(tmp_path: Path, round_steps: int | None, shared: bool) -> None:
+    """`run --round-steps 1`: each of the scripted server's two-call trajectories meets a barrier after its first
+    call and hears its peer; with leap's default (three calls a round) both finish before any barrier, nothing is
+    shared. The number reaches the runs through the one eval runner, as `solve --round-steps` does; `single` in the
+    same eval keeps its one round (a round of one call would force its answer after the calculator)."""
+    from typer.testing import CliRunner
+
+    from peerstep.cli import app
+    from peerstep.steplog import StepKind, StepLog
+    from peerstep.testing.server import ScriptedServer
+
+    tasks, runs, out = tmp_path / "tasks.yaml", tmp_path / "runs", tmp_path / "out.json"
+    tasks.write_text("tasks:\n" + "".join(f'  - {{id: q{i}, question: "What is {a}*{b}?", tools: [calculator], '
+                                          f'checker: exact, gold: "{a * b}"}}\n'
+                                          for i, (a, b) in enumerate([(12, 7), (9, 9)])))
+    more = ["--round-steps", str(round_steps)] if round_steps else []
+    with ScriptedServer() as server:
+        result = CliRunner(env={"PEERSTEP_RUNS": str(runs)}).invoke(app, [
+            "run", str(tasks), "--base-url", server.base_url, "--model", "scripted", "--strategy", "single,leap",
+            "-n", "2", "--out", str(out), *more])
+    assert result.exit_code == 0, result.output
+    outcomes = json.loads(out.read_text())["outcomes"]
+    assert len(outcomes) == 4 and all(o["error"] is None and o["correct"] for o in outcomes)
+    for o in (o for o in outcomes if o["strategy"] == "single"):
+        with StepLog.open(o["run_id"], runs) as log:
+            assert not [r for r in log.records() if r.kind == StepKind.BUDGET]  # never forced to answer
+    for o in (o for o in outcomes if o["strategy"] == "leap"):
+        with StepLog.open(o["run_id"], runs) as log:
+            injections = [r for r in log.records() if r.kind == StepKind.PEER_INJECT and r.data.get("sources")]
+            barriers = [r for r in log.records() if r.kind == StepKind.BARRIER]
+        # the first barrier comes after one call each (both still active) or after both finished
+        assert bool(injections) == shared and bool(barriers[0].data["active"]) == shared, (round_steps, barriers)

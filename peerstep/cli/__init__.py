@@ -22,7 +22,7 @@ from peerstep.cli._prm import register as register_prm_command
 from peerstep.cli._report import register as register_report_command
 from peerstep.cli._trace import TraceToOpt, tracing
 from peerstep.cli._view import register as register_view_command
-from peerstep.cli.evals import VerifierOpt
+from peerstep.cli.evals import RoundsOpt, RoundStepsOpt, VerifierOpt, round_shape
 from peerstep.cli.evals import register as register_eval_commands
 from peerstep.cli.index import index_app
 
@@ -104,11 +104,8 @@ def solve(
                                                       "from `peerstep index list`.")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
-    round_steps: Annotated[int | None, typer.Option(
-        help="Model calls per trajectory between barriers (where LeaP shares and verifiers score); default: the "
-             "strategy's.", min=1)] = None,
-    rounds: Annotated[int | None, typer.Option(
-        help="Rounds before unfinished trajectories are forced to answer; default: the strategy's.", min=1)] = None,
+    round_steps: RoundStepsOpt = None,
+    rounds: RoundsOpt = None,
     approve: Annotated[str | None, typer.Option(
         "--approve", help="Which tool calls wait for you: TOOL=ACTION entries (ACTION auto, ask or reject; first "
         "match wins), e.g. python=ask,calculate=auto, or a YAML/JSON policy file (rules with conditions: imports, "
@@ -150,9 +147,8 @@ def solve(
         if round_steps is not None or rounds is not None:
             from peerstep.strategies import strategy_config
 
-            base = strategy_config(strategy, 1 if strategy == "single" else n, config)
-            parallel_config = base.model_copy(update={"round_steps": round_steps or base.round_steps,
-                                                      "max_rounds": rounds or base.max_rounds})
+            parallel_config = round_shape(round_steps, rounds).apply(
+                strategy_config(strategy, 1 if strategy == "single" else n, config))
     except (InputError, SandboxCapacityError) as exc:
         _fail(str(exc), 2)
     except ValidationError as exc:

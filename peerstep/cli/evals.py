@@ -47,7 +47,8 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
                    engine: str, model: str | None, base_url: str | list[str] | None, api_key: str | None,
                    out: Path | None, price_per_mtok: float | None, max_steps: int, answer_policy: str = "accept",
                    resume: bool = False, report_html: Path | None = None,
-                   where: ExecutorChoice | None = None, verifiers: list[str] | None = None) -> None:
+                   where: ExecutorChoice | None = None, verifiers: list[str] | None = None,
+                   rounds: Any = None) -> None:
     from peerstep import Endpoint
     from peerstep.agent import AgentConfig, Budget
     from peerstep.evals import EpisodeOutcome, EvalAborted, EvalReport, load_finished, run_eval, summarize
@@ -111,7 +112,7 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
                 clients = await replicas(probe, urls[1:]) if urls else endpoint.client
             await run_eval(dataset, clients, strategies, n=n, limit=count, concurrency=concurrency,
                            agent=agent, outcomes=outcomes, jsonl=jsonl, on_outcome=on_outcome, wall=wall,
-                           skip=skip, executor=executor, verifiers=scorers)
+                           skip=skip, executor=executor, verifiers=scorers, rounds=rounds)
 
         try:
             asyncio.run(main())
@@ -196,6 +197,15 @@ class ExecutorChoice:
         return NodeEngines(self.engine, self.engine_config()).client_spec(api_key)
 
 
+def round_shape(round_steps: int | None, rounds: int | None) -> Any:
+    """``--round-steps``/``--rounds`` as the eval runner takes them (None: every strategy's own)."""
+    if round_steps is None and rounds is None:
+        return None
+    from peerstep.evals import RoundShape
+
+    return RoundShape(round_steps=round_steps, max_rounds=rounds)
+
+
 async def replicas(first: Any, more: list[str]) -> Any:
     """A ``ClientSpec`` over every ``--base-url`` (each asked for its models first, so a missing one fails here)."""
     from peerstep.client import ModelClient
@@ -237,6 +247,12 @@ VerifierOpt = Annotated[list[str] | None, typer.Option(
     "llm-judge, peer-agreement, answer-checker (an oracle), prm:DIR (a PRM checkpoint from `peerstep prm train`, "
     "in-process on CPU), prm:URL#MODEL (a PRM served by vLLM's pooling API). best-of-n and leap+verify decide "
     "by these scores.")]
+RoundStepsOpt = Annotated[int | None, typer.Option(
+    help="Model calls per trajectory between barriers (where LeaP shares and verifiers score) for the strategies "
+         "that run in rounds (leap, leap+verify; default 3); single, majority and best-of-n run in one round.",
+    min=1)]
+RoundsOpt = Annotated[int | None, typer.Option(
+    help="Rounds of leap and leap+verify before unfinished trajectories are forced to answer (default 4).", min=1)]
 ReportOpt = Annotated[Path | None, typer.Option(
     "--report", help="Also write the results as one self-contained HTML page with plots (see `peerstep report`).")]
 Strategies = Annotated[str, typer.Option("--strategy", help="Comma-separated: single,majority,best-of-n,leap,"
@@ -273,6 +289,8 @@ def register(app: typer.Typer) -> None:
         per_node: PerNodeOpt = False,
         engine_threads: EngineThreadsOpt = None,
         verifier: VerifierOpt = None,
+        round_steps: RoundStepsOpt = None,
+        rounds: RoundsOpt = None,
     ) -> None:
         """Evaluate strategies on a dataset: accuracy with a 95% interval, tokens, tool calls, cost-of-pass."""
         try:
@@ -287,7 +305,8 @@ def register(app: typer.Typer) -> None:
             with tracing(trace_to):
                 run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key,
                                resume or out, price_per_mtok, max_steps, answer_policy, resume=resume is not None,
-                               report_html=report, where=where, verifiers=verifier)
+                               report_html=report, where=where, verifiers=verifier,
+                               rounds=round_shape(round_steps, rounds))
         except (PeerstepError, ValueError, KeyError) as exc:
             err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | KeyError | SandboxCapacityError)
@@ -315,6 +334,8 @@ def register(app: typer.Typer) -> None:
         per_node: PerNodeOpt = False,
         engine_threads: EngineThreadsOpt = None,
         verifier: VerifierOpt = None,
+        round_steps: RoundStepsOpt = None,
+        rounds: RoundsOpt = None,
     ) -> None:
         """Run a scripted task file (questions, allowed tools, answer checkers) and report the results."""
         try:
@@ -335,7 +356,7 @@ def register(app: typer.Typer) -> None:
             with tracing(trace_to):
                 run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, resume or out,
                                None, max_steps, answer_policy, resume=resume is not None, report_html=report,
-                               where=where, verifiers=verifier)
+                               where=where, verifiers=verifier, rounds=round_shape(round_steps, rounds))
         except (PeerstepError, ValueError) as exc:
             err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | SandboxCapacityError) else 1) from None

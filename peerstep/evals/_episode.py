@@ -22,7 +22,8 @@ from peerstep.agent import AgentConfig, ModelClient
 from peerstep.environments import EnvironmentDataset
 from peerstep.evals._baselines import BASELINES, run_baseline
 from peerstep.evals._report import EpisodeOutcome
-from peerstep.strategies import VerifierFactory
+from peerstep.graphs.parallel import ParallelConfig
+from peerstep.strategies import VerifierFactory, strategy_config
 
 SESSION_HEADERS = ("X-Session-Id", "x-peerstep-episode")  # what routers keep an episode's requests sticky by
 
@@ -84,6 +85,24 @@ def this_node() -> str | None:
 ClientSource = Callable[[], ModelClient] | ClientSpec
 
 
+@dataclass(frozen=True)
+class RoundShape:
+    """Round length and count for the strategies that run in rounds (``leap``, ``leap+verify``), in place of their
+    own (``--round-steps``, ``--rounds``): where LeaP shares and verifiers score, which decides what sharing can do
+    at all (with leap's three calls a round, a trajectory that finishes in two never hears a peer). A one-round
+    strategy (``single``, ``majority``, ``best-of-n``: the whole budget in one round) is left as it is, so one
+    eval can compare it with leap at a new round length."""
+
+    round_steps: int | None = None
+    max_rounds: int | None = None
+
+    def apply(self, config: ParallelConfig) -> ParallelConfig:
+        if config.max_rounds == 1:
+            return config
+        return config.model_copy(update={"round_steps": self.round_steps or config.round_steps,
+                                         "max_rounds": self.max_rounds or config.max_rounds})
+
+
 def episode_key(dataset: str, strategy: str, index: int) -> str:
     return f"{dataset}/{strategy}/{index}"
 
@@ -98,6 +117,7 @@ class EpisodePlan:
     agent: AgentConfig | None = None
     runs_dir: Path | None = None
     verifiers: VerifierFactory | None = None
+    rounds: RoundShape | None = None
 
     def client(self, strategy: str, index: int) -> ModelClient:
         if isinstance(self.clients, ClientSpec):
@@ -115,17 +135,19 @@ async def run_episode_outcome(
     agent: AgentConfig | None = None,
     runs_dir: Path | None = None,
     verifiers: VerifierFactory | None = None,
+    rounds: RoundShape | None = None,
 ) -> EpisodeOutcome:
     """One task under one strategy through the one runner; failures become an outcome with ``error`` set."""
     info = dataset.info(index)
     width = 1 if strategy == "single" else n
+    parallel = rounds.apply(strategy_config(strategy, width, agent or AgentConfig())) if rounds else None
     started = time.perf_counter()
     meta = {"dataset": dataset.name, "task_id": info.task_id, "question": info.question[:2000]}
     if node := this_node():  # on a Ray cluster: which node ran it (and, --per-node, whose engine served it)
         meta["ray_node"] = node
     try:
         result = await arun(dataset.factory(index), client, strategy=strategy, n=width, agent=agent,
-                            runs_dir=runs_dir, meta=meta, verifiers=verifiers)
+                            parallel=parallel, runs_dir=runs_dir, meta=meta, verifiers=verifiers)
     except Exception as exc:  # one broken episode is recorded (the runner logged it); the eval goes on
         return EpisodeOutcome(task_id=info.task_id, index=index, strategy=strategy, n=width, answer=None,
                               gold=info.gold, correct=False, tokens=client.completion_tokens, tool_calls=0,
@@ -144,7 +166,7 @@ async def play(plan: EpisodePlan, strategy: str, index: int, runs_dir: Path | No
         if strategy in BASELINES:
             return await run_baseline(plan.dataset, index, strategy, client, runs_dir=runs_dir)
         return await run_episode_outcome(plan.dataset, index, strategy, client, n=plan.n, agent=plan.agent,
-                                         runs_dir=runs_dir, verifiers=plan.verifiers)
+                                         runs_dir=runs_dir, verifiers=plan.verifiers, rounds=plan.rounds)
     finally:
         await client.close()
 

@@ -27,6 +27,7 @@ from peerstep.evals._episode import (
     EpisodePlan,
     Executor,
     LocalExecutor,
+    RoundShape,
     run_episode_outcome,
 )
 from peerstep.evals._load import load_eval
@@ -55,6 +56,7 @@ async def run_eval(
     skip: set[tuple[str, int]] | None = None,
     executor: Executor | None = None,
     verifiers: VerifierFactory | None = None,
+    rounds: RoundShape | None = None,
 ) -> list[EpisodeOutcome]:
     """Every (strategy, task) pair, strategy by strategy, ``concurrency`` episodes at a time; pairs in ``skip``
     (strategy, task index) finished in an earlier, interrupted eval and are not run again.
@@ -63,7 +65,8 @@ async def run_eval(
     episode). ``executor`` says where episodes run (default: this process); a remote one gets a ``ClientSpec``
     (read off one client of the factory when it is not one) so that its workers build their own clients.
     Each (strategy, index) is reported once, even when an executor retried it. ``verifiers`` (a factory, see
-    ``peerstep.strategies.verifier_factory``) replace every strategy's own."""
+    ``peerstep.strategies.verifier_factory``) replace every strategy's own; ``rounds`` sets every strategy's round
+    length and count."""
     unknown = [s for s in strategies if s not in STRATEGIES and s not in BASELINES]
     if unknown:
         raise InputError(f"unknown strategy {unknown[0]!r}; choose from: {', '.join([*STRATEGIES, *BASELINES])}")
@@ -75,7 +78,8 @@ async def run_eval(
     clients = await _shippable(client_factory) if executor.remote else client_factory
     reported = set(skip or set()) | {(o.strategy, o.index) for o in outcomes}
 
-    plan = EpisodePlan(dataset, clients, n=n, agent=agent, runs_dir=runs_dir, verifiers=verifiers)
+    plan = EpisodePlan(dataset, clients, n=n, agent=agent, runs_dir=runs_dir, verifiers=verifiers,
+                       rounds=rounds)
 
     async def episode(index: int, strategy: str) -> None:
         async with sem:
