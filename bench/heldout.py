@@ -40,9 +40,11 @@ def run(args: argparse.Namespace) -> None:
         seed = SPLITS[args.split][name]
         dataset = _build_dataset(name, seed, python=True)
         tag = "" if args.answer_policy == "accept" else f"-{args.answer_policy}"
+        tag += {None: "", True: "-from-output", False: "-no-from-output"}[args.answer_from_output]
         out = args.out_dir / f"{args.split}-{name}{tag}.json"
         run_and_report(dataset, strategies, args.n, args.limit, args.concurrency, seed, args.engine, args.model,
-                       args.base_url, None, out, None, args.max_steps, args.answer_policy, resume=args.resume)
+                       args.base_url, None, out, None, args.max_steps, args.answer_policy, resume=args.resume,
+                       answer_from_output=args.answer_from_output)
 
 
 def export(args: argparse.Namespace) -> None:
@@ -133,6 +135,8 @@ def main() -> None:
     p_run.add_argument("--max-steps", type=int, default=8)
     p_run.add_argument("--out-dir", type=Path, default=Path("bench/results"))
     p_run.add_argument("--answer-policy", default="accept", choices=["accept", "confirm", "check"])
+    p_run.add_argument("--answer-from-output", default=None, action=argparse.BooleanOptionalAction,
+                       help="submit a program's printed number without a restating call (default: the library's)")
     p_run.add_argument("--resume", action="store_true",
                        help="keep the episodes an interrupted run finished (OUT.jsonl) and run the rest")
     p_exp = sub.add_parser("export")

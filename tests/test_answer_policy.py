@@ -269,3 +269,40 @@ def test_prompts_name_the_finishing_tool_on_offer() -> None:
     assert force_final("submit_answer") == ("You have no budget left for more steps. Give your final answer now by "
                                             "calling submit_answer with your best answer.")
     assert "call finish now" in repeat_note("finish")
+
+
+async def test_a_program_that_prints_one_number_is_the_answer_with_answer_from_output(tmp_path: Path) -> None:
+    """One model call: the program the opening asked for printed one number, which is submitted as printed."""
+    client = ScriptedClient(["```python\nprint(48123 * 9177 - 600)\n```", "\\boxed{1}"])
+    log = StepLog.create(directory=tmp_path)
+    result = await arun(QuestionEnvironment("What is 48123 * 9177 minus 12% of 5,000?", gold="441624171",
+                                            python=True), client, log=log,
+                        agent=AgentConfig(answer_from_output=True))
+    assert result.answer == "441624171" and result.correct is True and result.steps == 1
+    assert len(client.requests_seen) == 1  # the scripted second reply was never asked for
+    calls = [r.tool for r in records(log, StepKind.TOOL_CALL)]
+    assert [(c.name, c.source) for c in calls] == [("python", "code_block"), ("submit_answer", "program_output")]
+    final = records(log, StepKind.FINAL)[0]
+    assert final.data["source"] == "program_output" and final.data["last_result"] == "441624171"
+
+
+async def test_answer_from_output_leaves_everything_but_one_printed_number_to_the_model(tmp_path: Path) -> None:
+    """Two lines, words, an error: the output goes back to the model, which answers or fixes as before; and the
+    option is off by default."""
+    cases = [("print(1)\nprint(2)", True), ("print('the answer is 5')", True), ("print(1/0)", True),
+             ("print(5)", False)]
+    for code, enabled in cases:
+        client = ScriptedClient([f"```python\n{code}\n```", "\\boxed{5}"])
+        result = await arun(QuestionEnvironment("What is 2 + 3?", gold="5", python=True), client,
+                            log=StepLog.create(directory=tmp_path), agent=AgentConfig(answer_from_output=enabled))
+        assert result.answer == "5" and result.steps == 2, code
+        assert client.requests_seen[1]["messages"][-1]["content"].startswith("```output\n")
+
+
+def test_program_answer_takes_one_number_as_printed() -> None:
+    from peerstep.agent._policy import program_answer
+
+    assert program_answer("  20.9\n") == "20.9" and program_answer("$1,000") == "$1,000"
+    assert program_answer("-33") == "-33" and program_answer("1.6e-19") == "1.6e-19"
+    for text in ("", "1\n2", "x = 5", "5 apples and 3 pears", "[stderr]\nwarning", "(no output)"):
+        assert program_answer(text) is None, text

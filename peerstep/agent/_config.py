@@ -47,6 +47,12 @@ class AgentConfig(BaseModel):
         "submits it, 'confirm' asks once quoting it, 'check' asks once for a tool check when no tool was used "
         "(see peerstep.agent._policy).",
     )
+    answer_from_output: bool = Field(
+        default=False,
+        description="When the opening asked for one program that prints only the final answer (Python offered, the "
+        "built-in prompt) and the program ran and printed one number and nothing else, submit that number instead "
+        "of asking the model to restate it (one model call fewer per task; see peerstep.agent._policy).",
+    )
     context_tokens: int | None = Field(
         default=None, ge=512,
         description="The model's context window, when known: before each call, the oldest tool outputs of a "

@@ -18,6 +18,10 @@ never thrown away now. The policies (chosen by ``AgentConfig.answer_policy``):
 
 A reply with no stated answer that repeats the last tool result is asked once, neutrally,
 whether that is the answer. No message here says or implies that a result was wrong.
+
+``program_answer`` is the other half (``AgentConfig.answer_from_output``): when the opening asked for one program
+that prints only the final answer, and it printed one number and nothing else, that number is the answer the
+model stated, and asking for it again costs a model call that only restates it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from peerstep.grading import number_text, numbers, parse_number, stated_answer
+from peerstep.grading._numbers import whole_number
 
 AnswerPolicy = Literal["accept", "confirm", "check"]
 ANSWER_POLICIES: tuple[str, ...] = ("accept", "confirm", "check")
@@ -82,3 +87,13 @@ def decide(text: str, *, policy: AnswerPolicy, finish_tool: str, tool_names: lis
     if idle + 1 >= MAX_IDLE_REPLIES:
         return NoCall(force=True)
     return NoCall()
+
+
+def program_answer(output: str) -> str | None:
+    """The answer a program printed, when its whole output is one line holding one number and nothing else (the
+    line as printed, as the bare-program baseline takes it); None for anything else (several lines, words, an
+    error, a warning on stderr), which goes back to the model as usual."""
+    lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
+    if len(lines) == 1 and whole_number(lines[0]) is not None:
+        return lines[0]
+    return None

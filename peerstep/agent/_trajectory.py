@@ -19,9 +19,10 @@ from peerstep._errors import PeerstepError
 from peerstep.agent._approval import ApprovalDecision, ApprovalRequest, Approver, rejection_text
 from peerstep.agent._config import AgentConfig
 from peerstep.agent._context import estimate, fold
-from peerstep.agent._policy import decide
+from peerstep.agent._policy import decide, program_answer
 from peerstep.agent._prompts import (
     ONE_CALL_NOTE,
+    PROGRAM_PROMPT,
     force_final,
     no_call_hint,
     repeat_note,
@@ -144,6 +145,21 @@ class Trajectory:
         if time.time() - state["started_at"] >= b.wall_time_s:
             return f"wall time ({b.wall_time_s:g} s) reached"
         return None
+
+    def _printed_answer(self, state: TrajectoryState, calls: list[dict[str, Any]],
+                        observations: list[dict[str, Any]]) -> str | None:
+        """The answer a just-run program printed, when ``answer_from_output`` applies: the opening is the
+        program-first prompt ("prints only the final answer"), the one call was python, it ran, and its output
+        is one number (``program_answer``)."""
+        opening = state["messages"][0].get("content") if state.get("messages") else None
+        if (not self.config.answer_from_output or state.get("forced") or self.finish_tool is None
+                or len(calls) != 1 or calls[0]["function"]["name"] != "python"
+                or not (isinstance(opening, str) and opening.startswith(PROGRAM_PROMPT))):
+            return None
+        results = [o for o in observations if o.get("role") == "tool" and o.get("tool_call_id") == calls[0]["id"]]
+        if len(results) != 1 or (results[0].get("info") or {}).get("ok") is False:
+            return None
+        return program_answer(str(results[0].get("content") or ""))
 
     def force(self, state: TrajectoryState, why: str) -> TrajectoryState:
         """Log the budget event and ask for the final answer now; the next ``reason`` is constrained to it."""
@@ -434,6 +450,16 @@ class Trajectory:
                                     "source": next(iter(sources.values()), None),
                                     "stated_answer": state.get("stated_answer"), "last_result": last_result})
             update.update({"done": True, "answer": answer, "reward": final_reward, "last_step_id": rec.step_id})
+        elif (answer := self._printed_answer(state, calls, observations)) is not None:
+            # the program printed the answer its opening asked for: submit it (the next act runs the call)
+            call = self.finish_call(answer, "program_output")
+            content = f"\\boxed{{{answer}}}"
+            messages.append({"role": "assistant", "content": content})
+            update["last_step_id"] = self.record(StepKind.TOOL_CALL, parent, tool=ToolInfo(
+                name=call.name, arguments=call.arguments, call_id=call.id, source=call.source)).step_id
+            update["action"] = {"role": "assistant", "content": content, "tool_calls": [call.openai()],
+                                "sources": {call.id: call.source}, "parse_error": None, "dropped_calls": 0,
+                                "policy": {}}
         elif looping and not state.get("forced"):
             # the same call a third time: the model is stuck, and more budget will not unstick it
             forced = self.force({**state, **update}, f"the same tool call was made {MAX_REPEATS} times")

@@ -48,7 +48,7 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
                    out: Path | None, price_per_mtok: float | None, max_steps: int, answer_policy: str = "accept",
                    resume: bool = False, report_html: Path | None = None,
                    where: ExecutorChoice | None = None, verifiers: list[str] | None = None,
-                   rounds: Any = None) -> None:
+                   rounds: Any = None, answer_from_output: bool | None = None) -> None:
     from peerstep import Endpoint
     from peerstep.agent import AgentConfig, Budget
     from peerstep.evals import EpisodeOutcome, EvalAborted, EvalReport, load_finished, run_eval, summarize
@@ -63,6 +63,8 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
     if count == 0:
         raise InputError(f"dataset {dataset.name!r} has no tasks")
     agent = AgentConfig(budget=Budget(max_steps=max_steps), answer_policy=answer_policy)  # type: ignore[arg-type]
+    if answer_from_output is not None:
+        agent.answer_from_output = answer_from_output
     outcomes: list[EpisodeOutcome] = []
     wall: dict[str, float] = {}
     jsonl = out.with_suffix(".jsonl") if out else None
@@ -239,6 +241,10 @@ BaseUrlsOpt = Annotated[list[str] | None, typer.Option(
 AnswerPolicyOpt = Annotated[str, typer.Option(
     help="What a reply that states a final answer without calling submit_answer does: accept (submit it), confirm "
          "(ask once, quoting it), check (ask once for a tool check when no tool was used).")]
+AnswerFromOutputOpt = Annotated[bool | None, typer.Option(
+    "--answer-from-output/--no-answer-from-output",
+    help="When the opening program prints one number and nothing else, submit it without asking the model to "
+         "restate it (default: AgentConfig's).")]
 ResumeOpt = Annotated[Path | None, typer.Option(
     help="Continue an interrupted eval whose --out was this file: episodes in its .jsonl are kept, the rest run "
          "(start it with the same dataset, seed, limit and strategies).")]
@@ -277,6 +283,7 @@ def register(app: typer.Typer) -> None:
         = True,
         max_steps: Annotated[int, typer.Option(help="Model calls per trajectory before the answer is forced.")] = 8,
         answer_policy: AnswerPolicyOpt = "accept",
+        answer_from_output: AnswerFromOutputOpt = None,
         out: Annotated[Path | None, typer.Option(help="Write results as JSON here (and per episode as JSONL).")]
         = None,
         price_per_mtok: Annotated[float | None, typer.Option(help="Dollars per million generated tokens.")] = None,
@@ -306,7 +313,7 @@ def register(app: typer.Typer) -> None:
                 run_and_report(ds, chosen, n, limit, concurrency, seed, engine, model, base_url, api_key,
                                resume or out, price_per_mtok, max_steps, answer_policy, resume=resume is not None,
                                report_html=report, where=where, verifiers=verifier,
-                               rounds=round_shape(round_steps, rounds))
+                               rounds=round_shape(round_steps, rounds), answer_from_output=answer_from_output)
         except (PeerstepError, ValueError, KeyError) as exc:
             err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | KeyError | SandboxCapacityError)
@@ -324,6 +331,7 @@ def register(app: typer.Typer) -> None:
         api_key: Annotated[str | None, typer.Option(envvar="PEERSTEP_API_KEY")] = None,
         max_steps: Annotated[int, typer.Option()] = 8,
         answer_policy: AnswerPolicyOpt = "accept",
+        answer_from_output: AnswerFromOutputOpt = None,
         out: Annotated[Path | None, typer.Option()] = None,
         resume: ResumeOpt = None,
         report: ReportOpt = None,
@@ -356,7 +364,8 @@ def register(app: typer.Typer) -> None:
             with tracing(trace_to):
                 run_and_report(ds, chosen, n, None, concurrency, 0, engine, model, base_url, api_key, resume or out,
                                None, max_steps, answer_policy, resume=resume is not None, report_html=report,
-                               where=where, verifiers=verifier, rounds=round_shape(round_steps, rounds))
+                               where=where, verifiers=verifier, rounds=round_shape(round_steps, rounds),
+                               answer_from_output=answer_from_output)
         except (PeerstepError, ValueError) as exc:
             err.print(f"[bold red]error:[/bold red] {escape(str(exc))}")
             raise typer.Exit(2 if isinstance(exc, InputError | ValueError | SandboxCapacityError) else 1) from None

@@ -81,6 +81,8 @@ def build_react_graph(trajectory: Trajectory) -> Any:
     def after_act(state: TrajectoryState) -> str:
         if state.get("done"):
             return END
+        if state.get("action"):  # act queued a call of its own (a program's printed answer): run it
+            return "act"
         if state.get("forced") and state.get("forced_calls", 0) >= FORCED_GRACE:
             return "give_up"
         if round_over(state) and not state.get("forced"):
@@ -100,7 +102,7 @@ def build_react_graph(trajectory: Trajectory) -> Any:
     graph.add_conditional_edges(START, entry, ["force", "reason", "act", END])
     graph.add_edge("force", "reason")
     graph.add_conditional_edges("reason", after_reason, ["act", END])
-    graph.add_conditional_edges("act", after_act, ["reason", "give_up", END])
+    graph.add_conditional_edges("act", after_act, ["act", "reason", "give_up", END])
     graph.add_edge("give_up", END)
     return graph.compile()
 
