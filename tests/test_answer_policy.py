@@ -201,7 +201,8 @@ async def test_after_the_program_prompt_other_tools_are_listed_and_the_output_as
     client = ScriptedClient(["```python\nprint(2 + 3)\n```", "\\boxed{5}"])
     env = QuestionEnvironment("What is 2 + 3?", gold="5", python=True,
                               tools=[calculator_tool(), Tool.from_function(lookup)])
-    result = await arun(env, client, log=StepLog.create(directory=tmp_path))
+    result = await arun(env, client, log=StepLog.create(directory=tmp_path),
+                        agent=AgentConfig(answer_from_output=False))  # the output goes back to the model
     prompt = client.requests_seen[0]["messages"][0]["content"]
     assert prompt.startswith(PROGRAM_PROMPT) and "- lookup(" in prompt and "- calculate(" not in prompt
     shown = client.requests_seen[1]["messages"][-1]["content"]
@@ -277,7 +278,7 @@ async def test_a_program_that_prints_one_number_is_the_answer_with_answer_from_o
     log = StepLog.create(directory=tmp_path)
     result = await arun(QuestionEnvironment("What is 48123 * 9177 minus 12% of 5,000?", gold="441624171",
                                             python=True), client, log=log,
-                        agent=AgentConfig(answer_from_output=True))
+                        agent=AgentConfig())
     assert result.answer == "441624171" and result.correct is True and result.steps == 1
     assert len(client.requests_seen) == 1  # the scripted second reply was never asked for
     calls = [r.tool for r in records(log, StepKind.TOOL_CALL)]
@@ -287,15 +288,17 @@ async def test_a_program_that_prints_one_number_is_the_answer_with_answer_from_o
 
 
 async def test_answer_from_output_leaves_everything_but_one_printed_number_to_the_model(tmp_path: Path) -> None:
-    """Two lines, words, an error: the output goes back to the model, which answers or fixes as before; and the
-    option is off by default."""
-    cases = [("print(1)\nprint(2)", True), ("print('the answer is 5')", True), ("print(1/0)", True),
-             ("print(5)", False)]
-    for code, enabled in cases:
-        client = ScriptedClient([f"```python\n{code}\n```", "\\boxed{5}"])
+    """Two lines, words, an error: the output goes back to the model, which answers or fixes as before; and with
+    the option off, one printed number does too."""
+    cases = [("```python\nprint(1)\nprint(2)\n```", True), ("```python\nprint('the answer is 5')\n```", True),
+             ("```python\nprint(1/0)\n```", True), ("```python\nprint(5)\n```", False),
+             ("First the total.\n```python\nprint(5)\n```", True)]  # words around it: a step, not the answer
+    for reply, enabled in cases:
+        client = ScriptedClient([reply, "\\boxed{5}"])
         result = await arun(QuestionEnvironment("What is 2 + 3?", gold="5", python=True), client,
                             log=StepLog.create(directory=tmp_path), agent=AgentConfig(answer_from_output=enabled))
-        assert result.answer == "5" and result.steps == 2, code
+        assert AgentConfig().answer_from_output  # on by default, as measured
+        assert result.answer == "5" and result.steps == 2, reply
         assert client.requests_seen[1]["messages"][-1]["content"].startswith("```output\n")
 
 

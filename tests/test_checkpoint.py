@@ -232,7 +232,9 @@ def test_cli_fork_refuses_an_unknown_step_before_any_engine_starts(tmp_path: Pat
 
 async def test_a_replayed_cell_whose_output_differs_is_logged_and_the_model_told(tmp_path: Path) -> None:
     script = ["```python\nimport random\nx = random.random()\nprint(x)\n```", calc("1+1"), submit("2")]
-    parent = await arun("What is x?", ForkClient(dict(enumerate(script))), runs_dir=tmp_path)
+    # the first cell prints one number: a step here, not the answer (answer_from_output would submit it)
+    parent = await arun("What is x?", ForkClient(dict(enumerate(script))), runs_dir=tmp_path,
+                        agent=AgentConfig(answer_from_output=False))
     with StepLog.open(parent.run_id, tmp_path) as log:
         step2 = [r for r in log.records(kind=StepKind.REASON)][1].step_id
     client = ForkClient({**dict(enumerate(script[:2])), 2: submit("0.5")})

@@ -48,10 +48,12 @@ class AgentConfig(BaseModel):
         "(see peerstep.agent._policy).",
     )
     answer_from_output: bool = Field(
-        default=False,
+        default=True,
         description="When the opening asked for one program that prints only the final answer (Python offered, the "
         "built-in prompt) and the program ran and printed one number and nothing else, submit that number instead "
-        "of asking the model to restate it (one model call fewer per task; see peerstep.agent._policy).",
+        "of asking the model to restate it (see peerstep.agent._policy). Measured with the 1.5B model: the same "
+        "verdict on all 16 dev and all 40 held-out tasks, model calls per task 2.0 -> 1.0 and tokens 129 -> 114 "
+        "held out (README, 'Held-out').",
     )
     context_tokens: int | None = Field(
         default=None, ge=512,

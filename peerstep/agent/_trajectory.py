@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -146,14 +147,17 @@ class Trajectory:
             return f"wall time ({b.wall_time_s:g} s) reached"
         return None
 
-    def _printed_answer(self, state: TrajectoryState, calls: list[dict[str, Any]],
+    def _printed_answer(self, state: TrajectoryState, action: dict[str, Any], calls: list[dict[str, Any]],
                         observations: list[dict[str, Any]]) -> str | None:
         """The answer a just-run program printed, when ``answer_from_output`` applies: the opening is the
-        program-first prompt ("prints only the final answer"), the one call was python, it ran, and its output
-        is one number (``program_answer``)."""
+        program-first prompt ("prints only the final answer"), the reply was that program and nothing else (a
+        fenced block; words around it, "Let me compute x first", announce a step, not the answer), it ran, and
+        its output is one number (``program_answer``)."""
         opening = state["messages"][0].get("content") if state.get("messages") else None
         if (not self.config.answer_from_output or state.get("forced") or self.finish_tool is None
                 or len(calls) != 1 or calls[0]["function"]["name"] != "python"
+                or (action.get("sources") or {}).get(calls[0]["id"]) != "code_block"
+                or _FENCED.sub("", str(action.get("content") or "")).strip()
                 or not (isinstance(opening, str) and opening.startswith(PROGRAM_PROMPT))):
             return None
         results = [o for o in observations if o.get("role") == "tool" and o.get("tool_call_id") == calls[0]["id"]]
@@ -450,7 +454,7 @@ class Trajectory:
                                     "source": next(iter(sources.values()), None),
                                     "stated_answer": state.get("stated_answer"), "last_result": last_result})
             update.update({"done": True, "answer": answer, "reward": final_reward, "last_step_id": rec.step_id})
-        elif (answer := self._printed_answer(state, calls, observations)) is not None:
+        elif (answer := self._printed_answer(state, action, calls, observations)) is not None:
             # the program printed the answer its opening asked for: submit it (the next act runs the call)
             call = self.finish_call(answer, "program_output")
             content = f"\\boxed{{{answer}}}"
@@ -465,6 +469,9 @@ class Trajectory:
             forced = self.force({**state, **update}, f"the same tool call was made {MAX_REPEATS} times")
             update.update({"messages": forced["messages"], "forced": True, "last_step_id": forced["last_step_id"]})
         return update
+
+
+_FENCED = re.compile(r"```(?:python|py)?[^\n]*\n.*?(?:```|$)", re.S)  # a fenced block, closed or cut at the stop
 
 
 def _submitted_answer(calls: list[dict[str, Any]], finish_tool: str) -> str | None:

@@ -159,7 +159,9 @@ class Session:
         self._endpoint_args = {"base_url": base_url, "model": model or (rec.model if resume else None),
                                "api_key": api_key, "engine": engine or (rec.engine if resume else None),
                                "engine_config": engine_config}
-        self.agent = agent or (AgentConfig.model_validate(rec.agent) if resume and rec.agent else AgentConfig())
+        # a person reads each turn's reply: a program's bare printed number is no reply (answer_from_output off)
+        self.agent = agent or (AgentConfig.model_validate(rec.agent) if resume and rec.agent
+                               else AgentConfig(answer_from_output=False))
         if approve is not None:
             self.agent = self.agent.model_copy(update={"approve": _policy(approve)})
         self.set_strategy(strategy or rec.strategy, n or rec.n, python=python)
