@@ -307,5 +307,7 @@ def test_program_answer_takes_one_number_as_printed() -> None:
 
     assert program_answer("  20.9\n") == "20.9" and program_answer("$1,000") == "$1,000"
     assert program_answer("-33") == "-33" and program_answer("1.6e-19") == "1.6e-19"
+    assert program_answer("441624171.0") == "441624171" and program_answer("-2.00") == "-2"
+    assert program_answer("2.50") == "2.50" and program_answer("10.05") == "10.05"
     for text in ("", "1\n2", "x = 5", "5 apples and 3 pears", "[stderr]\nwarning", "(no output)"):
         assert program_answer(text) is None, text

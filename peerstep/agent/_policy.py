@@ -39,6 +39,7 @@ ANSWER_POLICIES: tuple[str, ...] = ("accept", "confirm", "check")
 COMPUTE_TOOLS = ("calculate", "python")
 # replies in a row with no tool call and no answer before the answer is forced
 MAX_IDLE_REPLIES = 3
+_WHOLE_FLOAT = re.compile(r"^(-?\d+)\.0+$")
 _BARE_NUMBER = re.compile(r"\$?\s*-?[\d,]*\d(?:\.\d+)?\s*%?\.?")
 
 
@@ -95,5 +96,6 @@ def program_answer(output: str) -> str | None:
     error, a warning on stderr), which goes back to the model as usual."""
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     if len(lines) == 1 and whole_number(lines[0]) is not None:
-        return lines[0]
+        # a float that is a whole number is stated as one ("441624171.0" -> "441624171"), as the model would
+        return _WHOLE_FLOAT.sub(r"\1", lines[0])
     return None
