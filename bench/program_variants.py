@@ -20,8 +20,8 @@ from pathlib import Path
 
 from peerstep.agent import ModelClient, SamplingParams
 from peerstep.agent._prompts import PROGRAM_PROMPT
-from peerstep.client._parsing import parse_tool_calls
 from peerstep.environments import load_dataset
+from peerstep.evals._baselines import first_program, last_line
 from peerstep.tools.sandbox import make_sandbox
 
 VARIANTS = {
@@ -39,14 +39,12 @@ DEV = {"word-problems": 0, "gsm-symbolic": 0}  # bench/heldout.py's dev split; n
 async def answer(client: ModelClient, prompt: str, question: str) -> tuple[str | None, int]:
     completion = (await client.chat([{"role": "system", "content": prompt}, {"role": "user", "content": question}],
                                     sampling=SamplingParams(temperature=0.0, max_tokens=1024)))[0]
-    calls = [c for c in parse_tool_calls(completion.text, None, ["python"]).calls if c.name == "python"]
-    code = calls[0].arguments.get("code") if calls and isinstance(calls[0].arguments, dict) else None
+    code = first_program(completion.text)  # read and run as the bare-program baseline does
     if not code:
         return None, completion.completion_tokens
     async with make_sandbox(timeout_s=30.0) as sandbox:
         result = await sandbox.run(code)
-    lines = [line.strip() for line in result.stdout.splitlines() if line.strip()]
-    return (lines[-1] if lines else None), completion.completion_tokens
+    return last_line(result.stdout.strip()), completion.completion_tokens
 
 
 def rule(bare: str | None, named: str | None, commented: str | None) -> str | None:

@@ -311,3 +311,13 @@ def test_round_steps_reach_every_episode_of_an_eval(tmp_path: Path, round_steps:
             barriers = [r for r in log.records() if r.kind == StepKind.BARRIER]
         # the first barrier comes after one call each (both still active) or after both finished
         assert bool(injections) == shared and bool(barriers[0].data["active"]) == shared, (round_steps, barriers)
+
+
+async def test_the_bare_program_baseline_answers_with_the_programs_last_printed_line(tmp_path: Path) -> None:
+    from peerstep.evals._baselines import run_baseline
+
+    client = ScriptedClient(["```python\nprint('working')\nprint(7 * 6)\n```"])
+    outcome = await run_baseline(TinyDataset(), 2, "bare-program", client, runs_dir=tmp_path)
+    assert (outcome.answer, outcome.correct, outcome.tool_calls, outcome.error) == ("42", True, 1, None)
+    wordy = await run_baseline(TinyDataset(), 2, "bare-program", ScriptedClient(["It is 42."]), runs_dir=tmp_path)
+    assert (wordy.answer, wordy.correct, wordy.tool_calls) == (None, False, 0)  # no program, no answer

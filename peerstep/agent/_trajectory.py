@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +31,7 @@ from peerstep.agent._prompts import (
 )
 from peerstep.agent._state import TrajectoryState
 from peerstep.client import Completion, ModelClient
-from peerstep.client._parsing import ParsedCall, cut_after, parse_tool_calls
+from peerstep.client._parsing import ParsedCall, cut_after, outside_fences, parse_tool_calls
 from peerstep.environments._base import NO_TOOL_CALLS, Environment, call_arguments
 from peerstep.grading import parse_number, stated_answer
 from peerstep.steplog import StepKind, StepLog, StepRecord, ToolInfo, Usage
@@ -157,7 +156,7 @@ class Trajectory:
         if (not self.config.answer_from_output or state.get("forced") or self.finish_tool is None
                 or len(calls) != 1 or calls[0]["function"]["name"] != "python"
                 or (action.get("sources") or {}).get(calls[0]["id"]) != "code_block"
-                or _FENCED.sub("", str(action.get("content") or "")).strip()
+                or outside_fences(str(action.get("content") or "")).strip()
                 or not (isinstance(opening, str) and opening.startswith(PROGRAM_PROMPT))):
             return None
         results = [o for o in observations if o.get("role") == "tool" and o.get("tool_call_id") == calls[0]["id"]]
@@ -469,9 +468,6 @@ class Trajectory:
             forced = self.force({**state, **update}, f"the same tool call was made {MAX_REPEATS} times")
             update.update({"messages": forced["messages"], "forced": True, "last_step_id": forced["last_step_id"]})
         return update
-
-
-_FENCED = re.compile(r"```(?:python|py)?[^\n]*\n.*?(?:```|$)", re.S)  # a fenced block, closed or cut at the stop
 
 
 def _submitted_answer(calls: list[dict[str, Any]], finish_tool: str) -> str | None:

@@ -156,6 +156,12 @@ def cut_after(text: str, call: ParsedCall) -> str:
     return kept
 
 
+def outside_fences(text: str) -> str:
+    """``text`` without its fenced blocks (closed, or cut off by the stop sequence): what the reply said besides
+    its code."""
+    return _FENCE.sub("", text)
+
+
 def expected_format(tool_names: list[str]) -> str:
     """The call format, as a schematic example: small models copy concrete examples into their answers."""
     example = '{"name": "<tool name>", "arguments": {"<argument name>": <value>}}'

@@ -39,6 +39,19 @@ def _last_number(text: str) -> str | None:
     return found[-1].replace(",", "") if found else None
 
 
+def first_program(text: str) -> str | None:
+    """The code of a reply's first python call (a ```python block, as the program prompt asks), if any."""
+    calls = [c for c in parse_tool_calls(text, None, ["python"]).calls if c.name == "python"]
+    code = calls[0].arguments.get("code") if calls and isinstance(calls[0].arguments, dict) else None
+    return str(code) if code else None
+
+
+def last_line(output: str) -> str | None:
+    """The bare program's answer: the last non-empty line it printed."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    return lines[-1] if lines else None
+
+
 async def run_baseline(dataset: EnvironmentDataset, index: int, baseline: str, client: ModelClient, *,
                        runs_dir: Path | None = None, max_tokens: int = 1024) -> EpisodeOutcome:
     """One task answered by the bare model; graded with the dataset's own checker (``dataset.grade``)."""
@@ -66,9 +79,7 @@ async def run_baseline(dataset: EnvironmentDataset, index: int, baseline: str, c
         if baseline == "bare-cot":
             answer = stated_answer(completion.text) or _last_number(completion.text)
         else:
-            calls = [c for c in parse_tool_calls(completion.text, None, ["python"]).calls if c.name == "python"]
-            code = calls[0].arguments.get("code") if calls and isinstance(calls[0].arguments, dict) else None
-            if code:
+            if code := first_program(completion.text):
                 from peerstep.tools.sandbox import make_sandbox
 
                 tool_calls = 1
@@ -80,8 +91,7 @@ async def run_baseline(dataset: EnvironmentDataset, index: int, baseline: str, c
                 log.log(StepKind.OBSERVATION, parent_id=call.step_id, text=result.to_observation(),
                         tool=ToolInfo(name="python", output=output, ok=result.ok, latency_s=result.duration_s,
                                       timed_out=result.timed_out))
-                lines = [line.strip() for line in output.splitlines() if line.strip()]
-                answer = lines[-1] if lines else None
+                answer = last_line(output)
         reward = None if info.gold is None else float(dataset.grade(index, answer))
         log.log(StepKind.FINAL, parent_id=parent, text=answer, reward=reward, data={"gold": info.gold})
     except Exception as exc:  # a failed episode is an outcome, and its steps so far stay in the log
