@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> None:
         dataset = _build_dataset(name, seed, python=True)
         tag = "" if args.answer_policy == "accept" else f"-{args.answer_policy}"
         tag += {None: "", True: "-from-output", False: "-no-from-output"}[args.answer_from_output]
+        tag += f"-{args.tag}" if args.tag else ""
         out = args.out_dir / f"{args.split}-{name}{tag}.json"
         run_and_report(dataset, strategies, args.n, args.limit, args.concurrency, seed, args.engine, args.model,
                        args.base_url, None, out, None, args.max_steps, args.answer_policy, resume=args.resume,
@@ -137,6 +138,9 @@ def main() -> None:
     p_run.add_argument("--answer-policy", default="accept", choices=["accept", "confirm", "check"])
     p_run.add_argument("--answer-from-output", default=None, action=argparse.BooleanOptionalAction,
                        help="submit a program's printed number without a restating call (default: the library's)")
+    p_run.add_argument("--tag", default=None,
+                       help="added to the result files' names, e.g. the model (0.5b) so runs of another model "
+                            "do not overwrite these")
     p_run.add_argument("--resume", action="store_true",
                        help="keep the episodes an interrupted run finished (OUT.jsonl) and run the rest")
     p_exp = sub.add_parser("export")

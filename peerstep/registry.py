@@ -104,6 +104,7 @@ DATASETS: Registry[Any] = Registry("dataset", {
 STRATEGIES: Registry[Any] = Registry("strategy", {
     "single": "peerstep.strategies:SINGLE",
     "majority": "peerstep.strategies:MAJORITY",
+    "adaptive": "peerstep.strategies:ADAPTIVE",
     "best-of-n": "peerstep.strategies:BEST_OF_N",
     "leap": "peerstep.strategies:LEAP",
     "leap+verify": "peerstep.strategies:LEAP_VERIFY",

@@ -3,6 +3,7 @@
 =============  ================================================================================
 single         one trajectory at temperature 0
 majority       N independent trajectories, majority vote over equivalent answers
+adaptive       independent trajectories two at a time until two agree and lead (at most N), majority vote
 best-of-n      N independent trajectories, an LLM judge scores each answer, the best one wins
 leap           N trajectories in rounds with LeaP peer sharing at barriers, majority vote
 leap+verify    leap, plus verifiers (peer agreement, LLM judge) at barriers and at the end,
@@ -51,6 +52,13 @@ SINGLE = Strategy("single", lambda n, a: ParallelConfig(n=1, max_rounds=1, round
                                                         round_tokens=10**9))
 MAJORITY = Strategy("majority", lambda n, a: ParallelConfig(n=n, max_rounds=1, round_steps=_whole(a),
                                                             round_tokens=10**9))
+# Adaptive consistency (Aggarwal et al., 2023): sample in waves of two and stop once the vote is settled (two
+# answers agree and lead every other answer), at most n. Easy tasks cost two trajectories instead of n; the samples
+# saved go to the tasks whose answers disagree. Each wave is one round long enough to finish (a trajectory of the
+# program-first loop finishes in one or two calls), so a wave starts only when the one before has answered.
+ADAPTIVE = Strategy("adaptive", lambda n, a: ParallelConfig(
+    n=n, wave=min(2, n), max_rounds=-(-n // 2), round_steps=_whole(a), round_tokens=10**9, early_stop=2,
+    early_stop_lead=1))
 BEST_OF_N = Strategy("best-of-n", lambda n, a: ParallelConfig(n=n, max_rounds=1, round_steps=_whole(a),
                                                               round_tokens=10**9, aggregate="best-of-n"),
                      lambda client, checker: [LLMJudge(client)])

@@ -126,6 +126,41 @@ async def test_early_stop_when_enough_agree(tmp_path: Path) -> None:
     assert client.scripts[2] == [calc("2"), calc("3")]
 
 
+async def test_adaptive_stops_after_one_wave_when_two_agree(tmp_path: Path) -> None:
+    client = PerTrajectoryClient({0: [submit("7")], 1: [submit("7.0")], 2: [submit("8")], 3: [submit("8")]})
+    log = StepLog.create(directory=tmp_path)
+    result = await arun(lambda: QuestionEnvironment("q?"), client, strategy="adaptive", n=4, log=log)
+    assert result.answer == "7" and result.stop_reason.startswith("early stop")
+    assert list(result.answers) == [0, 1]  # the second wave never started
+    assert client.scripts[2] == [submit("8")] and client.scripts[3] == [submit("8")]
+    with StepLog(log.path, log.run_id) as reader:
+        started = {r.trajectory_id for r in reader.records(kind=StepKind.RUN_START)}
+    assert started == {0, 1}
+
+
+async def test_adaptive_samples_a_wave_more_until_one_answer_leads(tmp_path: Path) -> None:
+    # wave 1 disagrees (7 / 8); wave 2 gives 8 and 9: 8 leads 2-1, so the run stops before wave 3
+    client = PerTrajectoryClient({0: [submit("7")], 1: [submit("8")], 2: [submit("8")], 3: [submit("9")],
+                                  4: [submit("7")], 5: [submit("7")]})
+    log = StepLog.create(directory=tmp_path)
+    result = await arun(lambda: QuestionEnvironment("q?"), client, strategy="adaptive", n=6, log=log)
+    assert result.answer == "8" and result.stop_reason.startswith("early stop: 2 trajectories agree on '8'")
+    assert result.answers == {0: "7", 1: "8", 2: "8", 3: "9"}
+    with StepLog(log.path, log.run_id) as reader:
+        barriers = [r.data for r in reader.records(kind=StepKind.BARRIER)]
+    assert [b.get("started") for b in barriers] == [[2, 3], None]
+
+
+async def test_adaptive_tie_is_not_agreement_and_the_cap_ends_it(tmp_path: Path) -> None:
+    # 7, 8 | 8, 7: a 2-2 tie does not stop; n = 4 is the cap, so the vote decides (ties: the first answer seen)
+    client = PerTrajectoryClient({0: [submit("7")], 1: [submit("8")], 2: [submit("8")], 3: [submit("7")]})
+    result = await arun(lambda: QuestionEnvironment("q?"), client, strategy="adaptive", n=4,
+                        log=StepLog.create(directory=tmp_path))
+    assert result.stop_reason == "all trajectories finished"
+    assert result.answer == "7" and len(result.answers) == 4
+    assert result.steps == 4
+
+
 async def test_a_crashing_trajectory_does_not_fail_its_siblings(tmp_path: Path) -> None:
     client = PerTrajectoryClient({0: [calc("6*7"), submit("42")], 1: [RuntimeError("GPU fell over")],
                                   2: [calc("6*7"), submit("42")]})

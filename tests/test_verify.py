@@ -55,6 +55,9 @@ def test_best_of_n_and_tie_break_by_votes() -> None:
 def test_agreement_reached() -> None:
     assert agreement_reached(cands("3", "3.0", "4"), 2) == "3"
     assert agreement_reached(cands("3", "4"), 2) is None
+    assert agreement_reached(cands("3", "4", "4", "3"), 2, lead=1) is None  # a tie is not agreement
+    assert agreement_reached(cands("3", "4", "4", "5"), 2, lead=1) == "4"  # the larger group, not the first
+    assert agreement_reached(cands("3", "4", "4", "3"), 2) == "3"
 
 
 def test_votes_group_by_the_task_checker() -> None:

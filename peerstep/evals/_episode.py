@@ -90,14 +90,15 @@ class RoundShape:
     """Round length and count for the strategies that run in rounds (``leap``, ``leap+verify``), in place of their
     own (``--round-steps``, ``--rounds``): where LeaP shares and verifiers score, which decides what sharing can do
     at all (with leap's three calls a round, a trajectory that finishes in two never hears a peer). A one-round
-    strategy (``single``, ``majority``, ``best-of-n``: the whole budget in one round) is left as it is, so one
-    eval can compare it with leap at a new round length."""
+    strategy (``single``, ``majority``, ``best-of-n``: the whole budget in one round) and one whose rounds are waves
+    of whole trajectories (``adaptive``) are left as they are, so one eval can compare them with leap at a new round
+    length."""
 
     round_steps: int | None = None
     max_rounds: int | None = None
 
     def apply(self, config: ParallelConfig) -> ParallelConfig:
-        if config.max_rounds == 1:
+        if config.max_rounds == 1 or config.wave:
             return config
         return config.model_copy(update={"round_steps": self.round_steps or config.round_steps,
                                          "max_rounds": self.max_rounds or config.max_rounds})

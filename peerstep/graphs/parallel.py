@@ -58,6 +58,11 @@ class ParallelConfig(BaseModel):
     prune_keep: int | None = Field(default=None, ge=1, description="keep only the best m active at barriers")
     aggregate: Literal["majority", "weighted", "best-of-n"] = "majority"
     early_stop: int | None = Field(default=None, ge=1, description="stop when this many finished answers agree")
+    early_stop_lead: int = Field(default=0, ge=0, description="and the agreed answer has at least this many votes "
+                                 "more than any other (1: a tie does not stop)")
+    wave: int | None = Field(default=None, ge=1, description="start this many trajectories at first and as many "
+                             "more at each barrier where all have finished and the run has not stopped early "
+                             "(adaptive sampling); None starts all n at once")
 
 
 def _merge(left: dict[int, Any], right: dict[int, Any]) -> dict[int, Any]:
@@ -150,12 +155,16 @@ class ParallelRun:
 
     # --- nodes ---------------------------------------------------------------------------------
     async def start(self, _: ParallelState) -> ParallelState:
-        if self.initial is not None:
-            states = [self._forked(t, self.initial) for t in self.trajectories.values()]
-        else:
-            states = await asyncio.gather(*(t.start() for t in self.trajectories.values()))
+        states = await self._start(sorted(self.trajectories)[:self.config.wave or len(self.trajectories)])
         return {"trajectories": {s["trajectory_id"]: s for s in states}, "round": 0, "stop_reason": None,
                 "pruned": [], "scores": {}, "decision": None}
+
+    async def _start(self, tids: list[int]) -> list[TrajectoryState]:
+        """Start trajectories ``tids``: from their environment's opening, or from the forked state."""
+        if self.initial is not None:
+            initial = self.initial
+            return [self._forked(self.trajectories[tid], initial) for tid in tids]
+        return list(await asyncio.gather(*(self.trajectories[tid].start() for tid in tids)))
 
     def _forked(self, traj: Trajectory, base: TrajectoryState) -> TrajectoryState:
         """A fork's trajectory: the conversation up to the forked step, a fresh budget, its own first record."""
@@ -191,19 +200,28 @@ class ParallelRun:
         active = [tid for tid, st in states.items() if not st.get("done")]
         finished = [Candidate(trajectory_id=tid, answer=st.get("answer")) for tid, st in states.items()
                     if st.get("done") and not st.get("error")]
+        waiting = [tid for tid in sorted(self.trajectories) if tid not in states]  # a later wave's
         stop: str | None = None
         if self.config.early_stop and (agreed := agreement_reached(finished, self.config.early_stop,
-                                                                   equivalent=self.checker)):
+                                                                   equivalent=self.checker,
+                                                                   lead=self.config.early_stop_lead)):
             stop = f"early stop: {self.config.early_stop} trajectories agree on {agreed!r}"
-        elif not active:
+        elif not active and not waiting:
             stop = "all trajectories finished"
         elif rnd >= self.config.max_rounds:
             stop = f"max_rounds ({self.config.max_rounds}) reached"
-        self.run_record(StepKind.BARRIER, text=stop, data={"round": rnd, "active": sorted(active),
-                                                            "finished": sorted(c.trajectory_id for c in finished)})
+        started: list[int] = []
+        if not stop and not active and waiting:  # the vote is not settled: sample the next wave
+            started = waiting[:self.config.wave or len(waiting)]
+        self.run_record(StepKind.BARRIER, text=stop, data={
+            "round": rnd, "active": sorted(active), "finished": sorted(c.trajectory_id for c in finished),
+            **({"started": started} if started else {})})
         update: ParallelState = {"round": rnd, "stop_reason": stop}
         if stop:
             return update
+        if started:
+            states.update({st["trajectory_id"]: st for st in await self._start(started)})
+            return {**update, "trajectories": states}
         pruned: list[int] = []
         scores = dict(state.get("scores") or {})
         if self.config.barrier_verify or self.config.prune_keep:

@@ -87,9 +87,12 @@ def best_of_n(candidates: Sequence[Candidate], equivalent: Checker = answers_equ
 
 
 def agreement_reached(candidates: Sequence[Candidate], needed: int,
-                      equivalent: Checker = answers_equivalent) -> str | None:
-    """The answer at least ``needed`` finished trajectories agree on, if any (for early stopping)."""
-    for rep, members in group_answers(candidates, equivalent):
-        if len(members) >= needed:
-            return rep
-    return None
+                      equivalent: Checker = answers_equivalent, lead: int = 0) -> str | None:
+    """The answer at least ``needed`` finished trajectories agree on, if any (for early stopping); with ``lead``,
+    only if it also has at least ``lead`` more votes than every other answer (``lead=1``: a tie is not agreement)."""
+    sizes = sorted(((len(members), rep) for rep, members in group_answers(candidates, equivalent)),
+                   key=lambda g: g[0], reverse=True)
+    if not sizes or sizes[0][0] < needed:
+        return None
+    runner_up = sizes[1][0] if len(sizes) > 1 else 0
+    return sizes[0][1] if sizes[0][0] - runner_up >= lead else None
