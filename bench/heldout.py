@@ -27,6 +27,7 @@ SPLITS = {
     "heldout": {"word-problems": 90211, "gsm-symbolic": 90212},
 }
 BASELINES = ("bare-cot", "bare-program")
+PREFIXES = {"words": "word-problems", "math": "gsm-symbolic"}  # a task id's first part -> its set
 
 
 def run(args: argparse.Namespace) -> None:
@@ -74,11 +75,10 @@ def _regrade(outcomes: list[EpisodeOutcome], label: str | None) -> list[EpisodeO
     another version (e.g. a task file run by an older peerstep) are graded exactly like this one's."""
     from peerstep.environments import load_dataset
 
-    prefixes = {"words": "word-problems", "math": "gsm-symbolic"}
     out = []
     for o in outcomes:
         kind, seed, index = o.task_id.rsplit("-", 2)
-        dataset = load_dataset(prefixes[kind], seed=int(seed), limit=int(index) + 1)
+        dataset = load_dataset(PREFIXES[kind], seed=int(seed), limit=int(index) + 1)
         info = dataset.info(int(index))
         assert info.task_id == o.task_id and info.gold == o.gold, f"{o.task_id} is not the task that was run"
         correct = o.answer is not None and dataset.grade(int(index), o.answer)

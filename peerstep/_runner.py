@@ -41,7 +41,7 @@ from peerstep.strategies import (
     verifier_factory,
 )
 from peerstep.tools import Tool
-from peerstep.verify import Decision, Verifier
+from peerstep.verify import Decision, ListwiseJudge, Verifier
 
 Task = str | Environment | Callable[[], Environment]
 WITHOUT_INJECTION = "peer_inject"
@@ -437,7 +437,8 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
         if fork:
             origin = {key: fork[key] for key in ("run", "step", "trajectory", "without") if key in fork}
         parallel = ParallelRun(trajectories, config, log, verifiers, listeners,
-                               initial=fork["state"] if fork else None, origin=origin)
+                               initial=fork["state"] if fork else None, origin=origin,
+                               judge=ListwiseJudge(client) if config.aggregate == "listwise" else None)
         async with contextlib.AsyncExitStack() as stack:
             saver: BaseCheckpointSaver[Any] | None = None
             if isinstance(checkpoint, BaseCheckpointSaver):

@@ -105,6 +105,7 @@ STRATEGIES: Registry[Any] = Registry("strategy", {
     "single": "peerstep.strategies:SINGLE",
     "majority": "peerstep.strategies:MAJORITY",
     "adaptive": "peerstep.strategies:ADAPTIVE",
+    "listwise": "peerstep.strategies:LISTWISE",
     "best-of-n": "peerstep.strategies:BEST_OF_N",
     "leap": "peerstep.strategies:LEAP",
     "leap+verify": "peerstep.strategies:LEAP_VERIFY",

@@ -5,6 +5,8 @@ single         one trajectory at temperature 0
 majority       N independent trajectories, majority vote over equivalent answers
 adaptive       independent trajectories two at a time until two agree and lead (at most N), majority vote
 best-of-n      N independent trajectories, an LLM judge scores each answer, the best one wins
+listwise       N independent trajectories; when their answers disagree, a list-wise judge reads the distinct
+               solutions side by side and picks one (majority vote when it cannot)
 leap           N trajectories in rounds with LeaP peer sharing at barriers, majority vote
 leap+verify    leap, plus verifiers (peer agreement, LLM judge) at barriers and at the end,
                votes weighted by score
@@ -62,6 +64,10 @@ ADAPTIVE = Strategy("adaptive", lambda n, a: ParallelConfig(
 BEST_OF_N = Strategy("best-of-n", lambda n, a: ParallelConfig(n=n, max_rounds=1, round_steps=_whole(a),
                                                               round_tokens=10**9, aggregate="best-of-n"),
                      lambda client, checker: [LLMJudge(client)])
+# The same samples as majority; only the aggregation differs, so the two compare at equal generated tokens (the
+# judge's verdict is one token, asked only when answers disagree).
+LISTWISE = Strategy("listwise", lambda n, a: ParallelConfig(n=n, max_rounds=1, round_steps=_whole(a),
+                                                            round_tokens=10**9, aggregate="listwise"))
 # LeaP shares every T generated tokens (reference: 2048, with 256-token summaries, i.e. ~12% overhead per
 # round). Tool-using trajectories here finish in a few hundred tokens, so a round is 3 model calls or 1024
 # tokens: sharing reaches the trajectories that are still working, and costs little on easy problems.

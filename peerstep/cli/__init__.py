@@ -81,7 +81,7 @@ def _named_server(base_url: str | None) -> str | None:
 def solve(
     question: Annotated[str, typer.Argument(help="The question; '-' reads it from standard input.")],
     strategy: Annotated[str, typer.Option(
-        help="single | majority | adaptive | best-of-n | leap | leap+verify")] = "single",
+        help="single | majority | adaptive | listwise | best-of-n | leap | leap+verify")] = "single",
     n: Annotated[int, typer.Option("-n", help="Trajectories for the parallel strategies.")] = 4,
     engine: EngineOpt = "llamacpp",
     model: ModelOpt = None,
@@ -419,8 +419,8 @@ def chat(
         metavar="[SESSION]", help="With --resume: the session to continue (default: the last one).")] = None,
     resume_: Annotated[bool, typer.Option("--resume", help="Continue a saved session: its turns, strategy, approval "
                                                            "policy and (replayed) Python state.")] = False,
-    strategy: Annotated[str | None, typer.Option(help="single | majority | adaptive | best-of-n | leap | leap+verify "
-                                                      "(/strategy changes it)")] = None,
+    strategy: Annotated[str | None, typer.Option(help="single | majority | adaptive | listwise | best-of-n | leap | "
+                                                      "leap+verify (/strategy changes it)")] = None,
     n: Annotated[int | None, typer.Option("-n", help="Trajectories for the parallel strategies.")] = None,
     engine: EngineOpt = "llamacpp",
     model: ModelOpt = None,

@@ -255,15 +255,15 @@ VerifierOpt = Annotated[list[str] | None, typer.Option(
     "by these scores.")]
 RoundStepsOpt = Annotated[int | None, typer.Option(
     help="Model calls per trajectory between barriers (where LeaP shares and verifiers score) for the strategies "
-         "that run in rounds (leap, leap+verify; default 3); single, majority and best-of-n run in one round, "
-         "adaptive in waves of whole trajectories.",
+         "that run in rounds (leap, leap+verify; default 3); single, majority, listwise and best-of-n run in one "
+         "round, adaptive in waves of whole trajectories.",
     min=1)]
 RoundsOpt = Annotated[int | None, typer.Option(
     help="Rounds of leap and leap+verify before unfinished trajectories are forced to answer (default 4).", min=1)]
 ReportOpt = Annotated[Path | None, typer.Option(
     "--report", help="Also write the results as one self-contained HTML page with plots (see `peerstep report`).")]
-Strategies = Annotated[str, typer.Option("--strategy", help="Comma-separated: single,majority,adaptive,best-of-n,leap,"
-                                                            "leap+verify, and the bare-model baselines "
+Strategies = Annotated[str, typer.Option("--strategy", help="Comma-separated: single,majority,adaptive,listwise,"
+                                                            "best-of-n,leap,leap+verify, and the bare-model baselines "
                                                             "bare-cot,bare-program (one request, no framework).")]
 
 

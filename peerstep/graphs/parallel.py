@@ -37,12 +37,15 @@ from peerstep.steplog import StepKind, StepLog, StepRecord
 from peerstep.steplog._steps import process_step_texts
 from peerstep.verify import (
     Candidate,
+    Choice,
     Decision,
+    ListwiseJudge,
     TrajectoryView,
     Verifier,
     VerifierError,
     agreement_reached,
     best_of_n,
+    listwise_options,
     majority_vote,
     weighted_vote,
 )
@@ -56,7 +59,9 @@ class ParallelConfig(BaseModel):
     sharing: SharingConfig | None = Field(default=None, description="LeaP peer sharing at barriers; None is off")
     barrier_verify: bool = Field(default=False, description="score active trajectories at barriers")
     prune_keep: int | None = Field(default=None, ge=1, description="keep only the best m active at barriers")
-    aggregate: Literal["majority", "weighted", "best-of-n"] = "majority"
+    aggregate: Literal["majority", "weighted", "best-of-n", "listwise"] = Field(
+        default="majority", description="listwise: when the answers disagree, a list-wise judge (the run's own "
+        "model unless given) picks one of them from their solutions side by side; majority vote when it cannot")
     early_stop: int | None = Field(default=None, ge=1, description="stop when this many finished answers agree")
     early_stop_lead: int = Field(default=0, ge=0, description="and the agreed answer has at least this many votes "
                                  "more than any other (1: a tie does not stop)")
@@ -130,9 +135,11 @@ class ParallelRun:
     def __init__(self, trajectories: list[Trajectory], config: ParallelConfig, log: StepLog,
                  verifiers: list[Verifier] | None = None,
                  listeners: list[Callable[[StepRecord], None]] | None = None,
-                 initial: TrajectoryState | None = None, origin: dict[str, Any] | None = None) -> None:
+                 initial: TrajectoryState | None = None, origin: dict[str, Any] | None = None,
+                 judge: ListwiseJudge | None = None) -> None:
         """``initial`` makes this run a fork: every trajectory starts from that state (a step of another run,
-        named by ``origin``) instead of from its environment's opening."""
+        named by ``origin``) instead of from its environment's opening. ``judge`` picks among disagreeing answers
+        when the config's ``aggregate`` is ``listwise``."""
         self.initial = initial
         self.origin = origin
         self.trajectories = {t.trajectory_id: t for t in trajectories}
@@ -145,6 +152,7 @@ class ParallelRun:
         self.verifiers = list(verifiers or [])
         self.listeners = list(listeners or [])
         self.gold: str | None = self.envs[0].gold
+        self.judge = judge
 
     def run_record(self, kind: StepKind, **fields: Any) -> StepRecord:
         """A run-level record (trajectory -1): barriers, decisions."""
@@ -247,13 +255,44 @@ class ParallelRun:
             scores.update(await self._score(answered, partial=False))
         candidates = [Candidate(trajectory_id=tid, answer=st.get("answer"), score=_mean(scores.get(tid), None))
                       for tid, st in sorted(answered.items())]
-        decide = {"majority": majority_vote, "weighted": weighted_vote, "best-of-n": best_of_n}[self.config.aggregate]
+        decide = {"majority": majority_vote, "weighted": weighted_vote, "best-of-n": best_of_n,
+                  "listwise": majority_vote}[self.config.aggregate]
         decision = decide(candidates, equivalent=self.checker)
+        extra: dict[str, Any] = {}
+        if self.config.aggregate == "listwise":
+            decision, extra = await self._listwise(decision, answered)
         correct = self.envs[0].grade(decision.answer)  # the task's own verdict, as for the reward
         self.run_record(StepKind.AGGREGATE, text=decision.answer, data={
             "decision": decision.model_dump(), "stop_reason": state.get("stop_reason"), "gold": self.gold,
-            "correct": correct})
+            "correct": correct, **extra})
         return {"trajectories": states, "scores": scores, "decision": decision.model_dump(), "correct": correct}
+
+    async def _listwise(self, votes: Decision, answered: dict[int, TrajectoryState]
+                        ) -> tuple[Decision, dict[str, Any]]:
+        """The list-wise judge's pick among the distinct answers of ``votes`` (its groups, most votes first), with
+        what the aggregate record keeps of it: the options, the pick and the majority's answer, so a report can
+        compare the two on the same trajectories. One answer needs no judge; a judge that fails leaves the vote."""
+        if len(votes.groups) < 2:
+            return votes.model_copy(update={"method": "listwise"}), {"listwise": None}
+        question = _question(answered[votes.groups[0][1][0]])
+        # each option's work as the step log has it (code, results, the submission: what a PRM export writes); a
+        # fork's log lacks its parent's steps, so there the conversation is read instead
+        groups, options = listwise_options(votes.groups, question, lambda tid: process_step_texts(
+            list(self.log.records(tid))) or view_of(answered[tid], question).steps)
+        kept = {"options": [rep for rep, _, _ in groups], "majority": votes.answer}
+        try:
+            if self.judge is None:
+                raise VerifierError("aggregate 'listwise' was asked for, but the run has no list-wise judge")
+            choice: Choice = await self.judge.choose(question, options)
+        except VerifierError as exc:
+            self.run_record(StepKind.ERROR, text=f"list-wise judge failed, the majority vote decides: {exc}",
+                            data={"error": "VerifierError", "stage": "listwise"})
+            return votes.model_copy(update={"method": "majority (list-wise judge failed)"}), {
+                "listwise": {**kept, "error": str(exc)}}
+        rep, _, weight = groups[choice.index]
+        return (Decision(answer=rep, method="listwise", support=weight, total=votes.total, groups=votes.groups),
+                {"listwise": {**kept, "choice": choice.index, "probabilities": choice.probabilities,
+                              "rationale": choice.rationale}})
 
     async def _score(self, states: dict[int, TrajectoryState], partial: bool) -> dict[int, dict[str, float]]:
         verifiers = [v for v in self.verifiers if v.partial_ok or not partial]
