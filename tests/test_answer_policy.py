@@ -311,3 +311,15 @@ def test_program_answer_takes_one_number_as_printed() -> None:
     assert program_answer("2.50") == "2.50" and program_answer("10.05") == "10.05"
     for text in ("", "1\n2", "x = 5", "5 apples and 3 pears", "[stderr]\nwarning", "(no output)"):
         assert program_answer(text) is None, text
+
+
+async def test_a_submission_written_as_the_tool_name_and_its_value_ends_the_run(tmp_path: Path) -> None:
+    """The math set, 1.5B model: after its program printed 1677 it wrote {"submit_answer": 1677} twice, which the
+    loop read as "no tool call", and it ran on to its step limit (8 calls) before the answer was forced."""
+    compute = '{"name": "calculate", "arguments": {"expression": "893 + 569 + 625 - 410"}}'
+    client = ScriptedClient([compute, '```json\n{\n  "submit_answer": 1677\n}\n```'])
+    log = StepLog.create(directory=tmp_path)
+    result = await arun(QuestionEnvironment("893 + 569 + 625 - 410 =", gold="1677"), client, log=log)
+    assert result.answer == "1677" and result.correct is True and result.steps == 2
+    calls = [r.tool for r in records(log, StepKind.TOOL_CALL)]
+    assert [c.name for c in calls] == ["calculate", "submit_answer"]

@@ -169,3 +169,19 @@ def test_a_name_copied_with_its_signature_is_the_tool() -> None:
         ("calculate", {"expression": "8 * 12 - 6"})]
     other = parse_tool_calls('{"name": "weather(city: string)", "arguments": {}}', None, ["calculate"])
     assert other.error is not None and "unknown tool 'weather'" in other.error  # still unknown, named plainly
+
+
+@pytest.mark.parametrize(("text", "call"), [
+    ('```json\n{\n  "submit_answer": 1677\n}\n```', ("submit_answer", "1677")),
+    ('{"calculate": {"expression": "2+2"}}', ("calculate", {"expression": "2+2"})),
+    ('{"python": "print(1)"}', ("python", "print(1)")),
+])
+def test_the_tool_name_as_the_only_key_is_a_call_of_that_tool(text: str, call: tuple[str, object]) -> None:
+    """The 1.5B model wrote {"submit_answer": 1677} after computing 1677, twice, and the loop ran to its step limit."""
+    result = parse_tool_calls(text, None, TOOLS)
+    assert result.error is None and [(c.name, c.arguments) for c in result.calls] == [call]
+
+
+@pytest.mark.parametrize("text", ['{"answer": 1677}', '{"submit_answer": 1, "note": "x"}', '{"weather": "Paris"}'])
+def test_other_one_key_objects_are_not_calls(text: str) -> None:
+    assert parse_tool_calls(text, None, TOOLS).calls == []

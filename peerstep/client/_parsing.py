@@ -77,6 +77,13 @@ def _call_name(value: Any) -> str | None:
 
 def _as_call(value: Any, known: set[str]) -> ParsedCall | None:
     name = _call_name(value)
+    if name is None and isinstance(value, dict) and len(value) == 1 and next(iter(value)) in known:
+        # the tool's name as the only key, its argument(s) as the value: {"submit_answer": 1677} (the 1.5B model,
+        # twice in a row after computing 1677 on the math set, until its answer was forced at the step limit). One
+        # known name and nothing else is unambiguous; a bare value goes to the tool as text, which binds it to a
+        # one-parameter tool's parameter or answers with what the tool takes
+        key = next(iter(value))
+        return ParsedCall(name=key, arguments=_object_or_text(value[key]), source="json_text")
     if name is None or (known and name not in known):
         return None
     if isinstance(value.get("function"), dict):
