@@ -119,6 +119,7 @@ def figures(run_ids: list[str], full_dir: Path, binary_dir: Path, full_summary: 
 
 def show(fig: dict[str, Any], size: dict[str, Any]) -> None:
     print(f"\n{size['tasks']} tasks of {size['dataset']} (seed {size['seed']}), single, model {size['model']}, "
+          f"tools {size.get('tools') or 'as the eval had'}, "
           f"K={size['k']}: {fig['trajectories']} labelled trajectories, {fig['steps']} steps")
     print("full-rollout labels:")
     hist = fig["full"]["value_histogram"]
@@ -151,6 +152,9 @@ def main() -> None:
     p.add_argument("--dataset", default="math")
     p.add_argument("--limit", type=int, default=4, help="Tasks (one single-strategy episode each).")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-python", action="store_true", help="Calculator only (`peerstep eval --no-python`): "
+                   "the program-first loop solves most math tasks in one step, whose label is its outcome; with "
+                   "the calculator alone a trajectory takes several steps, each labelled by rollouts.")
     p.add_argument("-k", "--rollouts", type=int, default=8, help="Continuations per labelled step.")
     p.add_argument("--concurrency", type=int, default=1, help="Trajectories labelled at once (both modes).")
     p.add_argument("--work", type=Path, default=None, help="Keep the runs here (default: a temporary folder).")
@@ -167,7 +171,7 @@ def main() -> None:
     report = work / "eval.json"
     if a.eval_report is None:
         _cli(["eval", a.dataset, "--strategy", "single", "--limit", str(a.limit), "--seed", str(a.seed),
-              "--out", str(report), *served], full_dir)
+              "--out", str(report), *served, *(["--no-python"] if a.no_python else [])], full_dir)
     else:  # an earlier eval: its first --limit episodes, their logs copied (labels must not reach the originals)
         if a.eval_runs is None:
             p.error("--eval-report needs --eval-runs")
@@ -194,6 +198,7 @@ def main() -> None:
     for mode in counters:  # vLLM only: what its prefix cache served of the rollouts' prompts
         fig["cost"][mode]["prefix_cache"] = cache_use(*counters[mode], fig["cost"][mode]["labelled_steps"])
     size = {"dataset": a.dataset, "tasks": a.limit, "seed": a.seed, "k": a.rollouts, "model": a.model or "default",
+            "tools": None if a.eval_report else "calculator" if a.no_python else "python, calculator",
             "concurrency": a.concurrency, "eval_accuracy": sum(bool(o.get("correct")) for o in outcomes) / len(outcomes)
             if outcomes else None, "work": str(work)}
     show(fig, size)

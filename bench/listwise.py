@@ -77,7 +77,7 @@ async def judge_task(judge: ListwiseJudge, run_id: str, runs: Path) -> dict[str,
 async def main_async(args: argparse.Namespace) -> None:
     rows = [json.loads(line) for path in args.results for line in Path(path).read_text().splitlines()
             if line.strip()]
-    rows = [r for r in rows if r["strategy"] == args.strategy and r.get("run_id")]
+    rows = [r for r in rows if r["strategy"] == args.strategy and r.get("run_id")][:args.limit]
     client = ModelClient(args.base_url, args.model)
     judge = ListwiseJudge(client, orders=1)
     tasks: list[dict[str, Any]] = []
@@ -132,6 +132,7 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=runs_dir(), help="where their step logs are (default: peerstep's)")
     p.add_argument("--base-url", required=True)
     p.add_argument("--model", required=True)
+    p.add_argument("--limit", type=int, default=None, help="only the first N runs (a smoke test)")
     p.add_argument("--json", type=Path, default=None)
     asyncio.run(main_async(p.parse_args()))
 
