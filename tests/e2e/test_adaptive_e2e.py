@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from peerstep import arun
 from peerstep.engines import ManagedEngine
-from peerstep.environments import QuestionEnvironment
-from peerstep.steplog import StepKind, StepLog
+from peerstep.steplog import StepKind
 from peerstep.verify import Candidate, agreement_reached
+
+from ._runs import run_pens
 
 pytestmark = pytest.mark.slow
 
@@ -19,16 +19,7 @@ async def test_adaptive_samples_waves_until_the_vote_is_settled(llamacpp_engine:
                                                                 runs_dir: Path) -> None:
     # llama.cpp only: the strategy is graph logic over the same client calls every other strategy makes (proven on
     # vLLM by the leap and concurrency tests); one real run shows the waves and the stop on a sampled model
-    client = llamacpp_engine.client()
-    log = StepLog.create(directory=runs_dir)
-    question = "A shop packs 4837 boxes a day, each holding 293 pens, and sells 19 loose pens. How many pens is that?"
-    try:
-        result = await arun(lambda: QuestionEnvironment(question, gold="1417260"), client, strategy="adaptive", n=4,
-                            log=log)
-    finally:
-        await client.close()
-    with StepLog.open(log.run_id, runs_dir) as reader:
-        records = list(reader.records())
+    result, records = await run_pens(llamacpp_engine, runs_dir, "adaptive", n=4)
     started = sorted(r.trajectory_id for r in records if r.kind == StepKind.RUN_START)
     barriers = [r.data for r in records if r.kind == StepKind.BARRIER]
     # trajectories start two at a time, a wave only after the one before has answered and left the vote unsettled

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from peerstep import arun
 from peerstep.engines import ManagedEngine
 from peerstep.environments import QuestionEnvironment
-from peerstep.steplog import StepKind, StepLog
+from peerstep.steplog import StepKind
 from peerstep.verify import ListwiseJudge, TrajectoryView, group_answers
 from peerstep.verify.aggregate import Candidate
+
+from ._runs import PENS_GOLD, PENS_QUESTION, run_pens
 
 pytestmark = pytest.mark.slow
 
@@ -39,19 +40,11 @@ async def test_the_judge_reads_the_real_servers_verdict_probabilities(llamacpp_e
 
 async def test_listwise_judges_only_disagreeing_answers_and_its_pick_is_the_decision(
         llamacpp_engine: ManagedEngine, runs_dir: Path) -> None:
-    client = llamacpp_engine.client()
-    log = StepLog.create(directory=runs_dir)
-    question = "A shop packs 4837 boxes a day, each holding 293 pens, and sells 19 loose pens. How many pens is that?"
-    try:
-        result = await arun(lambda: QuestionEnvironment(question, gold="1417260"), client, strategy="listwise", n=4,
-                            log=log)
-    finally:
-        await client.close()
-    with StepLog.open(log.run_id, runs_dir) as reader:
-        aggregate = next(iter(reader.records(kind=StepKind.AGGREGATE)))
+    result, records = await run_pens(llamacpp_engine, runs_dir, "listwise", n=4)
+    aggregate = next(r for r in records if r.kind == StepKind.AGGREGATE)
     kept = aggregate.data["listwise"]
     answers = [Candidate(trajectory_id=t, answer=a) for t, a in sorted(result.answers.items())]
-    groups = group_answers(answers, QuestionEnvironment(question, gold="1417260").checker)  # as the run grouped
+    groups = group_answers(answers, QuestionEnvironment(PENS_QUESTION, gold=PENS_GOLD).checker)  # as the run grouped
     if len(groups) < 2:  # the samples agree: no judge, the vote's answer
         assert kept is None and result.decision.method == "listwise"
         assert result.answer == (groups[0][0] if groups else None)
