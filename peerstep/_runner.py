@@ -164,6 +164,7 @@ async def arun(
     meta: dict[str, Any] | None = None,
     checkpoint: bool | BaseCheckpointSaver[Any] = True,
     approver: Approver | None = None,
+    judge: ListwiseJudge | None = None,
 ) -> EpisodeResult:
     """Run ``task`` under ``strategy`` with ``client``; every step goes to ``log`` (a new run if None).
 
@@ -176,7 +177,8 @@ async def arun(
     a LangGraph saver of your own (``checkpoint=saver``) holds the checkpoints instead, and is passed to ``aresume``.
     Calls that ``agent.approve`` asks about go to ``approver`` (a callable, sync or async, taking an
     ``ApprovalRequest`` and returning an ``ApprovalDecision``) while the other trajectories run on; without one
-    the run pauses for them.
+    the run pauses for them. ``judge`` is the list-wise judge of the ``listwise`` aggregation (default: one on
+    ``client``); give one on a larger model, since a small model judging its own samples loses to the vote.
     """
     agent = agent or AgentConfig()
     width = check_run(strategy, n, python=python and isinstance(task, str))
@@ -192,7 +194,7 @@ async def arun(
                                         "max_question_chars": max_question_chars}, config.n, tools=tools)
     return await _drive(factory, client, strategy=strategy, agent=agent, config=config, verifiers=verifiers,
                         log=log, runs_dir=runs_dir, listeners=listeners, on_token=on_token, meta=meta, pool=pool,
-                        checkpoint=checkpoint, approver=approver)
+                        checkpoint=checkpoint, approver=approver, judge=judge)
 
 
 async def aresume(run_id: str, client: ModelClient, *, task: Task | None = None, runs_dir: Path | None = None,
@@ -390,7 +392,8 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
                  meta: dict[str, Any] | None, pool: Any, checkpoint: bool | BaseCheckpointSaver[Any],
                  resume: bool = False,
                  decisions: dict[str, Any] | None = None, own_log: bool | None = None,
-                 fork: dict[str, Any] | None = None, approver: Approver | None = None) -> EpisodeResult:
+                 fork: dict[str, Any] | None = None, approver: Approver | None = None,
+                 judge: ListwiseJudge | None = None) -> EpisodeResult:
     """The one place a run is carried out: environments, trajectories, the graph, and how the run ended."""
     from peerstep._checkpoint import checkpoint_meta, checkpoint_path, open_saver, replay, sweep
 
@@ -438,7 +441,7 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
             origin = {key: fork[key] for key in ("run", "step", "trajectory", "without") if key in fork}
         parallel = ParallelRun(trajectories, config, log, verifiers, listeners,
                                initial=fork["state"] if fork else None, origin=origin,
-                               judge=ListwiseJudge(client) if config.aggregate == "listwise" else None)
+                               judge=(judge or ListwiseJudge(client)) if config.aggregate == "listwise" else None)
         async with contextlib.AsyncExitStack() as stack:
             saver: BaseCheckpointSaver[Any] | None = None
             if isinstance(checkpoint, BaseCheckpointSaver):

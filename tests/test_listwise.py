@@ -118,6 +118,18 @@ async def test_the_judge_can_overrule_the_majority(tmp_path: Path) -> None:
     assert kept["options"] == ["48", "42"] and kept["choice"] == 1 and kept["majority"] == "48"
 
 
+async def test_a_judge_on_another_model_decides_and_the_run_s_own_model_is_not_asked(tmp_path: Path) -> None:
+    # arun(judge=...): a larger model judges a small model's samples; the trajectories' scripts hold no verdicts,
+    # so had the run's own model been asked to judge it would have run out of replies and failed the run
+    client = PerTrajectoryClient({0: [submit("48")], 1: [calc("6*7"), submit("42")], 2: [submit("48")]})
+    judge_model = ScriptedClient(["2", "1"], model="judge")
+    result = await arun(lambda: QuestionEnvironment(QUESTION, gold="42"), client, strategy="listwise", n=3,
+                        log=StepLog.create(directory=tmp_path), judge=ListwiseJudge(judge_model))
+    assert result.answer == "42" and result.decision.method == "listwise"
+    assert len(judge_model.requests_seen) == 2 and not judge_model.replies
+    assert all(r["sampling"].max_tokens != 1 for r in client.requests_seen)
+
+
 async def test_agreeing_answers_need_no_judge(tmp_path: Path) -> None:
     # no script entry is left for a judge: had it asked, the scripted model would have failed the run
     client = PerTrajectoryClient({0: [submit("42")], 1: [submit("42.0")]})
