@@ -432,7 +432,7 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
             await pool.start()
         trajectories = [
             Trajectory(client, env, log, agent.model_copy(update={
-                "sampling": trajectory_sampling(agent.sampling, i, config.n)}),
+                "sampling": trajectory_sampling(agent.sampling, i, config.n, greedy_first=config.greedy_first)}),
                 trajectory_id=i, listeners=[count, *(listeners or [])], on_token=on_token, approver=approver)
             for i, env in enumerate(envs)
         ]

@@ -153,9 +153,11 @@ def _maker(name: str, arg: str, factory: Any) -> Callable[[ModelClient, Checker]
     return lambda client, checker: made
 
 
-def trajectory_sampling(base: SamplingParams, tid: int, n: int) -> SamplingParams:
-    """Several trajectories need different samples: LeaP's temperature/top_p and a seed per trajectory."""
-    if n == 1:
+def trajectory_sampling(base: SamplingParams, tid: int, n: int, greedy_first: bool = False) -> SamplingParams:
+    """Several trajectories need different samples: LeaP's temperature/top_p and a seed per trajectory. With
+    ``greedy_first`` trajectory 0 keeps the run's own sampling (greedy at temperature 0): the one answer a small
+    model gives best stays among the votes."""
+    if n == 1 or (greedy_first and tid == 0):
         return base
     temperature = base.temperature if base.temperature > 0 else 0.6
     seed = (base.seed or 0) + tid

@@ -46,6 +46,39 @@ def test_comment_block_text() -> None:
     assert comment_block([]) == NO_PEERS
 
 
+def test_comment_block_with_evidence_asks_for_a_re_run() -> None:
+    block = comment_block(["a is 1", "a is 2"], ["Its last computation: calculate(1) = 1", None])
+    assert block.startswith('<comment> Peer 1: "a is 1"\nIts last computation: calculate(1) = 1\n Peer 2: "a is 2" '
+                            '</comment>')
+    assert "re-run the computation it shows" in block and "differs from yours. If one does" not in block
+
+
+async def test_leap_with_evidence_shows_each_peers_last_computation(tmp_path: Path) -> None:
+    # trajectory 1 computed 6*8 in its first round; trajectory 0 is told that, with the expression and its result,
+    # as the step log holds them (not as its summary words them); trajectory 2 ran no tool: its summary alone
+    client = PerTrajectoryClient(
+        {0: [calc("6*7"), submit("42")], 1: [calc("6*8"), submit("48")], 2: ["thinking", submit("42")]},
+        summaries={0: "it is 42", 1: "it is 48, I computed 6*9", 2: "maybe 42"})
+    config = ParallelConfig(n=3, max_rounds=3, round_steps=1,
+                            sharing=SharingConfig(router="all", top_k=2, evidence=True))
+    log = StepLog.create(directory=tmp_path)
+    await arun(lambda: QuestionEnvironment("What is 6*7?", gold="42"), client, strategy="leap", parallel=config,
+               log=log)
+    with StepLog(log.path, log.run_id) as reader:
+        first = {r.trajectory_id: r.text or "" for r in reader.records(kind=StepKind.PEER_INJECT)
+                 if r.data["round"] == 1}
+    assert 'Peer 1: "it is 48, I computed 6*9"\nIts last computation: calculate(6*8) = 48' in first[0]
+    assert 'Peer 2: "maybe 42" </comment>' in first[0]  # no tool run: no evidence line
+    assert "calculate(6*7) = 42" in first[1] and "re-run the computation" in first[1]
+    plain = PerTrajectoryClient(
+        {0: [calc("6*7"), submit("42")], 1: [calc("6*8"), submit("48")], 2: ["thinking", submit("42")]})
+    log = StepLog.create(directory=tmp_path)
+    await arun(lambda: QuestionEnvironment("What is 6*7?"), plain, strategy="leap",
+               parallel=config.model_copy(update={"sharing": SharingConfig(router="all")}), log=log)
+    with StepLog(log.path, log.run_id) as reader:
+        assert not any("Its last computation" in (r.text or "") for r in reader.records(kind=StepKind.PEER_INJECT))
+
+
 async def test_leap_round_shares_and_votes(tmp_path: Path) -> None:
     client = PerTrajectoryClient(
         {0: [calc("6*7"), "still thinking", submit("42")],
@@ -124,6 +157,37 @@ async def test_early_stop_when_enough_agree(tmp_path: Path) -> None:
     assert result.rounds == 1
     assert result.answers[2] is None  # the straggler was not forced to answer
     assert client.scripts[2] == [calc("2"), calc("3")]
+
+
+async def test_tool_backed_vote_counts_an_answer_no_tool_stated_half(tmp_path: Path) -> None:
+    # three trajectories state 40 with no tool; two compute 6*7 and submit 42: the plain vote says 40, the
+    # tool-backed vote 42 (2 x 1 against 3 x 0.5), and the aggregate record says which answers were backed
+    scripts = {tid: [submit("40")] for tid in range(3)} | {tid: [calc("6*7"), submit("42")] for tid in (3, 4)}
+    config = ParallelConfig(n=5, max_rounds=1, round_steps=5, aggregate="tool-backed")
+    log = StepLog.create(directory=tmp_path)
+    result = await arun(lambda: QuestionEnvironment("6*7?", gold="42"), PerTrajectoryClient(scripts),
+                        strategy="majority", parallel=config, log=log)
+    assert result.answer == "42" and result.correct is True and result.decision.method == "tool-backed"
+    with StepLog(log.path, log.run_id) as reader:
+        aggregate = next(reader.records(kind=StepKind.AGGREGATE))
+    assert aggregate.data["backed"] == {"0": False, "1": False, "2": False, "3": True, "4": True}
+    plain = await arun(lambda: QuestionEnvironment("6*7?", gold="42"), PerTrajectoryClient(
+        {tid: [submit("40")] for tid in range(3)} | {tid: [calc("6*7"), submit("42")] for tid in (3, 4)}),
+        strategy="majority", n=5, log=StepLog.create(directory=tmp_path))
+    assert plain.answer == "40"
+
+
+async def test_greedy_first_keeps_trajectory_0_at_the_runs_temperature(tmp_path: Path) -> None:
+    client = PerTrajectoryClient({tid: [submit("7")] for tid in range(3)})
+    config = ParallelConfig(n=3, max_rounds=1, round_steps=3, greedy_first=True)
+    await arun(lambda: QuestionEnvironment("q?"), client, strategy="majority", parallel=config,
+               log=StepLog.create(directory=tmp_path))
+    temperatures = {r["sampling"].seed: r["sampling"].temperature for r in client.requests_seen}
+    assert temperatures == {0: 0.0, 1: 0.6, 2: 0.6}
+    sampled = PerTrajectoryClient({tid: [submit("7")] for tid in range(3)})
+    await arun(lambda: QuestionEnvironment("q?"), sampled, strategy="majority", n=3,
+               log=StepLog.create(directory=tmp_path))
+    assert {r["sampling"].temperature for r in sampled.requests_seen} == {0.6}
 
 
 async def test_adaptive_stops_after_one_wave_when_two_agree(tmp_path: Path) -> None:

@@ -19,8 +19,10 @@ from peerstep.verify import (
     TrajectoryView,
     VerifierError,
     agreement_reached,
+    backed_by,
     best_of_n,
     majority_vote,
+    tool_backed_vote,
     verdict_score,
     weighted_vote,
 )
@@ -43,6 +45,36 @@ def test_majority_groups_equivalent_answers() -> None:
 def test_weighted_vote_can_overturn_the_majority() -> None:
     d = weighted_vote(cands("7", "7", "9", scores=[0.1, 0.2, 0.9]))
     assert d.answer == "9" and math.isclose(d.support, 0.9)
+
+
+def test_tool_backed_vote_outweighs_answers_no_tool_stated() -> None:
+    backing = [False, False, False, True, True]
+    candidates = [c.model_copy(update={"backed": b}) for c, b in zip(cands("40", "40", "40", "42", "42.0"), backing,
+                                                                        strict=True)]
+    assert majority_vote(candidates).answer == "40"
+    d = tool_backed_vote(candidates)
+    assert d.answer == "42" and d.method == "tool-backed" and d.support == 2.0 and d.total == 3.5
+    assert tool_backed_vote(cands("40", "40", "42")).answer == "40"  # backing unknown: a plain vote
+    assert tool_backed_vote(cands(None)).answer is None
+
+
+@pytest.mark.parametrize(("answer", "outputs", "backed"), [
+    ("42", ["42\n"], True),
+    ("155467.20", ["155467.2"], True),  # the same number, written differently
+    ("3.14", ["pi is about 3.14159"], True),  # rounded to the answer's decimals
+    ("1,000", ["total = 1000.0"], True),
+    ("1/2", ["0.5"], True),  # a fraction compares exactly
+    ("$20.90", ["20.9"], True),
+    ("63", ["62", "64"], False),
+    ("63", [], False),
+    ("3.15", ["3.14159"], False),
+    ("Paris", ["The capital of France is Paris."], True),
+    ("Lyon", ["The capital of France is Paris."], False),
+    ("", ["anything"], False),
+    (None, ["42"], False),
+])
+def test_backed_by_a_tool_output(answer: str | None, outputs: list[str], backed: bool) -> None:
+    assert backed_by(answer, outputs) is backed
 
 
 def test_best_of_n_and_tie_break_by_votes() -> None:

@@ -33,7 +33,7 @@ from peerstep.grading._protocol import Checker, normalise_answer
 from peerstep.grading._python import PythonChecker
 from peerstep.grading._registry import CHECKER_NAMES, DEFAULT_CHECKER, get_checker, grade
 from peerstep.grading._short import ShortAnswerChecker, short_answer_match
-from peerstep.grading._text import ExactChecker, exact_match
+from peerstep.grading._text import ExactChecker, exact_match, normalise_text
 
 __all__ = [
     "CHECKER_NAMES",
@@ -51,6 +51,7 @@ __all__ = [
     "grade",
     "math_match",
     "normalise_answer",
+    "normalise_text",
     "number_text",
     "numbers",
     "numeric_match",

@@ -44,9 +44,11 @@ from peerstep.verify import (
     Verifier,
     VerifierError,
     agreement_reached,
+    backed_by,
     best_of_n,
     listwise_options,
     majority_vote,
+    tool_backed_vote,
     weighted_vote,
 )
 
@@ -59,9 +61,13 @@ class ParallelConfig(BaseModel):
     sharing: SharingConfig | None = Field(default=None, description="LeaP peer sharing at barriers; None is off")
     barrier_verify: bool = Field(default=False, description="score active trajectories at barriers")
     prune_keep: int | None = Field(default=None, ge=1, description="keep only the best m active at barriers")
-    aggregate: Literal["majority", "weighted", "best-of-n", "listwise"] = Field(
+    aggregate: Literal["majority", "weighted", "best-of-n", "listwise", "tool-backed"] = Field(
         default="majority", description="listwise: when the answers disagree, a list-wise judge (the run's own "
-        "model unless given) picks one of them from their solutions side by side; majority vote when it cannot")
+        "model unless given) picks one of them from their solutions side by side; majority vote when it cannot. "
+        "tool-backed: majority vote in which an answer none of its trajectory's tool results states counts half")
+    greedy_first: bool = Field(default=False, description="trajectory 0 samples at the run's own temperature "
+                               "(greedy at 0) and the others at the sampling temperature of several trajectories; "
+                               "ties of the vote go to trajectory 0's answer")
     early_stop: int | None = Field(default=None, ge=1, description="stop when this many finished answers agree")
     early_stop_lead: int = Field(default=0, ge=0, description="and the agreed answer has at least this many votes "
                                  "more than any other (1: a tie does not stop)")
@@ -253,19 +259,33 @@ class ParallelRun:
         scores = dict(state.get("scores") or {})
         if self.verifiers:
             scores.update(await self._score(answered, partial=False))
-        candidates = [Candidate(trajectory_id=tid, answer=st.get("answer"), score=_mean(scores.get(tid), None))
+        backed = self.config.aggregate == "tool-backed"
+        candidates = [Candidate(trajectory_id=tid, answer=st.get("answer"), score=_mean(scores.get(tid), None),
+                                backed=backed_by(st.get("answer"), self._tool_outputs(tid, st)) if backed else None)
                       for tid, st in sorted(answered.items())]
         decide = {"majority": majority_vote, "weighted": weighted_vote, "best-of-n": best_of_n,
-                  "listwise": majority_vote}[self.config.aggregate]
+                  "listwise": majority_vote, "tool-backed": tool_backed_vote}[self.config.aggregate]
         decision = decide(candidates, equivalent=self.checker)
         extra: dict[str, Any] = {}
         if self.config.aggregate == "listwise":
             decision, extra = await self._listwise(decision, answered)
+        if backed:
+            extra["backed"] = {c.trajectory_id: c.backed for c in candidates}
         correct = self.envs[0].grade(decision.answer)  # the task's own verdict, as for the reward
         self.run_record(StepKind.AGGREGATE, text=decision.answer, data={
             "decision": decision.model_dump(), "stop_reason": state.get("stop_reason"), "gold": self.gold,
             "correct": correct, **extra})
         return {"trajectories": states, "scores": scores, "decision": decision.model_dump(), "correct": correct}
+
+    def _tool_outputs(self, tid: int, state: TrajectoryState) -> list[str]:
+        """What trajectory ``tid``'s own tools returned (the finishing call and failed calls left out), from the
+        step log; a fork's log lacks its parent's steps, so its last result before the fork is added."""
+        traj = self.trajectories[tid]
+        outputs = [r.text for r in self.log.records(tid) if r.kind == StepKind.OBSERVATION and r.tool is not None
+                   and r.tool.name != traj.finish_tool and r.tool.ok is not False and r.text]
+        if self.initial is not None and (last := self.initial.get("last_result")):
+            outputs.append(last)
+        return outputs
 
     async def _listwise(self, votes: Decision, answered: dict[int, TrajectoryState]
                         ) -> tuple[Decision, dict[str, Any]]:

@@ -13,7 +13,11 @@ SUMMARY_TRIGGER = ("Pause here. Summarize your current conclusions so far in a f
 SUMMARY_OPENER = "<summarize> In short, my current conclusions are that"
 NUDGE = ("Check whether any peer's conclusion differs from yours. If one does, re-check that part of your work "
          "(use a tool if it helps) before you continue; if not, continue.")
+RECHECK_NUDGE = ("A peer's number is a claim, not a fact. Where a peer's conclusion differs from yours, re-run the "
+                 "computation it shows (and yours) with a tool and keep what the tool prints; if nothing differs, "
+                 "continue.")
 NO_PEERS = "No comments from peers: every other attempt has finished. Continue."
+EVIDENCE_CHARS = 600  # of code and of output each, per peer: the comment must stay short beside the conversation
 
 
 def clean_summary(text: str, opener_used: bool) -> tuple[str, bool]:
@@ -38,8 +42,26 @@ def drop_last_paragraph(text: str) -> str:
     return "\n\n".join(parts[:-1]) if len(parts) > 1 else text
 
 
-def comment_block(peers: list[str]) -> str:
+def evidence_text(tool: str, source: str, output: str) -> str:
+    """How a peer's last computation is shown: the tool, what it ran, what it printed (each cut to
+    ``EVIDENCE_CHARS``), so the reader can re-run it instead of believing the summary."""
+    source, output = _cut(source.strip()), _cut(output.strip())
+    if "\n" in source or tool == "python":
+        return f"Its last computation ({tool}):\n```{'python' if tool == 'python' else ''}\n{source}\n```\nwhich " \
+               f"printed: {output}"
+    return f"Its last computation: {tool}({source}) = {output}"
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= EVIDENCE_CHARS else text[:EVIDENCE_CHARS] + " …"
+
+
+def comment_block(peers: list[str], evidence: list[str | None] | None = None) -> str:
+    """The injected comment: each routed peer's summary, and with ``evidence`` its last computation (then the
+    nudge asks to re-run a disagreeing claim rather than adopt it)."""
     if not peers:
         return NO_PEERS
-    quoted = " ".join(f'Peer {i}: "{text}"' for i, text in enumerate(peers, start=1))
-    return f"<comment> {quoted} </comment>\n{NUDGE}"
+    shown = evidence or [None] * len(peers)
+    quoted = " ".join(f'Peer {i}: "{text}"' + (f"\n{extra}\n" if extra else "")
+                      for i, (text, extra) in enumerate(zip(peers, shown, strict=True), start=1))
+    return f"<comment> {quoted} </comment>\n{RECHECK_NUDGE if evidence is not None else NUDGE}"

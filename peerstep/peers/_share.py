@@ -11,6 +11,7 @@ trajectories and their similarity scores.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from typing import Literal
 
@@ -19,7 +20,7 @@ from pydantic import BaseModel, Field, field_serializer
 from peerstep._errors import PeerstepError
 from peerstep.agent._state import TrajectoryState
 from peerstep.agent._trajectory import Trajectory, wire_messages
-from peerstep.peers._messages import SUMMARY_OPENER, SUMMARY_TRIGGER, clean_summary, comment_block
+from peerstep.peers._messages import SUMMARY_OPENER, SUMMARY_TRIGGER, clean_summary, comment_block, evidence_text
 from peerstep.peers._routing import Router, get_router, router_name
 from peerstep.steplog import StepKind, Usage
 
@@ -35,6 +36,9 @@ class SharingConfig(BaseModel):
         "in a new user turn (any OpenAI-compatible server); 'auto' picks 'continue' when the server supports it.",
     )
     seed: int = 0
+    evidence: bool = Field(default=False, description="show each routed peer's last computation (the code or "
+                           "expression and what it printed, from its step log) under its summary, and ask the "
+                           "reader to re-run a disagreeing claim with a tool rather than adopt it")
 
     @field_serializer("router")
     def _router_name(self, router: str | Router) -> str:  # a function is logged (and checkpointed) by name
@@ -62,6 +66,25 @@ async def summarize(traj: Trajectory, state: TrajectoryState, config: SharingCon
                       latency_s=completion.latency_s, model=completion.model or traj.client.model,
                       data={"cut_off": cut, "mode": "continue" if use_continue else "turn"})
     return summary, rec.step_id
+
+
+def last_computation(traj: Trajectory) -> str | None:
+    """A trajectory's last successful tool call as ``evidence_text`` shows it (None if it ran none), from its step
+    log: what the model ran, not what it says it ran. A fork's log lacks its parent's calls."""
+    calls: dict[str, tuple[str, str]] = {}
+    last: str | None = None
+    for rec in traj.log.records(traj.trajectory_id):
+        tool = rec.tool
+        if tool is None or tool.name == traj.finish_tool:
+            continue
+        if rec.kind == StepKind.TOOL_CALL and tool.call_id:
+            args = tool.arguments
+            source = next(iter(args.values())) if isinstance(args, dict) and len(args) == 1 else args
+            calls[tool.call_id] = (tool.name, source if isinstance(source, str) else json.dumps(source))
+        elif rec.kind == StepKind.OBSERVATION and tool.ok is not False and tool.call_id in calls and rec.text:
+            name, source = calls[tool.call_id]
+            last = evidence_text(name, source, rec.text)
+    return last
 
 
 async def share(
@@ -106,7 +129,8 @@ async def share(
     for tid in active:
         route = router(tid, summaries, config.top_k, rng) if tid in summaries else []
         peers_text = [summaries[p] for p, _ in route]
-        block = comment_block(peers_text)
+        evidence = [last_computation(trajectories[p]) for p, _ in route] if config.evidence else None
+        block = comment_block(peers_text, evidence)
         parent = summary_step.get(tid, states[tid]["last_step_id"])
         rec = trajectories[tid].record(
             StepKind.PEER_INJECT, parent, text=block,

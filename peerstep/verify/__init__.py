@@ -18,13 +18,16 @@ from peerstep.verify.aggregate import (
     Candidate,
     Decision,
     agreement_reached,
+    backed_by,
     best_of_n,
     group_answers,
     majority_vote,
+    tool_backed_vote,
     weighted_vote,
 )
 
 __all__ = ["AnswerChecker", "Candidate", "Choice", "Decision", "LLMJudge", "ListwiseJudge", "PRMClient",
            "PeerAgreement", "TrajectoryView", "TransformersPRM", "Verifier", "VerifierError", "VerifierScore",
-           "agreement_reached", "answers_equivalent", "best_of_n", "combine_orders", "group_answers",
-           "listwise_options", "majority_vote", "read_choice", "verdict_score", "weighted_vote"]
+           "agreement_reached", "answers_equivalent", "backed_by", "best_of_n", "combine_orders", "group_answers",
+           "listwise_options", "majority_vote", "read_choice", "tool_backed_vote", "verdict_score",
+           "weighted_vote"]

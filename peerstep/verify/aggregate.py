@@ -1,4 +1,4 @@
-"""Turning N trajectories' answers into one: majority, weighted majority, best-of-N.
+"""Turning N trajectories' answers into one: majority, weighted majority, tool-backed majority, best-of-N.
 
 Answers are grouped by equivalence, not by string: by the task's checker when it is given as
 ``equivalent`` (so votes group by the rule that grades the task), else by ``answers_equivalent``
@@ -8,17 +8,21 @@ strategy is measured against.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Sequence
+from decimal import Decimal
 
 from pydantic import BaseModel, Field
 
-from peerstep.grading import Checker, answers_equivalent, grade
+from peerstep.grading import Checker, answers_equivalent, grade, normalise_text, numbers, parse_number
 
 
 class Candidate(BaseModel):
     trajectory_id: int
     answer: str | None
     score: float | None = Field(default=None, description="verifier score in [0, 1], when scored")
+    backed: bool | None = Field(default=None, description="whether one of the trajectory's own tool results states "
+                                "the answer (``backed_by``); None when not known")
 
 
 class Decision(BaseModel):
@@ -72,6 +76,47 @@ def weighted_vote(candidates: Sequence[Candidate], equivalent: Checker = answers
     """Votes weighted by verifier score (an unscored trajectory weighs 0.5)."""
     return _decide(candidates, "weighted",
                    {c.trajectory_id: 0.5 if c.score is None else c.score for c in candidates}, equivalent)
+
+
+UNBACKED_WEIGHT = 0.5
+"""An answer no tool result of its trajectory states counts half (fixed before any measurement, not tuned)."""
+
+
+def tool_backed_vote(candidates: Sequence[Candidate], equivalent: Checker = answers_equivalent) -> Decision:
+    """Majority vote in which an answer backed by its trajectory's own tool result counts 1 and one stated without
+    such a result counts ``UNBACKED_WEIGHT`` (an unknown backing counts 1): a computed answer outweighs a guess."""
+    return _decide(candidates, "tool-backed",
+                   {c.trajectory_id: UNBACKED_WEIGHT if c.backed is False else 1.0 for c in candidates}, equivalent)
+
+
+def backed_by(answer: str | None, outputs: Iterable[str]) -> bool:
+    """Whether some tool output states ``answer``: for a numeric answer, a number in an output equal to it once
+    rounded to the answer's decimals (a program prints 3.14159, the answer says 3.14); for any other answer, its
+    normalised text inside an output's. A peer's comment or a hint is not a tool output: callers pass only what
+    tools returned."""
+    if not answer or not answer.strip():
+        return False
+    value = parse_number(answer)
+    if value is None:
+        wanted = normalise_text(answer)
+        return bool(wanted) and any(wanted in normalise_text(out) for out in outputs)
+    decimals = _decimals(answer)
+    for out in outputs:
+        for found in numbers(out):
+            if found == value or (decimals is not None and round(Decimal(found.numerator) / Decimal(found.denominator),
+                                                                 decimals) == Decimal(value.numerator)
+                                  / Decimal(value.denominator)):
+                return True
+    return False
+
+
+def _decimals(answer: str) -> int | None:
+    """How many decimals the answer's one number is written with (0 for an integer); None for a fraction or
+    scientific notation, which compare exactly."""
+    m = re.search(r"\d[\d,]*(?:\.(\d+))?", answer)
+    if m is None or re.search(r"\d\s*/\s*\d|frac|[eE][+-]?\d", answer):
+        return None
+    return len(m.group(1) or "")
 
 
 def best_of_n(candidates: Sequence[Candidate], equivalent: Checker = answers_equivalent) -> Decision:
