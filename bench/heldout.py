@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from peerstep.evals import EpisodeOutcome, EvalReport, PooledReport
@@ -30,8 +31,23 @@ BASELINES = ("bare-cot", "bare-program")
 PREFIXES = {"words": "word-problems", "math": "gsm-symbolic"}  # a task id's first part -> its set
 
 
+def register_variants() -> None:
+    """Strategies measured here before any is offered under its own name: ``leap+evidence`` is ``leap`` whose
+    comments carry each peer's last computation and ask for a re-run (``SharingConfig.evidence``)."""
+    from peerstep.peers import SharingConfig
+    from peerstep.registry import STRATEGIES
+    from peerstep.strategies import Strategy, strategy_config
+
+    if "leap+evidence" not in STRATEGIES:
+        STRATEGIES.register("leap+evidence", Strategy("leap+evidence", lambda n, a: strategy_config("leap", n, a)
+                                                      .model_copy(update={"sharing": SharingConfig(evidence=True)})))
+
+
 def run(args: argparse.Namespace) -> None:
     from peerstep.cli.evals import _build_dataset, run_and_report
+    from peerstep.evals import RoundShape
+
+    register_variants()
 
     strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
     sets = [s.strip() for s in args.sets.split(",")] if args.sets else list(SPLITS[args.split])
@@ -46,7 +62,8 @@ def run(args: argparse.Namespace) -> None:
         out = args.out_dir / f"{args.split}-{name}{tag}.json"
         run_and_report(dataset, strategies, args.n, args.limit, args.concurrency, seed, args.engine, args.model,
                        args.base_url, None, out, None, args.max_steps, args.answer_policy, resume=args.resume,
-                       answer_from_output=args.answer_from_output)
+                       answer_from_output=args.answer_from_output,
+                       rounds=RoundShape(args.round_steps, args.rounds) if args.round_steps or args.rounds else None)
 
 
 def export(args: argparse.Namespace) -> None:
@@ -64,6 +81,15 @@ def export(args: argparse.Namespace) -> None:
                                      "checker": {"type": "numeric", "rtol": 0.0 if atol else 1e-9, "atol": atol}})
                          + "\n")
     print(f"wrote {args.out}")
+
+
+def grader(task_id: str) -> Callable[[str | None], bool]:
+    """The task's own checker, found by its id in the held-out/dev splits: answer -> correct."""
+    from peerstep.environments import load_dataset
+
+    kind, seed, index = task_id.rsplit("-", 2)
+    dataset = load_dataset(PREFIXES[kind], seed=int(seed), limit=int(index) + 1)
+    return lambda answer: answer is not None and bool(dataset.grade(int(index), answer))
 
 
 def _label(o: EpisodeOutcome) -> str:
@@ -138,6 +164,9 @@ def main() -> None:
     p_run.add_argument("--answer-policy", default="accept", choices=["accept", "confirm", "check"])
     p_run.add_argument("--answer-from-output", default=None, action=argparse.BooleanOptionalAction,
                        help="submit a program's printed number without a restating call (default: the library's)")
+    p_run.add_argument("--round-steps", type=int, default=None,
+                       help="model calls per round of leap (and its variants); the one-round strategies keep theirs")
+    p_run.add_argument("--rounds", type=int, default=None, help="rounds of leap before an answer is forced")
     p_run.add_argument("--tag", default=None,
                        help="added to the result files' names, e.g. the model (0.5b) so runs of another model "
                             "do not overwrite these")

@@ -35,16 +35,7 @@ from peerstep.steplog._store import runs_dir
 from peerstep.verify import ListwiseJudge, VerifierError, combine_orders, listwise_options
 
 sys.path.insert(0, str(Path(__file__).parent))
-from heldout import PREFIXES
-
-
-def _grader(task_id: str) -> Any:
-    """The task's own checker, found by its id in the held-out/dev splits (``bench/heldout.py``)."""
-    from peerstep.environments import load_dataset
-
-    kind, seed, index = task_id.rsplit("-", 2)
-    dataset = load_dataset(PREFIXES[kind], seed=int(seed), limit=int(index) + 1)
-    return lambda answer: answer is not None and bool(dataset.grade(int(index), answer))
+from heldout import grader
 
 
 async def judge_task(judge: ListwiseJudge, run_id: str, runs: Path) -> dict[str, Any] | None:
@@ -83,7 +74,7 @@ async def main_async(args: argparse.Namespace) -> None:
     tasks: list[dict[str, Any]] = []
     try:
         for i, row in enumerate(rows, 1):
-            grade = _grader(row["task_id"])
+            grade = grader(row["task_id"])
             verdicts = await judge_task(judge, row["run_id"], args.runs)
             entry = {"task_id": row["task_id"], "majority_correct": bool(row["correct"])}
             if verdicts is None:
