@@ -167,6 +167,25 @@ def test_math_checker_takes_full_credit_or_equivalence_only() -> None:
     assert not ds.grade(0, f"{gold} or {int(gold) + 1}")
 
 
+@pytest.mark.parametrize("generators", [["gsm_symbolic"], None])
+def test_math_checker_compares_with_the_gold_it_is_given(generators: list[str] | None) -> None:
+    # a vote groups answers with the task's checker, one answer playing the gold: a checker that scored every
+    # prediction against its item's own gold grouped the right answer under a wrong one, and the vote then took
+    # the wrong one (seen on a held-out task: 1734 once and 774 three times decided 1734)
+    from peerstep.verify import Candidate, majority_vote
+
+    ds = MathDataset(seed=0, generators=generators, limit=3)
+    for i in range(3):
+        gold = ds.info(i).gold
+        assert gold is not None
+        checker = ds.checker(i)
+        wrong = str(int(float(gold)) + 1000)
+        assert checker(gold, gold) and not checker(gold, wrong) and not checker(wrong, gold)
+        votes = majority_vote([Candidate(trajectory_id=t, answer=a) for t, a in enumerate([wrong, gold, gold])],
+                              checker)
+        assert votes.answer == gold and [ids for _, ids, _ in votes.groups] == [[0], [1, 2]]
+
+
 def test_dataset_options_are_validated() -> None:
     with pytest.raises(InputError, match="unknown math generator"):
         MathDataset(generators=["sudoku"])

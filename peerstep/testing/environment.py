@@ -11,7 +11,8 @@ so does a stock Aviary client. Run it on your own environment (or every register
 Checks: ``reset`` returns opening messages and tools, and offers the finishing tool when the
 environment has one; an unknown tool, malformed arguments and a reply without a tool call each come
 back as observations (never an exception, never ``done``); a finishing call ends the episode with a
-float reward; ``close`` may be called twice.
+float reward; ``close`` may be called twice; the checker compares a prediction with the gold it is given, not
+with its task's own (a vote groups answers with it, one answer playing the gold).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from peerstep.environments import Environment, EnvironmentDataset
+from peerstep.grading import parse_number
 
 Factory = Callable[[], Environment]
 Check = Callable[[Environment], Awaitable[str | None]]
@@ -94,8 +96,26 @@ async def _finishing(env: Environment) -> str | None:
     return None
 
 
+async def _checker_uses_its_gold(env: Environment) -> str | None:
+    """A vote groups answers by the task's checker with one answer in the gold's place: a checker that grades
+    against its task's own gold whatever it is given merges the right answer into any group and the vote can pick
+    a wrong one. Checked on a numeric gold (another number is plainly another answer)."""
+    gold = env.gold
+    value = parse_number(gold) if gold else None
+    if gold is None or value is None:
+        return None
+    other = str(int(value) + 1000)
+    if not env.checker(gold, gold):
+        return f"the checker rejects the gold {gold!r} as its own answer"
+    if env.checker(gold, other):
+        return f"checker({gold!r}, {other!r}) is true: the checker ignores the gold it is given (votes would group " \
+               "the right answer with any other)"
+    return None
+
+
 CHECKS: dict[str, Check] = {"opening": _opening, "unknown_tool": _unknown_tool, "bad_arguments": _bad_arguments,
-                            "no_call": _no_call, "finishing": _finishing}
+                            "no_call": _no_call, "finishing": _finishing,
+                            "checker_uses_its_gold": _checker_uses_its_gold}
 
 
 async def check_environment(factory: Factory) -> dict[str, str]:

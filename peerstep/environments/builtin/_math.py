@@ -75,6 +75,10 @@ class ReasoningGymChecker:
     def __call__(self, prediction: str, gold: str) -> bool:
         if parse_number(prediction) is None:
             return False
+        if gold.strip() != str(self.entry.get("answer", "")).strip():
+            # the scorer knows only its item's own gold; compared with anything else (a vote compares answers
+            # with each other, one playing the gold) it would call every right answer equal to it
+            return math_match(prediction, gold)
         try:
             full_credit = float(self.scorer.score_answer(prediction, self.entry)) >= 1.0
         except Exception as exc:  # reasoning-gym's scorers are not hardened against every string
