@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from peerstep.evals import EpisodeOutcome, EvalReport, PooledReport
+from peerstep.grading import Checker
 
 SPLITS = {
     "dev": {"word-problems": 0, "gsm-symbolic": 0},
@@ -83,13 +84,19 @@ def export(args: argparse.Namespace) -> None:
     print(f"wrote {args.out}")
 
 
-def grader(task_id: str) -> Callable[[str | None], bool]:
-    """The task's own checker, found by its id in the held-out/dev splits: answer -> correct."""
+def task_checker(task_id: str) -> tuple[Callable[[str | None], bool], Checker]:
+    """The task found by its id in the held-out/dev splits: its grade (answer -> correct) and its checker (what a
+    run's vote groups answers with)."""
     from peerstep.environments import load_dataset
 
     kind, seed, index = task_id.rsplit("-", 2)
     dataset = load_dataset(PREFIXES[kind], seed=int(seed), limit=int(index) + 1)
-    return lambda answer: answer is not None and bool(dataset.grade(int(index), answer))
+    return (lambda answer: answer is not None and bool(dataset.grade(int(index), answer))), dataset.checker(int(index))
+
+
+def grader(task_id: str) -> Callable[[str | None], bool]:
+    """The task's own checker, found by its id in the held-out/dev splits: answer -> correct."""
+    return task_checker(task_id)[0]
 
 
 def _label(o: EpisodeOutcome) -> str:

@@ -30,12 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from peerstep.evals import mcnemar_exact
+from peerstep.grading import Checker
 from peerstep.steplog import StepKind, StepLog
 from peerstep.steplog._store import runs_dir
 from peerstep.verify import Candidate, backed_by, majority_vote, tool_backed_vote
 
 sys.path.insert(0, str(Path(__file__).parent))
-from heldout import grader
+from heldout import task_checker
 
 FINISH = "submit_answer"
 
@@ -49,7 +50,7 @@ def trajectories(run_id: str, runs: Path) -> dict[int, dict[str, Any]]:
         if r.trajectory_id < 0:
             continue
         t = out.setdefault(r.trajectory_id, {"answer": None, "outputs": [], "tokens": 0})
-        if r.kind == StepKind.REASON and r.usage is not None:
+        if r.kind in (StepKind.REASON, StepKind.SUMMARY) and r.usage is not None:  # what the eval counts
             t["tokens"] += r.usage.completion_tokens
         elif r.kind == StepKind.OBSERVATION and r.tool is not None and r.tool.name != FINISH \
                 and r.tool.ok is not False and r.text:
@@ -59,11 +60,12 @@ def trajectories(run_id: str, runs: Path) -> dict[int, dict[str, Any]]:
     return out
 
 
-def decide(trajs: dict[int, dict[str, Any]], backed: bool) -> str | None:
-    candidates = [Candidate(trajectory_id=tid, answer=t["answer"],
-                            backed=backed_by(t["answer"], t["outputs"]) if backed else None)
+def decide(trajs: dict[int, dict[str, Any]], backed: bool, checker: Checker) -> str | None:
+    """The vote a run with today's code would make: grouped by the task's checker, as ``ParallelRun`` groups."""
+    candidates = [Candidate(trajectory_id=tid, answer=t["answer"], backed=None if not backed else
+                            t["backed"] if "backed" in t else backed_by(t["answer"], t["outputs"]))
                   for tid, t in sorted(trajs.items()) if t["answer"]]
-    return (tool_backed_vote if backed else majority_vote)(candidates).answer
+    return (tool_backed_vote if backed else majority_vote)(candidates, checker).answer
 
 
 def main() -> None:
@@ -83,19 +85,23 @@ def main() -> None:
     tasks = []
     names: list[str] = []  # the variants, in the order of the table
     for task_id in sorted(sampled_runs.keys() & single.keys() if anchor else sampled_runs.keys()):
-        grade = grader(task_id)
+        grade, checker = task_checker(task_id)
         sampled = trajectories(sampled_runs[task_id]["run_id"], args.runs)
         cost = sum(t["tokens"] for t in sampled.values())
-        answers = {base: (decide(sampled, False), cost), "tool-backed": (decide(sampled, True), cost)}
+        logged = sampled_runs[task_id]["answer"]  # the vote as the run made it (before the checker fix: see below)
+        answers = {f"{base}, as run": (logged, cost), base: (decide(sampled, False, checker), cost),
+                   "tool-backed": (decide(sampled, True, checker), cost)}
         if anchor:
-            greedy = trajectories(single[task_id]["run_id"], args.runs)[0]
+            # the greedy trajectory's answer and tokens as its result row has them: the vote needs no more of it
+            # (its step log may be gone): its backing counts as unknown, i.e. in full
+            greedy = {"answer": single[task_id]["answer"], "tokens": single[task_id]["tokens"], "outputs": [],
+                      "backed": None}
             anchored = {0: greedy, **{tid: t for tid, t in sampled.items() if tid != 0}}
             cost = sum(t["tokens"] for t in anchored.values())
-            answers.update({"greedy-first": (decide(anchored, False), cost),
-                            "greedy-first + tool-backed": (decide(anchored, True), cost),
+            answers.update({"greedy-first": (decide(anchored, False, checker), cost),
+                            "greedy-first + tool-backed": (decide(anchored, True, checker), cost),
                             "single": (greedy["answer"], greedy["tokens"])})
         names = list(answers)
-        assert grade(answers[base][0]) == bool(sampled_runs[task_id]["correct"]), task_id
         tasks.append({"task_id": task_id, "oracle": any(grade(t["answer"]) for t in sampled.values()),
                       "backed": {tid: backed_by(t["answer"], t["outputs"]) for tid, t in sampled.items()},
                       **{name: {"answer": a, "correct": grade(a), "tokens": tok}
