@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from peerstep import EpisodeResult, arun
+from peerstep.agent import AgentConfig
 from peerstep.engines import ManagedEngine
 from peerstep.environments import QuestionEnvironment
+from peerstep.graphs.parallel import ParallelConfig
 from peerstep.steplog import StepLog, StepRecord
 
 # a two-step computation the 1.5B model gets right only sometimes at temperature 0.6: samples disagree often enough
@@ -15,14 +17,18 @@ PENS_QUESTION = "A shop packs 4837 boxes a day, each holding 293 pens, and sells
 PENS_GOLD = "1417260"
 
 
-async def run_pens(engine: ManagedEngine, runs_dir: Path, strategy: str,
-                   n: int) -> tuple[EpisodeResult, list[StepRecord]]:
-    """Run ``strategy`` on the pens question with the real model; the result and every record of its log."""
+async def run_pens(engine: ManagedEngine, runs_dir: Path, strategy: str, n: int,
+                   parallel: ParallelConfig | None = None, agent: AgentConfig | None = None,
+                   python: bool = False) -> tuple[EpisodeResult, list[StepRecord]]:
+    """Run ``strategy`` (with ``parallel`` in place of its own settings, when given) on the pens question with the
+    real model, with the calculator (and, with ``python``, the sandboxed Python and the program-first opening); the
+    result and every record of its log."""
     client = engine.client()
     log = StepLog.create(directory=runs_dir)
     try:
-        result = await arun(lambda: QuestionEnvironment(PENS_QUESTION, gold=PENS_GOLD), client, strategy=strategy,
-                            n=n, log=log)
+        task = PENS_QUESTION if python else (lambda: QuestionEnvironment(PENS_QUESTION, gold=PENS_GOLD))
+        result = await arun(task, client, strategy=strategy, n=n, parallel=parallel, agent=agent, log=log,
+                            gold=PENS_GOLD if python else None, python=python)
     finally:
         await client.close()
     with StepLog.open(log.run_id, runs_dir) as reader:
