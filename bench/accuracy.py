@@ -14,7 +14,8 @@ import argparse
 import json
 from pathlib import Path
 
-from peerstep.cli.evals import _build_dataset, run_and_report
+from peerstep.cli.evals import run_and_report
+from peerstep.environments import load_dataset
 
 
 def leap_overhead(report: dict) -> str:
@@ -39,7 +40,7 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("bench/results/accuracy.json"))
     args = parser.parse_args()
-    dataset = _build_dataset(args.dataset, args.seed, python=True)
+    dataset = load_dataset(args.dataset, seed=args.seed, python=True)
     try:
         run_and_report(dataset, args.strategies.split(","), args.n, args.limit, args.concurrency, args.seed,
                        args.engine, args.model, args.base_url, None, args.out, None, args.max_steps)

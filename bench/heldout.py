@@ -45,7 +45,8 @@ def register_variants() -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from peerstep.cli.evals import _build_dataset, run_and_report
+    from peerstep.cli.evals import run_and_report
+    from peerstep.environments import load_dataset
     from peerstep.evals import RoundShape
 
     register_variants()
@@ -56,7 +57,9 @@ def run(args: argparse.Namespace) -> None:
         if name not in SPLITS[args.split]:
             raise SystemExit(f"unknown set {name!r}; choose from {', '.join(SPLITS[args.split])}")
         seed = SPLITS[args.split][name]
-        dataset = _build_dataset(name, seed, python=True)
+        # the sets are 40 tasks; a larger --limit extends one (task i depends on the seed and i alone, so the
+        # first 40 stay the same tasks)
+        dataset = load_dataset(name, seed=seed, python=True, limit=max(args.limit or 0, 40))
         tag = "" if args.answer_policy == "accept" else f"-{args.answer_policy}"
         tag += {None: "", True: "-from-output", False: "-no-from-output"}[args.answer_from_output]
         tag += f"-{args.tag}" if args.tag else ""

@@ -33,9 +33,8 @@ from typing import Any
 
 from _vllm import cache_use, prefix_cache_counters
 
-from peerstep.export._prm import resolved
-from peerstep.steplog import StepKind, StepLog
-from peerstep.steplog._steps import labels_of, trajectory_steps
+from peerstep.export import step_labels
+from peerstep.steplog import StepKind, StepLog, labels_of, trajectory_steps
 
 PY = [sys.executable, "-m", "peerstep"]
 
@@ -59,7 +58,7 @@ def _trajectories(run_ids: list[str], runs: Path) -> dict[tuple[str, int], dict[
             steps = trajectory_steps([r for r in records if r.trajectory_id == tid])
             if not any(s.reason.step_id in labels for s in steps):
                 continue
-            hard, values = resolved(steps, labels)
+            hard, values = step_labels(steps, labels)
             flagged = [i + 1 for i, s in enumerate(steps)
                        if s.reason.step_id in labels and labels[s.reason.step_id].data.get("first_error")]
             out[(run_id, tid)] = {"steps": len(steps), "hard": hard, "values": values,

@@ -29,9 +29,7 @@ from typing import Any
 
 from peerstep.client import ModelClient
 from peerstep.evals import mcnemar_exact
-from peerstep.steplog import StepKind, StepLog
-from peerstep.steplog._steps import process_step_texts
-from peerstep.steplog._store import runs_dir
+from peerstep.steplog import StepKind, StepLog, process_step_texts, runs_dir
 from peerstep.verify import ListwiseJudge, VerifierError, combine_orders, listwise_options
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -18,10 +18,9 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from peerstep.agent import ModelClient, SamplingParams
-from peerstep.agent._prompts import PROGRAM_PROMPT
+from peerstep.agent import PROGRAM_PROMPT, ModelClient, SamplingParams
 from peerstep.environments import load_dataset
-from peerstep.evals._baselines import first_program, last_line
+from peerstep.evals import first_program, last_line
 from peerstep.tools.sandbox import make_sandbox
 
 VARIANTS = {

@@ -32,8 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from peerstep.environments.taskfile import TaskFileDataset  # noqa: E402
-from peerstep.evals import ClientSpec, RayExecutor, run_eval  # noqa: E402
-from peerstep.evals._episode import Executor  # noqa: E402
+from peerstep.evals import ClientSpec, Executor, RayExecutor, run_eval  # noqa: E402
 from peerstep.testing.server import ScriptedServer  # noqa: E402
 from tests.ray_cluster import LocalCluster  # noqa: E402
 

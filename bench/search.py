@@ -24,8 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from peerstep.tools.search import Document, Fts5Index, WikipediaCorpus, build_fts5_index, load_corpus
-from peerstep.tools.search._base import STOPWORDS, query_terms
+from peerstep.tools.search import (
+    STOPWORDS,
+    Document,
+    Fts5Index,
+    WikipediaCorpus,
+    build_fts5_index,
+    load_corpus,
+    query_terms,
+)
 
 SEED = 20240611
 VOCABULARY = 50_000

@@ -21,8 +21,7 @@ from typing import Any
 
 import openai
 
-from peerstep.engines import EngineConfig, LlamaCppEngine
-from peerstep.engines._toolfront import text_request, tool_reply
+from peerstep.engines import EngineConfig, LlamaCppEngine, text_request, tool_reply
 from peerstep.models import DEFAULT_MODEL
 
 PROMPTS = [f"Write the numbers from {i} to {i + 400}, separated by commas, and nothing else." for i in range(4)]

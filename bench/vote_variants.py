@@ -31,8 +31,7 @@ from typing import Any
 
 from peerstep.evals import mcnemar_exact
 from peerstep.grading import Checker
-from peerstep.steplog import StepKind, StepLog
-from peerstep.steplog._store import runs_dir
+from peerstep.steplog import StepKind, StepLog, runs_dir
 from peerstep.verify import Candidate, backed_by, majority_vote, tool_backed_vote
 
 sys.path.insert(0, str(Path(__file__).parent))

@@ -121,7 +121,9 @@ def task_set(ds: TaskListDataset) -> list[tuple[str, str, str | None]]:
     lambda seed, limit: MathDataset(seed=seed, limit=limit),
     lambda seed, limit: ScienceDataset(seed=seed, limit=limit),
     lambda seed, limit: WikiQADataset(seed=seed, limit=limit),
-], ids=["math", "science", "wiki-qa"])
+    lambda seed, limit: load_dataset("word-problems", seed=seed, limit=limit),
+    lambda seed, limit: load_dataset("gsm-symbolic", seed=seed, limit=limit),
+], ids=["math", "science", "wiki-qa", "word-problems", "gsm-symbolic"])
 def test_same_seed_same_tasks_different_seed_different_tasks(make: Callable[[int, int], TaskListDataset]) -> None:
     a, b, c = make(5, 20), make(5, 20), make(6, 20)
     assert len(a) == 20

@@ -86,6 +86,48 @@ def test_no_package_imports_upward() -> None:
     assert offences == []
 
 
+def _private_uses(path: Path) -> list[str]:
+    """Every peerstep name ``path`` imports that is not public: a module path with a ``_``-part, a ``_`` name, or a
+    name missing from the ``__all__`` of the module it comes from."""
+    import importlib
+
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module.startswith("peerstep"):
+            where = f"{path.name}:{node.lineno}"
+            if any(part.startswith("_") for part in node.module.split(".")):
+                out.append(f"{where} imports from private module {node.module}")
+                continue
+            public = getattr(importlib.import_module(node.module), "__all__", None)
+            for alias in node.names:
+                if alias.name.startswith("_") or (public is not None and alias.name not in public):
+                    out.append(f"{where} imports {alias.name!r}, not in {node.module}.__all__")
+        elif isinstance(node, ast.Import):
+            out += [f"{path.name}:{node.lineno} imports {a.name}" for a in node.names
+                    if a.name.startswith("peerstep") and any(p.startswith("_") for p in a.name.split("."))]
+    return out
+
+
+def test_bench_and_examples_use_only_public_names() -> None:
+    """What users copy from (examples) and what measures the library (bench) must not reach into private modules:
+    a private name can change under them without notice."""
+    scripts = sorted((ROOT.parent / "bench").glob("*.py")) + sorted((ROOT.parent / "examples").glob("*.py"))
+    assert len(scripts) > 10
+    offences = [o for path in scripts for o in _private_uses(path)]
+    assert offences == []
+
+
+def test_private_imports_are_found(tmp_path: Path) -> None:
+    script = tmp_path / "probe.py"
+    script.write_text("from peerstep.steplog._store import runs_dir\nfrom peerstep.agent import _config\n"
+                      "from peerstep.evals import mcnemar_exact\nfrom peerstep import arun\n"
+                      "from peerstep.grading import NOT_THERE_AT_ALL\n")
+    found = _private_uses(script)
+    assert len(found) == 3, found
+    assert "private module peerstep.steplog._store" in found[0]
+    assert "'_config'" in found[1] and "'NOT_THERE_AT_ALL'" in found[2]
+
+
 def test_sync_run_inside_a_running_event_loop_reaches_the_server() -> None:
     """As in Jupyter: ``run`` called while a loop runs must not fail with asyncio's bare message. It gets as far
     as the (absent) server and fails with peerstep's own error."""

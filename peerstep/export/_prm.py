@@ -70,7 +70,7 @@ def rating(value: float | None, hard: bool) -> int:
     return 0 if value < 0.5 else 1
 
 
-def resolved(steps: list[Step], labels: dict[str, StepRecord]) -> tuple[list[bool], list[float | None]]:
+def step_labels(steps: list[Step], labels: dict[str, StepRecord]) -> tuple[list[bool], list[float | None]]:
     """Each step's hard label and soft value, up to the first step that neither its label nor the search's
     monotone assumption decides (see the module docstring)."""
     hard: list[bool | None] = [bool(labels[s.reason.step_id].data.get("hard")) if s.reason.step_id in labels
@@ -114,7 +114,7 @@ def labelled_trajectories(run_ids: list[str], runs_dir: Path | None) -> Iterator
             final = next((r for r in mine if r.kind == StepKind.FINAL), None)
             if start is None or not any(s.reason.step_id in labels for s in steps):
                 continue
-            hard, values = resolved(steps, labels)
+            hard, values = step_labels(steps, labels)
             if not hard:
                 continue
             outcome = labels.get(steps[-1].reason.step_id) if steps and steps[-1].final else None

@@ -9,6 +9,7 @@ Typical use::
 
 from peerstep.tools.search._base import (
     MAX_QUERY_TERMS,
+    STOPWORDS,
     DocumentNotFoundError,
     DocumentPage,
     QueryError,
@@ -48,6 +49,7 @@ from peerstep.tools.search._web import (
 
 __all__ = [
     "MAX_QUERY_TERMS",
+    "STOPWORDS",
     "BraveProvider",
     "BuildStats",
     "Corpus",
