@@ -128,6 +128,23 @@ class Trajectory:
         name = getattr(self.env, "finish_tool", "submit_answer")
         return name if any(t.name == name for t in self.tools) else None
 
+    def tool_results(self) -> list[tuple[StepRecord | None, StepRecord]]:
+        """This trajectory's successful tool results in order (the finishing call and failed calls left out), each
+        with the call record that asked for it (None when the log lacks it), read from the step log: what the tools
+        returned, not what the model says they returned. What a tool-backed vote and a peer's evidence rest on. A
+        fork's log lacks its parent's steps."""
+        calls: dict[str, StepRecord] = {}
+        results: list[tuple[StepRecord | None, StepRecord]] = []
+        for rec in self.log.records(self.trajectory_id):
+            tool = rec.tool
+            if tool is None or tool.name == self.finish_tool:
+                continue
+            if rec.kind == StepKind.TOOL_CALL and tool.call_id:
+                calls[tool.call_id] = rec
+            elif rec.kind == StepKind.OBSERVATION and tool.ok is not False and rec.text:
+                results.append((calls.get(tool.call_id) if tool.call_id else None, rec))
+        return results
+
     def finish_call(self, answer: str, source: str) -> ParsedCall:
         """A call of the finishing tool with ``answer`` as its answer argument (``answer`` or its only one)."""
         name = self.finish_tool or "submit_answer"

@@ -261,7 +261,7 @@ class ParallelRun:
             scores.update(await self._score(answered, partial=False))
         backed = self.config.aggregate == "tool-backed"
         candidates = [Candidate(trajectory_id=tid, answer=st.get("answer"), score=_mean(scores.get(tid), None),
-                                backed=backed_by(st.get("answer"), self._tool_outputs(tid, st)) if backed else None)
+                                backed=backed_by(st.get("answer"), self._tool_outputs(tid)) if backed else None)
                       for tid, st in sorted(answered.items())]
         decide = {"majority": majority_vote, "weighted": weighted_vote, "best-of-n": best_of_n,
                   "listwise": majority_vote, "tool-backed": tool_backed_vote}[self.config.aggregate]
@@ -277,12 +277,10 @@ class ParallelRun:
             "correct": correct, **extra})
         return {"trajectories": states, "scores": scores, "decision": decision.model_dump(), "correct": correct}
 
-    def _tool_outputs(self, tid: int, state: TrajectoryState) -> list[str]:
-        """What trajectory ``tid``'s own tools returned (the finishing call and failed calls left out), from the
-        step log; a fork's log lacks its parent's steps, so its last result before the fork is added."""
-        traj = self.trajectories[tid]
-        outputs = [r.text for r in self.log.records(tid) if r.kind == StepKind.OBSERVATION and r.tool is not None
-                   and r.tool.name != traj.finish_tool and r.tool.ok is not False and r.text]
+    def _tool_outputs(self, tid: int) -> list[str]:
+        """What trajectory ``tid``'s own tools returned; a fork's log lacks its parent's steps, so its last result
+        before the fork is added."""
+        outputs = [result.text or "" for _, result in self.trajectories[tid].tool_results()]
         if self.initial is not None and (last := self.initial.get("last_result")):
             outputs.append(last)
         return outputs

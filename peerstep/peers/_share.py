@@ -71,20 +71,14 @@ async def summarize(traj: Trajectory, state: TrajectoryState, config: SharingCon
 def last_computation(traj: Trajectory) -> str | None:
     """A trajectory's last successful tool call as ``evidence_text`` shows it (None if it ran none), from its step
     log: what the model ran, not what it says it ran. A fork's log lacks its parent's calls."""
-    calls: dict[str, tuple[str, str]] = {}
-    last: str | None = None
-    for rec in traj.log.records(traj.trajectory_id):
-        tool = rec.tool
-        if tool is None or tool.name == traj.finish_tool:
-            continue
-        if rec.kind == StepKind.TOOL_CALL and tool.call_id:
-            args = tool.arguments
-            source = next(iter(args.values())) if isinstance(args, dict) and len(args) == 1 else args
-            calls[tool.call_id] = (tool.name, source if isinstance(source, str) else json.dumps(source))
-        elif rec.kind == StepKind.OBSERVATION and tool.ok is not False and tool.call_id in calls and rec.text:
-            name, source = calls[tool.call_id]
-            last = evidence_text(name, source, rec.text)
-    return last
+    answered = [(call.tool, result.text) for call, result in traj.tool_results()
+                 if call is not None and call.tool is not None]
+    if not answered:
+        return None
+    tool, output = answered[-1]
+    args = tool.arguments
+    source = next(iter(args.values())) if isinstance(args, dict) and len(args) == 1 else args
+    return evidence_text(tool.name, source if isinstance(source, str) else json.dumps(source), output or "")
 
 
 async def share(

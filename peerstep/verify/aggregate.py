@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
+from fractions import Fraction
 
 from pydantic import BaseModel, Field
 
@@ -103,11 +104,13 @@ def backed_by(answer: str | None, outputs: Iterable[str]) -> bool:
     decimals = _decimals(answer)
     for out in outputs:
         for found in numbers(out):
-            if found == value or (decimals is not None and round(Decimal(found.numerator) / Decimal(found.denominator),
-                                                                 decimals) == Decimal(value.numerator)
-                                  / Decimal(value.denominator)):
+            if found == value or (decimals is not None and round(_decimal(found), decimals) == _decimal(value)):
                 return True
     return False
+
+
+def _decimal(value: Fraction) -> Decimal:
+    return Decimal(value.numerator) / Decimal(value.denominator)
 
 
 def _decimals(answer: str) -> int | None:
