@@ -18,6 +18,12 @@ per-episode result files of ``bench/heldout.py run`` name them) and grades, with
 - ``greedy-first + tool-backed@4``: both;
 - ``single`` and the oracle (some trajectory of the majority run was right), for reference.
 
+``--mix OTHER.jsonl ...`` adds different models per trajectory: the result files of another model's ``majority``
+runs of the same tasks. Independent trajectories sample the same whichever run they belong to, so a mixed run is
+replayed from the two: ``mix 2+2`` votes over trajectories 0-1 of this run and 0-1 of the other model's (four in
+all), ``mix 4+4`` over all eight; the first model's trajectories come first, so a tie goes to its answer (order
+the stronger model first). ``other majority@4`` is the other model's own vote. Only tasks both ran are compared.
+
 Each variant's rule was fixed before it was run on any split. Run on the dev split first, then once on held-out.
 """
 
@@ -73,17 +79,22 @@ def main() -> None:
                                                           "holding majority and single runs of the same tasks")
     p.add_argument("--strategy", default="majority", help="whose runs to re-aggregate (the greedy-first rows need "
                                                           "independent samples: majority only)")
+    p.add_argument("--mix", nargs="+", type=Path, default=[], help="result files of another model's majority runs "
+                                                                 "of the same tasks: adds the mixed-model votes")
     p.add_argument("--runs", type=Path, default=runs_dir(), help="where their step logs are (default: peerstep's)")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args()
     rows = [json.loads(line) for path in args.results for line in path.read_text().splitlines() if line.strip()]
     sampled_runs = {r["task_id"]: r for r in rows if r["strategy"] == args.strategy and r.get("run_id")}
     single = {r["task_id"]: r for r in rows if r["strategy"] == "single" and r.get("run_id")}
+    other = {r["task_id"]: r for path in args.mix for line in path.read_text().splitlines() if line.strip()
+             for r in [json.loads(line)] if r["strategy"] == "majority" and r.get("run_id")}
     anchor = args.strategy == "majority"
     base = f"{args.strategy}@4"
     tasks = []
     names: list[str] = []  # the variants, in the order of the table
-    for task_id in sorted(sampled_runs.keys() & single.keys() if anchor else sampled_runs.keys()):
+    chosen = sampled_runs.keys() & single.keys() if anchor else sampled_runs.keys()
+    for task_id in sorted(chosen & other.keys() if args.mix else chosen):
         grade, checker = task_checker(task_id)
         sampled = trajectories(sampled_runs[task_id]["run_id"], args.runs)
         cost = sum(t["tokens"] for t in sampled.values())
@@ -100,6 +111,13 @@ def main() -> None:
             answers.update({"greedy-first": (decide(anchored, False, checker), cost),
                             "greedy-first + tool-backed": (decide(anchored, True, checker), cost),
                             "single": (greedy["answer"], greedy["tokens"])})
+        if args.mix:
+            theirs = trajectories(other[task_id]["run_id"], args.runs)
+            for label, k in (("mix 2+2", 2), ("mix 4+4", 4)):
+                mixed = {**{tid: t for tid, t in sampled.items() if tid < k},
+                         **{100 + tid: t for tid, t in theirs.items() if tid < k}}  # ours first: ties go to ours
+                answers[label] = (decide(mixed, False, checker), sum(t["tokens"] for t in mixed.values()))
+            answers["other majority@4"] = (decide(theirs, False, checker), sum(t["tokens"] for t in theirs.values()))
         names = list(answers)
         tasks.append({"task_id": task_id, "oracle": any(grade(t["answer"]) for t in sampled.values()),
                       "backed": {tid: backed_by(t["answer"], t["outputs"]) for tid, t in sampled.items()},
@@ -130,6 +148,7 @@ def main() -> None:
           + " |" * len(bases))
     if args.json:
         args.json.write_text(json.dumps({"strategy": args.strategy, "results": [str(r) for r in args.results],
+                                         "mix": [str(m) for m in args.mix],
                                          "rows": table, "tasks": tasks}, indent=1) + "\n")
         print(f"wrote {args.json}")
 
