@@ -110,9 +110,11 @@ class Endpoint:
         engine = self.engine or make_engine(self.engine_name, self.engine_config or EngineConfig(
             model=self.model or DEFAULT_MODEL))
         supports_continue, supports_seed = engine.supports_continue, engine.supports_seed
+        started = self.engine is not None  # only an engine peerstep runs is known well enough to set run defaults
         return ModelClient(self.base_url, self.model, self.api_key, timeout=self.timeout,
                            max_retries=self.max_retries, supports_continue=supports_continue,
-                           supports_seed=supports_seed)
+                           supports_seed=supports_seed, tool_choice=engine.tool_choice if started else None,
+                           context_tokens=engine.config.context_length if started else None)
 
     def close(self) -> None:
         if self.engine is not None:

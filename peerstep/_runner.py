@@ -395,6 +395,7 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
                  fork: dict[str, Any] | None = None, approver: Approver | None = None,
                  judge: ListwiseJudge | None = None) -> EpisodeResult:
     """The one place a run is carried out: environments, trajectories, the graph, and how the run ended."""
+    agent = agent.with_server_defaults(client)  # the same defaults whichever entry point started the run
     from peerstep._checkpoint import checkpoint_meta, checkpoint_path, open_saver, replay, sweep
 
     envs: list[Environment] = []

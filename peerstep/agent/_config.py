@@ -27,11 +27,13 @@ class AgentConfig(BaseModel):
         "code it just wrote; the real output comes from the tool.",
     )
     budget: Budget = Field(default_factory=Budget)
-    tool_choice: Literal["auto", "required"] = Field(
-        default="auto",
+    tool_choice: Literal["auto", "required"] | None = Field(
+        default=None,
         description="'required' asks the server to constrain decoding to a tool call (vLLM structured output; on "
         "llama.cpp, the JSON-schema grammar of peerstep's tool-call front); "
-        "'auto' lets the model write calls as text, which peerstep parses.",
+        "'auto' lets the model write calls as text, which peerstep parses. None: the engine's own default when "
+        "peerstep started it ('required' on vLLM, measured better there; 'auto' on llama.cpp), 'auto' on a server "
+        "given by URL (see with_server_defaults).",
     )
     native_tools: bool = Field(
         default=False,
@@ -68,6 +70,17 @@ class AgentConfig(BaseModel):
         "A call asked without an approver pauses the run (LangGraph interrupt; needs a checkpointed run, the "
         "default) until it is resumed with a decision per call.",
     )
+
+    def with_server_defaults(self, client: Any) -> AgentConfig:
+        """This config with what it leaves unset taken from the client's server (``ModelClient.tool_choice`` and
+        ``context_tokens``, declared by an engine peerstep started): what every run does first, whichever entry
+        point started it."""
+        update: dict[str, Any] = {}
+        if self.tool_choice is None:
+            update["tool_choice"] = getattr(client, "tool_choice", None) or "auto"
+        if self.context_tokens is None and getattr(client, "context_tokens", None):
+            update["context_tokens"] = client.context_tokens
+        return self.model_copy(update=update) if update else self
 
     @field_validator("approve", mode="before")
     @classmethod

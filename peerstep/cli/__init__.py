@@ -123,9 +123,7 @@ def solve(
     question_read_from_stdin = question == "-"
     if question_read_from_stdin:
         question = _read_stdin()
-    if tool_choice is None:
-        tool_choice = "required" if engine == "vllm" and not _named_server(base_url) else "auto"
-    if tool_choice not in ("auto", "required"):
+    if tool_choice not in (None, "auto", "required"):
         _fail("--tool-choice must be 'auto' or 'required'", 2)
     try:
         # validates the strategy, -n, the question, the index and the budgets before any engine starts
@@ -156,8 +154,6 @@ def solve(
         _fail(_validation_message(exc), 2)
     except PeerstepError as exc:
         _fail(str(exc))
-    if not _named_server(base_url):  # the embedded engine's window is known: the loop keeps requests inside it
-        config.context_tokens = getattr(_engine_config(model, port), "context_length", None)
     parallel = strategy != "single"
     view = LiveView(console, parallel=parallel)
     endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine,

@@ -103,6 +103,8 @@ class ModelClient:
         supports_continue: bool = False,
         supports_seed: bool = True,
         headers: dict[str, str] | None = None,
+        tool_choice: str | None = None,
+        context_tokens: int | None = None,
     ) -> None:
         """``supports_continue``: the server continues a partial assistant message when asked with
         ``continue_final_message`` (vLLM does; llama-cpp-python and OpenAI do not).
@@ -111,7 +113,11 @@ class ModelClient:
         core when a seeded request's prompt is prefilled in chunks (over 2,048 tokens), so a vLLM
         CPU endpoint turns seeds off; sampling then differs between runs but stays diverse.
 
-        ``headers``: sent with every request, e.g. the episode id a router keeps sessions sticky by."""
+        ``headers``: sent with every request, e.g. the episode id a router keeps sessions sticky by.
+
+        ``tool_choice`` and ``context_tokens``: what the engine peerstep started says of itself (how a run asks it
+        for tool calls, its context window); a run whose ``AgentConfig`` leaves them unset takes them from here, so
+        the CLI, the Python API and an eval run the same way on the same server. None for a server given by URL."""
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.max_retries = max_retries
@@ -127,6 +133,8 @@ class ModelClient:
         )
         self.supports_continue = supports_continue
         self.supports_seed = supports_seed
+        self.tool_choice = tool_choice
+        self.context_tokens = context_tokens
         self.api_key = api_key
         self.timeout = timeout
         self.headers = dict(headers or {})

@@ -26,7 +26,7 @@ import subprocess
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 from pydantic import BaseModel, Field
@@ -145,6 +145,8 @@ class ManagedEngine(ABC):
 
     # what the server accepts; ``client()`` passes these on to the ModelClient
     supports_continue: bool = False  # continue_final_message (vLLM), for LeaP's in-message injection
+    # how a run asks this server for tool calls unless told otherwise (AgentConfig.tool_choice None)
+    tool_choice: Literal["auto", "required"] = "auto"
 
     @property
     def supports_seed(self) -> bool:
@@ -156,7 +158,8 @@ class ManagedEngine(ABC):
         from peerstep.client import ModelClient
 
         return ModelClient(self.base_url, self.served_name, supports_continue=self.supports_continue,
-                           supports_seed=self.supports_seed, **options)
+                           supports_seed=self.supports_seed, tool_choice=self.tool_choice,
+                           context_tokens=self.config.context_length, **options)
 
     # --- shared machinery -------------------------------------------------------------------
     @property

@@ -49,13 +49,16 @@ class ClientSpec:
     supports_continue: bool = False
     supports_seed: bool = True
     per_node: tuple[tuple[str, str], ...] = ()
+    tool_choice: str | None = None
+    context_tokens: int | None = None
 
     @classmethod
     def of(cls, client: ModelClient, more_base_urls: tuple[str, ...] = ()) -> ClientSpec:
         """The settings of a live client (and, optionally, more replicas of the same model)."""
         urls = tuple(dict.fromkeys((client.base_url, *(u.rstrip("/") for u in more_base_urls))))
         return cls(urls, client.model, client.api_key, client.timeout, client.max_retries,
-                   client.supports_continue, client.supports_seed)
+                   client.supports_continue, client.supports_seed, tool_choice=client.tool_choice,
+                   context_tokens=client.context_tokens)
 
     def replica(self, episode: str) -> str:
         """The replica this episode's requests go to: this node's engine, else by highest random weight."""
@@ -67,7 +70,8 @@ class ClientSpec:
         headers = {h: episode for h in SESSION_HEADERS} if episode else None
         return ModelClient(self.replica(episode), self.model, self.api_key, timeout=self.timeout,
                            max_retries=self.max_retries, supports_continue=self.supports_continue,
-                           supports_seed=self.supports_seed, headers=headers)
+                           supports_seed=self.supports_seed, headers=headers, tool_choice=self.tool_choice,
+                           context_tokens=self.context_tokens)
 
     def __call__(self) -> ModelClient:
         """A spec is a client factory too (the first replica's, without an episode header)."""

@@ -79,7 +79,8 @@ class NodeEngines:
         filled in by the ``RayExecutor`` once the engines run."""
         probe = make_engine(self.engine, self.config)  # not started: it only says what it would serve and accept
         return ClientSpec((), probe.served_name, api_key, supports_continue=probe.supports_continue,
-                          supports_seed=probe.supports_seed)
+                          supports_seed=probe.supports_seed, tool_choice=probe.tool_choice,
+                          context_tokens=probe.config.context_length)
 
     @property
     def modules(self) -> list[str]:
