@@ -73,6 +73,12 @@ class Registry(Generic[T]):
             return value
         return entry  # type: ignore[return-value]
 
+    def unregister(self, name: str) -> None:
+        """Remove the entry called ``name``; unknown names raise ``InputError`` listing the known."""
+        if name not in self._entries:
+            raise InputError(f"unknown {self.family} {name!r}; known: {', '.join(self.names()) or 'none'}")
+        del self._entries[name]
+
     def names(self) -> list[str]:
         return sorted(self._entries)
 
@@ -117,10 +123,15 @@ ROUTERS: Registry[Any] = Registry("router", {
     "random": "peerstep.peers._routing:random_peers",
     "all": "peerstep.peers._routing:all_peers",
 })
+# an aggregator is ``(candidates, equivalent) -> Decision``; ``ParallelConfig(aggregate=name)`` finds it here.
+# "listwise" is the majority vote that the parallel graph then hands to a list-wise judge when answers disagree;
+# for "tool-backed" the graph also says which candidates a tool result of their own backs.
 AGGREGATORS: Registry[Any] = Registry("aggregator", {
     "majority": "peerstep.verify.aggregate:majority_vote",
     "weighted": "peerstep.verify.aggregate:weighted_vote",
     "best-of-n": "peerstep.verify.aggregate:best_of_n",
+    "listwise": "peerstep.verify.aggregate:majority_vote",
+    "tool-backed": "peerstep.verify.aggregate:tool_backed_vote",
 })
 VERIFIERS: Registry[Any] = Registry("verifier", {
     "answer-checker": "peerstep.verify._verifiers:AnswerChecker",
@@ -129,6 +140,8 @@ VERIFIERS: Registry[Any] = Registry("verifier", {
     "transformers-prm": "peerstep.verify._transformers_prm:TransformersPRM",
     "peer-agreement": "peerstep.verify._verifiers:PeerAgreement",
 })
+# a checker factory: called with the checker's options as keywords, it returns a ``(prediction, gold) -> bool``
+# (``peerstep.grading.get_checker(name, **options)``)
 CHECKERS: Registry[Any] = Registry("checker", {
     "exact": "peerstep.grading:ExactChecker",
     "numeric": "peerstep.grading:NumericChecker",
@@ -136,15 +149,19 @@ CHECKERS: Registry[Any] = Registry("checker", {
     "short_answer": "peerstep.grading:ShortAnswerChecker",
     "python": "peerstep.grading:PythonChecker",
 })
+# a ``ManagedEngine`` class, built from an ``EngineConfig`` (``peerstep.engines.make_engine(name, config)``)
 ENGINES: Registry[Any] = Registry("engine", {
     "llamacpp": "peerstep.engines._llamacpp:LlamaCppEngine",
     "vllm": "peerstep.engines._vllm:VllmEngine",
 })
+# a ``Sandbox`` class, built with the limits as keywords (``peerstep.tools.sandbox.make_sandbox(name, ...)``)
 SANDBOXES: Registry[Any] = Registry("sandbox backend", {
     "bwrap": "peerstep.tools.sandbox._bwrap:BwrapSandbox",
     "e2b": "peerstep.tools.sandbox._e2b:E2BSandbox",
     "local-unsafe": "peerstep.tools.sandbox._local:LocalUnsafeSandbox",
 })
+# a search index class, or a web ``SearchProvider`` class, which ``WebSearchConfig(provider=name)`` builds with
+# its ``from_config``
 SEARCH_BACKENDS: Registry[Any] = Registry("search backend", {
     "fts5": "peerstep.tools.search._fts5:Fts5Index",
     "searxng": "peerstep.tools.search._web:SearxngProvider",

@@ -1,52 +1,47 @@
-"""Checkers by name (``get_checker``), the default checker, and ``grade``: the one place an answer meets its gold."""
+"""Checkers by name (``get_checker``), the default checker, and ``grade``: the one place an answer meets its gold.
+
+Checkers are found by name in ``peerstep.registry.CHECKERS``: register a factory there (a class or function taking
+the checker's options as keywords) and ``get_checker(name, **options)`` builds it.
+"""
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from peerstep._errors import InputError, PeerstepError
 from peerstep.grading._math import MathChecker
-from peerstep.grading._numbers import NumericChecker
 from peerstep.grading._protocol import Checker
-from peerstep.grading._python import PythonChecker
-from peerstep.grading._short import ShortAnswerChecker
-from peerstep.grading._text import ExactChecker
+from peerstep.registry import CHECKERS
 
 __all__ = ["CHECKER_NAMES", "DEFAULT_CHECKER", "get_checker", "grade"]
 
 log = logging.getLogger(__name__)
 
-_FACTORIES: dict[str, Callable[..., Checker]] = {
-    "exact": ExactChecker,
-    "numeric": NumericChecker,
-    "math": MathChecker,
-    "short_answer": ShortAnswerChecker,
-    "python": PythonChecker,
-}
-CHECKER_NAMES = tuple(_FACTORIES)
+CHECKER_NAMES: tuple[str, ...] = ("exact", "numeric", "math", "short_answer", "python")
+"""The built-in checkers (the ``type`` of a task file's checker). ``get_checker`` takes any name registered in
+``peerstep.registry.CHECKERS``: these and the user's own."""
 
 DEFAULT_CHECKER: Checker = MathChecker()
 """What grades a task that has no checker of its own (a free-form question with a gold answer)."""
 
 
 def get_checker(name: str, **options: Any) -> Checker:
-    """The checker called ``name``, built with ``options`` (``rtol``/``atol`` for numeric, ``function`` and
-    ``base_dir`` for python). Unknown names and options raise ``InputError`` naming what is accepted."""
-    factory = _FACTORIES.get(name)
-    if factory is None:
-        raise InputError(f"unknown checker {name!r}; known: {', '.join(CHECKER_NAMES)}")
+    """The checker registered as ``name`` in ``CHECKERS``, built with ``options`` (``rtol``/``atol`` for numeric,
+    ``function`` and ``base_dir`` for python). Unknown names and options raise ``InputError`` naming what is
+    accepted."""
+    factory = CHECKERS.get(name)
     accepted = [p for p in inspect.signature(factory).parameters if p != "self"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         allowed = ", ".join(accepted) if accepted else "none"
         raise InputError(f"checker {name!r} does not take option(s) {', '.join(unknown)}; it takes: {allowed}")
     try:
-        return factory(**options)
+        checker: Checker = factory(**options)
     except TypeError as exc:
         raise InputError(f"checker {name!r}: {exc}") from None
+    return checker
 
 
 def grade(answer: str | None, gold: str | None, checker: Checker = DEFAULT_CHECKER) -> bool:

@@ -21,18 +21,19 @@ import asyncio
 import operator
 import time
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypedDict
+from typing import Annotated, Any, TypedDict
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, Send
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from peerstep.agent import Trajectory
 from peerstep.agent._state import TrajectoryState
 from peerstep.grading import Checker
 from peerstep.graphs.react import Loop, thin
 from peerstep.peers._share import SharingConfig, share
+from peerstep.registry import AGGREGATORS
 from peerstep.steplog import StepKind, StepLog, StepRecord
 from peerstep.steplog._steps import process_step_texts
 from peerstep.verify import (
@@ -45,11 +46,7 @@ from peerstep.verify import (
     VerifierError,
     agreement_reached,
     backed_by,
-    best_of_n,
     listwise_options,
-    majority_vote,
-    tool_backed_vote,
-    weighted_vote,
 )
 
 
@@ -61,10 +58,12 @@ class ParallelConfig(BaseModel):
     sharing: SharingConfig | None = Field(default=None, description="LeaP peer sharing at barriers; None is off")
     barrier_verify: bool = Field(default=False, description="score active trajectories at barriers")
     prune_keep: int | None = Field(default=None, ge=1, description="keep only the best m active at barriers")
-    aggregate: Literal["majority", "weighted", "best-of-n", "listwise", "tool-backed"] = Field(
-        default="majority", description="listwise: when the answers disagree, a list-wise judge (the run's own "
-        "model unless given) picks one of them from their solutions side by side; majority vote when it cannot. "
-        "tool-backed: majority vote in which an answer none of its trajectory's tool results states counts half")
+    aggregate: str = Field(
+        default="majority", description="an aggregator's name in peerstep.registry.AGGREGATORS (majority, weighted, "
+        "best-of-n, listwise, tool-backed, or one registered there). listwise: when the answers disagree, a "
+        "list-wise judge (the run's own model unless given) picks one of them from their solutions side by side; "
+        "majority vote when it cannot. tool-backed: majority vote in which an answer none of its trajectory's tool "
+        "results states counts half")
     greedy_first: bool = Field(default=False, description="trajectory 0 samples at the run's own temperature "
                                "(greedy at 0) and the others at the sampling temperature of several trajectories; "
                                "ties of the vote go to trajectory 0's answer")
@@ -74,6 +73,13 @@ class ParallelConfig(BaseModel):
     wave: int | None = Field(default=None, ge=1, description="start this many trajectories at first and as many "
                              "more at each barrier where all have finished and the run has not stopped early "
                              "(adaptive sampling); None starts all n at once")
+
+    @field_validator("aggregate")
+    @classmethod
+    def _known_aggregator(cls, value: str) -> str:
+        if value not in AGGREGATORS:
+            raise ValueError(f"unknown aggregator {value!r}; known: {', '.join(AGGREGATORS)}")
+        return value
 
 
 def _merge(left: dict[int, Any], right: dict[int, Any]) -> dict[int, Any]:
@@ -263,9 +269,9 @@ class ParallelRun:
         candidates = [Candidate(trajectory_id=tid, answer=st.get("answer"), score=_mean(scores.get(tid), None),
                                 backed=backed_by(st.get("answer"), self._tool_outputs(tid)) if backed else None)
                       for tid, st in sorted(answered.items())]
-        decide = {"majority": majority_vote, "weighted": weighted_vote, "best-of-n": best_of_n,
-                  "listwise": majority_vote, "tool-backed": tool_backed_vote}[self.config.aggregate]
-        decision = decide(candidates, equivalent=self.checker)
+        # "listwise" is registered as the majority vote; its judge (below) may then pick another answer
+        decide = AGGREGATORS.get(self.config.aggregate)
+        decision: Decision = decide(candidates, equivalent=self.checker)
         extra: dict[str, Any] = {}
         if self.config.aggregate == "listwise":
             decision, extra = await self._listwise(decision, answered)

@@ -3,7 +3,8 @@
 Providers: a SearxNG instance's JSON API (self-hostable, no key: ``GET {base}/search?q=...&format=json`` returning
 ``results[].title/url/content``) and the Brave Search API (``GET {base}/res/v1/web/search`` with an
 ``X-Subscription-Token`` header, returning ``web.results[].title/url/description``). ``WebSearchConfig.from_env``
-chooses one from ``PEERSTEP_SEARCH_PROVIDER``, ``PEERSTEP_SEARCH_URL`` and ``BRAVE_API_KEY``.
+chooses one from ``PEERSTEP_SEARCH_PROVIDER``, ``PEERSTEP_SEARCH_URL`` and ``BRAVE_API_KEY``. Providers are found by
+name in ``peerstep.registry.SEARCH_BACKENDS``: register a ``SearchProvider`` class there to add one.
 
 Networks fail in ways an agent cannot fix, so the client does what it can and then says exactly what is wrong in
 one line: connection failures, 429 and 5xx answers are retried with exponential backoff (honouring
@@ -25,12 +26,13 @@ from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
 import httpx
 
 from peerstep._errors import InputError
+from peerstep.registry import SEARCH_BACKENDS
 from peerstep.tools.search._base import (
     MAX_QUERY_TERMS,
     DocumentNotFoundError,
@@ -44,13 +46,13 @@ from peerstep.tools.search._base import (
 )
 
 __all__ = [
-    "PROVIDERS",
     "BraveProvider",
     "SearchProvider",
     "SearxngProvider",
     "WebSearch",
     "WebSearchConfig",
     "html_to_text",
+    "web_providers",
 ]
 
 BRAVE_URL = "https://api.search.brave.com"
@@ -70,6 +72,17 @@ class SearchProvider(ABC):
 
     name: str
     base_url: str
+
+    @classmethod
+    def from_config(cls, config: WebSearchConfig) -> SearchProvider:
+        """The provider for ``config`` (``WebSearchConfig.make_provider`` calls this once it has found the class in
+        ``SEARCH_BACKENDS``). By default ``cls(base_url=config.base_url)``, which needs ``PEERSTEP_SEARCH_URL``;
+        override it to read a key or to check the settings, raising ``InputError`` naming what is missing."""
+        if not config.base_url:
+            raise InputError(f"the {config.provider!r} search provider needs a URL: set PEERSTEP_SEARCH_URL")
+        factory: Any = cls  # a concrete subclass (a dataclass) takes base_url
+        provider: SearchProvider = factory(base_url=config.base_url)
+        return provider
 
     @abstractmethod
     def request(self, query: str, k: int) -> tuple[str, dict[str, str | int], dict[str, str]]:
@@ -106,6 +119,13 @@ class SearxngProvider(SearchProvider):
     base_url: str
     name: str = "SearxNG"
 
+    @classmethod
+    def from_config(cls, config: WebSearchConfig) -> SearxngProvider:
+        if not config.base_url:
+            raise InputError("web search is not configured: set PEERSTEP_SEARCH_URL to a SearxNG instance "
+                             "(e.g. http://localhost:8888), or BRAVE_API_KEY for Brave Search")
+        return cls(base_url=config.base_url)
+
     def request(self, query: str, k: int) -> tuple[str, dict[str, str | int], dict[str, str]]:
         return f"{self.base_url.rstrip('/')}/search", {"q": query, "format": "json"}, {"Accept": "application/json"}
 
@@ -127,6 +147,12 @@ class BraveProvider(SearchProvider):
     base_url: str = BRAVE_URL
     name: str = "Brave Search"
 
+    @classmethod
+    def from_config(cls, config: WebSearchConfig) -> BraveProvider:
+        if not config.api_key:
+            raise InputError("the Brave Search provider needs an API key: set BRAVE_API_KEY")
+        return cls(api_key=config.api_key, base_url=config.base_url or BRAVE_URL)
+
     def request(self, query: str, k: int) -> tuple[str, dict[str, str | int], dict[str, str]]:
         headers = {"Accept": "application/json", "X-Subscription-Token": self.api_key}
         return f"{self.base_url.rstrip('/')}/res/v1/web/search", {"q": query, "count": min(k, 20)}, headers
@@ -147,7 +173,21 @@ class BraveProvider(SearchProvider):
         return f"Brave Search refused the API key (HTTP {status}); check BRAVE_API_KEY"
 
 
-PROVIDERS = ("searxng", "brave")
+def _provider_class(entry: Any) -> TypeGuard[type[SearchProvider]]:
+    return isinstance(entry, type) and issubclass(entry, SearchProvider)
+
+
+def web_providers() -> list[str]:
+    """The names in ``SEARCH_BACKENDS`` that are web search providers (``SearchProvider`` classes), not indexes."""
+    names = []
+    for name in SEARCH_BACKENDS:
+        try:
+            entry = SEARCH_BACKENDS.get(name)
+        except InputError:  # a lazy entry whose package is missing: not usable, so not listed
+            continue
+        if _provider_class(entry):
+            names.append(name)
+    return names
 
 
 @dataclass
@@ -180,20 +220,16 @@ class WebSearchConfig:
         return cls(provider=provider, base_url=url, api_key=key, timeout=seconds)
 
     def make_provider(self) -> SearchProvider:
-        """The configured provider, or an ``InputError`` naming the missing or wrong setting."""
-        if self.provider not in PROVIDERS:
+        """The provider registered as ``provider`` in ``SEARCH_BACKENDS``, built by its ``from_config``, or an
+        ``InputError`` naming the missing or wrong setting."""
+        entry = SEARCH_BACKENDS.get(self.provider) if self.provider in SEARCH_BACKENDS else None
+        if not _provider_class(entry):
             raise InputError(f"unknown search provider {self.provider!r} (PEERSTEP_SEARCH_PROVIDER); "
-                             f"known: {', '.join(PROVIDERS)}")
+                             f"known: {', '.join(web_providers())}")
         if self.base_url is not None and urlsplit(self.base_url).scheme not in ("http", "https"):
             raise InputError(f"PEERSTEP_SEARCH_URL must be an http:// or https:// URL, got {self.base_url!r}")
-        if self.provider == "brave":
-            if not self.api_key:
-                raise InputError("the Brave Search provider needs an API key: set BRAVE_API_KEY")
-            return BraveProvider(api_key=self.api_key, base_url=self.base_url or BRAVE_URL)
-        if not self.base_url:
-            raise InputError("web search is not configured: set PEERSTEP_SEARCH_URL to a SearxNG instance "
-                             "(e.g. http://localhost:8888), or BRAVE_API_KEY for Brave Search")
-        return SearxngProvider(base_url=self.base_url)
+        provider: SearchProvider = entry.from_config(self)
+        return provider
 
 
 class WebSearch(SearchIndex):
