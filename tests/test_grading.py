@@ -6,6 +6,7 @@ import json
 import re
 import sys
 import time
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,20 @@ from peerstep.grading import (
     PythonChecker,
     ShortAnswerChecker,
     answers_equivalent,
+    decimals_of,
+    drop_zero_decimals,
     exact_match,
     get_checker,
     grade,
+    is_bare_number,
+    last_number_text,
     math_match,
     normalise_answer,
     numeric_match,
     parse_number,
     short_answer_match,
     stated_answer,
+    whole_number,
 )
 from peerstep.verify import AnswerChecker, Candidate, PeerAgreement, TrajectoryView, majority_vote
 
@@ -188,6 +194,56 @@ def test_numeric_tolerances() -> None:
             NumericChecker(rtol=bad)  # type: ignore[arg-type]
     assert parse_number("6.02e23 per mol") == pytest.approx(6.02e23)
     assert parse_number("3 or 4") is None and parse_number("none") is None
+
+
+# ------------------------------------------------------------------------- how a number is written (the shapes)
+# The agent, the voters and the baselines ask these questions; they are answered here, with the exact rules their
+# callers had, so no other package keeps a number regex.
+
+def test_whole_number_is_the_text_being_one_number_and_nothing_else() -> None:
+    assert whole_number("1,000") == 1000 and whole_number("\\frac{1}{2}") == Fraction(1, 2)
+    assert whole_number("$20.90") == Fraction(209, 10) and whole_number("1.6e-19") == Fraction(16, 10**20)
+    assert whole_number("12%") == 12
+    for text in ("5 apples", "x = 5", "1 2", "", "(no output)"):
+        assert whole_number(text) is None, text
+
+
+@pytest.mark.parametrize(("text", "bare"), [
+    ("42", True), (" 42.\n", True), ("$1,000", True), ("-2.5%", True), ("$ 20.90.", True),
+    ("1.6e-19", False), ("\\boxed{42}", False), ("3/4", False), ("42 apples", False), ("x", False), ("", False),
+    ("1 000", False), ("42!", False),
+])
+def test_is_bare_number(text: str, bare: bool) -> None:
+    assert is_bare_number(text) is bare
+
+
+@pytest.mark.parametrize(("text", "written"), [
+    ("441624171.0", "441624171"), ("-2.00", "-2"), ("7", "7"), ("2.50", "2.50"), ("10.05", "10.05"),
+    ("$5.0", "$5.0"), ("1,000.0", "1,000.0"), ("1e3", "1e3"), ("5.0 m", "5.0 m"), ("", ""),
+])
+def test_drop_zero_decimals_only_rewrites_a_plain_whole_float(text: str, written: str) -> None:
+    assert drop_zero_decimals(text) == written
+
+
+@pytest.mark.parametrize(("answer", "decimals"), [
+    ("42", 0), ("3.14", 2), ("$1,000", 0), ("155467.20", 2), ("about 9.81 m/s^2", 2), ("1.5 or 2.25", 1),
+    ("1/2", None), ("\\frac{1}{2}", None), ("1.6e-19", None), ("6.02E+23", None), ("Paris", None), ("", None),
+])
+def test_decimals_of(answer: str, decimals: int | None) -> None:
+    assert decimals_of(answer) == decimals
+
+
+@pytest.mark.parametrize(("reply", "number"), [
+    ("First 12, then 1,250 in all.", "1250"),
+    ("It drops to -3.5 degrees", "-3.5"),
+    ("costs 20.", "20"),  # a trailing full stop is not a decimal point
+    ("CO2", "2"),  # loose: glued numbers count, unlike ``numbers``
+    ("1.6e-19", "-19"),  # loose: only the digits of scientific notation
+    ("3/4", "4"),
+    ("no digits here", None), ("", None),
+])
+def test_last_number_text_is_the_loose_last_resort(reply: str, number: str | None) -> None:
+    assert last_number_text(reply) == number
 
 
 @pytest.mark.parametrize(("prediction", "gold", "expected"), [

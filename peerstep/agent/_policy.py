@@ -26,12 +26,18 @@ model stated, and asking for it again costs a model call that only restates it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Literal
 
-from peerstep.grading import number_text, numbers, parse_number, stated_answer
-from peerstep.grading._numbers import whole_number
+from peerstep.grading import (
+    drop_zero_decimals,
+    is_bare_number,
+    number_text,
+    numbers,
+    parse_number,
+    stated_answer,
+    whole_number,
+)
 
 AnswerPolicy = Literal["accept", "confirm", "check"]
 ANSWER_POLICIES: tuple[str, ...] = ("accept", "confirm", "check")
@@ -39,8 +45,6 @@ ANSWER_POLICIES: tuple[str, ...] = ("accept", "confirm", "check")
 COMPUTE_TOOLS = ("calculate", "python")
 # replies in a row with no tool call and no answer before the answer is forced
 MAX_IDLE_REPLIES = 3
-_WHOLE_FLOAT = re.compile(r"^(-?\d+)\.0+$")
-_BARE_NUMBER = re.compile(r"\$?\s*-?[\d,]*\d(?:\.\d+)?\s*%?\.?")
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def decide(text: str, *, policy: AnswerPolicy, finish_tool: str, tool_names: lis
     # After a tool result, a reply that is one number and nothing else states it as plainly as "\\boxed{…}" does.
     # Before any tool ran it is a number from the model's head (seen on the real model: "13504879.2" for
     # 48123 * 9177 - 600), so it goes the no-call way and the model is asked to use a tool.
-    bare = number_text(text) if tools_used and _BARE_NUMBER.fullmatch(text.strip()) else None
+    bare = number_text(text) if tools_used and is_bare_number(text) else None
     stated = stated_answer(text) or bare
     if stated:
         if policy == "confirm" and "confirm" not in nudged:
@@ -97,5 +101,5 @@ def program_answer(output: str) -> str | None:
     lines = [line.strip() for line in output.strip().splitlines() if line.strip()]
     if len(lines) == 1 and whole_number(lines[0]) is not None:
         # a float that is a whole number is stated as one ("441624171.0" -> "441624171"), as the model would
-        return _WHOLE_FLOAT.sub(r"\1", lines[0])
+        return drop_zero_decimals(lines[0])
     return None

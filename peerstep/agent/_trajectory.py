@@ -41,6 +41,11 @@ Listener = Callable[[StepRecord], None]
 TokenSink = Callable[[int, str], None]
 _WIRE_KEYS = ("role", "content", "tool_calls", "tool_call_id", "name")
 MAX_REPEATS = 3  # an identical call made this many times forces the final answer
+# How much of a tool result the loop keeps as its candidate answer (``last_result``: quoted back to the model in a
+# nudge, read for the number a reply restates) and of the answer it submits itself when a forced reply called no
+# tool. Not grading's ``MAX_ANSWER_CHARS`` (2000: how much of any answer a checker reads, a bound on grading time):
+# this is text the loop puts back into the model's context or answers with on its behalf, so it is kept tighter.
+MAX_FALLBACK_ANSWER_CHARS = 500
 CONTEXT_MARGIN = 64  # tokens kept free beyond the reply's max_tokens: the estimate is not exact
 APPROVAL_KIND = "approve_tool_call"  # the interrupt payload's kind: an ApprovalRequest, one per call
 ENDED = "ended by the person at an approval"
@@ -260,7 +265,7 @@ class Trajectory:
             # The server ignored the named tool_choice. Fall back to an answer the model has stated (now or
             # before), then to the last computed result, and only then to the reply's text: never a fresh guess.
             fallback = stated or state.get("stated_answer") or state.get("last_result") or completion.text.strip()
-            calls = [self.finish_call(fallback[:500], "forced_fallback")]
+            calls = [self.finish_call(fallback[:MAX_FALLBACK_ANSWER_CHARS], "forced_fallback")]
         elif not calls and not parsed.error and finish:
             decision = decide(completion.text, policy=self.config.answer_policy, finish_tool=finish,
                               tool_names=tool_names, tools_used=state.get("tools_used", 0),
@@ -435,7 +440,7 @@ class Trajectory:
                 if call["function"]["name"] != finish:
                     tools_used += 1
                     if info.get("ok") is not False and (obs.get("content") or "").strip():
-                        last_result = str(obs["content"]).strip()[:500]
+                        last_result = str(obs["content"]).strip()[:MAX_FALLBACK_ANSWER_CHARS]
             if call is not None:
                 signature = json.dumps([call["function"]["name"], call["function"]["arguments"]], sort_keys=True)
                 if call["id"] in edited and obs.get("role") == "tool":

@@ -3,7 +3,7 @@
 ``bare-cot``
     One request: the question and "think step by step, then give the final answer as \\boxed{...}". No
     tools, no loop. The answer is the stated final answer (``grading.stated_answer``), else the reply's
-    last number.
+    last number (``grading.last_number_text``).
 ``bare-program``
     One request: "write one Python program that prints the answer". Its first ```python block runs once
     in the sandbox; the last line it prints is the answer. No second chance, no loop.
@@ -15,7 +15,6 @@ then FINAL), so their tokens and answers can be audited the same way.
 
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -24,19 +23,13 @@ from peerstep.agent._prompts import PROGRAM_PROMPT  # the agent opens with the s
 from peerstep.client._parsing import parse_tool_calls
 from peerstep.environments import EnvironmentDataset
 from peerstep.evals._report import EpisodeOutcome
-from peerstep.grading import stated_answer
+from peerstep.grading import last_number_text, stated_answer
 from peerstep.steplog import StepKind, StepLog, ToolInfo, Usage
 
 BASELINES = ("bare-cot", "bare-program")
 
 COT_PROMPT = ("Solve the problem. Think step by step, then give the final answer on the last line as "
               "\\boxed{answer}.")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
-
-
-def _last_number(text: str) -> str | None:
-    found = _NUMBER.findall(text)
-    return found[-1].replace(",", "") if found else None
 
 
 def first_program(text: str) -> str | None:
@@ -77,7 +70,7 @@ async def run_baseline(dataset: EnvironmentDataset, index: int, baseline: str, c
                                      completion_tokens=completion.completion_tokens))
         parent = reason.step_id
         if baseline == "bare-cot":
-            answer = stated_answer(completion.text) or _last_number(completion.text)
+            answer = stated_answer(completion.text) or last_number_text(completion.text)
         else:
             if code := first_program(completion.text):
                 from peerstep.tools.sandbox import make_sandbox

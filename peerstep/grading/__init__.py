@@ -1,8 +1,9 @@
 """Grading: does an answer match the gold answer, and what answer does a model reply state?
 
-A leaf package: it imports nothing from the rest of peerstep except its errors, so environments, verifiers,
-strategies and the eval runner all grade with the same rules. A checker is any ``(prediction, gold) -> bool``;
-the built-in ones are chosen by name with ``get_checker``:
+A leaf package: it imports nothing from the rest of peerstep but its errors and the registry (both in the
+bottom layer), so environments, verifiers, strategies and the eval runner all grade with the same rules. A
+checker is any ``(prediction, gold) -> bool``; the built-in ones, and any registered in
+``peerstep.registry.CHECKERS``, are chosen by name with ``get_checker``:
 
 ``exact``
     Normalised text equality: Unicode NFKC, case folded, whitespace collapsed, one pair of surrounding quotes
@@ -23,12 +24,29 @@ the built-in ones are chosen by name with ``get_checker``:
 Every built-in checker has ``normalise(answer)``: the canonical form of a submitted answer for it (a numeric
 checker's is the one number stated, or None); ``normalise_answer`` works for any checker. ``stated_answer`` reads
 the final answer a model states in plain text ("... is \\boxed{4727}", "the final answer is 12 apples.").
+
+Numbers are read here and nowhere else: ``parse_number``, ``numbers`` and ``number_text`` (the one parser), and the
+questions about how a number is written that the agent, the voters and the baselines ask: ``whole_number`` (the
+text is one number and nothing else), ``is_bare_number`` (plainly written, as a bare reply), ``drop_zero_decimals``
+("441624171.0" -> "441624171"), ``decimals_of`` (how precisely it is written) and ``last_number_text`` (a loose
+last resort for a reply that states no answer).
 """
 
 from peerstep.grading._extract import stated_answer
 from peerstep.grading._limits import MAX_ANSWER_CHARS
 from peerstep.grading._math import MathChecker, answers_equivalent, math_match
-from peerstep.grading._numbers import NumericChecker, number_text, numbers, numeric_match, parse_number
+from peerstep.grading._numbers import (
+    NumericChecker,
+    decimals_of,
+    drop_zero_decimals,
+    is_bare_number,
+    last_number_text,
+    number_text,
+    numbers,
+    numeric_match,
+    parse_number,
+    whole_number,
+)
 from peerstep.grading._protocol import Checker, normalise_answer
 from peerstep.grading._python import PythonChecker
 from peerstep.grading._registry import CHECKER_NAMES, DEFAULT_CHECKER, get_checker, grade
@@ -46,9 +64,13 @@ __all__ = [
     "PythonChecker",
     "ShortAnswerChecker",
     "answers_equivalent",
+    "decimals_of",
+    "drop_zero_decimals",
     "exact_match",
     "get_checker",
     "grade",
+    "is_bare_number",
+    "last_number_text",
     "math_match",
     "normalise_answer",
     "normalise_text",
@@ -58,4 +80,5 @@ __all__ = [
     "parse_number",
     "short_answer_match",
     "stated_answer",
+    "whole_number",
 ]

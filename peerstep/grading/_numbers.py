@@ -6,6 +6,10 @@ scientific notation in any common spelling ("1.6e-19", "1.6 × 10^-19", "1.6*10*
 fraction ("3/4", "\\frac{3}{4}") or a ``\\boxed{}``. It states a number only when it states exactly one standalone
 number: "3 or 4" states none (an ambiguous answer is wrong, not lucky), and a number glued to a letter, ``^`` or
 ``_`` is part of a unit or a name ("m/s^2", "CO2", "cm3").
+
+Beside the parser, the few questions about how a number is *written* that the agent, the voters and the baselines
+ask (``whole_number``, ``is_bare_number``, ``drop_zero_decimals``, ``decimals_of``, ``last_number_text``) live here
+too, so no other package keeps a number regex of its own.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ from typing import Any
 from peerstep._errors import InputError
 from peerstep.grading._limits import clip
 
-__all__ = ["NumericChecker", "number_text", "numbers", "numeric_match", "parse_number", "whole_number"]
+__all__ = ["NumericChecker", "decimals_of", "drop_zero_decimals", "is_bare_number", "last_number_text", "number_text",
+           "numbers", "numeric_match", "parse_number", "whole_number"]
 
 MAX_EXPONENT = 400  # |exponent| above this is no answer anyone means, and 10**huge would take minutes to build
 
@@ -31,6 +36,12 @@ _TIMES_TEN = re.compile(
 )
 _NUMBER = re.compile(rf"(?P<n>{_SIGN}{_MANTISSA}(?:[eE]{_SIGN}\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?)")
 _GLUED_BEFORE = re.compile(r"(?:[^\W\d]|[_^])$|\*\*$")
+# how a number is written, for the helpers after ``whole_number`` (each keeps the exact rule its caller had)
+_BARE_NUMBER = re.compile(r"\$?\s*-?[\d,]*\d(?:\.\d+)?\s*%?\.?")
+_ZERO_DECIMALS = re.compile(r"^(-?\d+)\.0+$")
+_DECIMALS = re.compile(r"\d[\d,]*(?:\.(\d+))?")
+_EXACT_FORM = re.compile(r"\d\s*/\s*\d|frac|[eE][+-]?\d")
+_LOOSE_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
 # LaTeX spellings of plain numbers, rewritten before reading: \frac{1}{2} -> 1/2, 1{,}000 -> 1,000, \$ -> $, ...
 _LATEX = [
     (re.compile(r"\\boxed\s*\{([^{}]*)\}"), r"\1"),
@@ -118,6 +129,41 @@ def whole_number(text: str) -> Fraction | None:
         return None
     start, end, value, _ = found[0]
     return value if not re.search(r"\w", plain[:start] + plain[end:]) else None
+
+
+def is_bare_number(text: str) -> bool:
+    """Whether ``text`` (stripped) is one plainly written number and nothing else: digits with optional thousands
+    commas, decimals and a minus sign, an optional ``$`` before, an optional ``%`` and full stop after ("42", "$1,000.",
+    "-2.5%"). Narrower than ``whole_number``: no LaTeX, fraction or scientific notation, which a reply that is
+    "just the number" does not use."""
+    return _BARE_NUMBER.fullmatch(text.strip()) is not None
+
+
+def drop_zero_decimals(text: str) -> str:
+    """``text`` written as the integer it is when it is a plain decimal whose decimals are all zeros
+    ("441624171.0" -> "441624171", "-2.00" -> "-2"); anything else is returned unchanged ("2.50", "$5.0", "1e3")."""
+    return _ZERO_DECIMALS.sub(r"\1", text)
+
+
+def decimals_of(answer: str) -> int | None:
+    """How many decimals the first number in ``answer`` is written with ("3.14" -> 2, "$1,000" -> 0); None when
+    ``answer`` has no digits or is written as a fraction or in scientific notation ("1/2", "\\frac{1}{2}",
+    "1.6e-19"), forms that say nothing about rounding and compare exactly."""
+    m = _DECIMALS.search(answer)
+    if m is None or _EXACT_FORM.search(answer):
+        return None
+    return len(m.group(1) or "")
+
+
+def last_number_text(text: str) -> str | None:
+    """The last run of digits in ``text`` read as a number, thousands commas dropped ("... so 1,250 in all." ->
+    "1250"); None when ``text`` has no digit.
+
+    A loose last resort for a model reply that states no answer (``stated_answer`` is None): unlike ``numbers`` it
+    takes a number glued to a word ("CO2" -> "2") and reads only the digits of scientific notation or a fraction
+    ("1.6e-19" -> "-19", "3/4" -> "4"). Grade with a checker, never with this."""
+    found = _LOOSE_NUMBER.findall(text)
+    return found[-1].replace(",", "") if found else None
 
 
 def _check_tolerance(name: str, value: Any) -> float:

@@ -8,14 +8,13 @@ strategy is measured against.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from fractions import Fraction
 
 from pydantic import BaseModel, Field
 
-from peerstep.grading import Checker, answers_equivalent, grade, normalise_text, numbers, parse_number
+from peerstep.grading import Checker, answers_equivalent, decimals_of, grade, normalise_text, numbers, parse_number
 
 
 class Candidate(BaseModel):
@@ -101,7 +100,7 @@ def backed_by(answer: str | None, outputs: Iterable[str]) -> bool:
     if value is None:
         wanted = normalise_text(answer)
         return bool(wanted) and any(wanted in normalise_text(out) for out in outputs)
-    decimals = _decimals(answer)
+    decimals = decimals_of(answer)
     for out in outputs:
         for found in numbers(out):
             if found == value or (decimals is not None and round(_decimal(found), decimals) == _decimal(value)):
@@ -111,15 +110,6 @@ def backed_by(answer: str | None, outputs: Iterable[str]) -> bool:
 
 def _decimal(value: Fraction) -> Decimal:
     return Decimal(value.numerator) / Decimal(value.denominator)
-
-
-def _decimals(answer: str) -> int | None:
-    """How many decimals the answer's one number is written with (0 for an integer); None for a fraction or
-    scientific notation, which compare exactly."""
-    m = re.search(r"\d[\d,]*(?:\.(\d+))?", answer)
-    if m is None or re.search(r"\d\s*/\s*\d|frac|[eE][+-]?\d", answer):
-        return None
-    return len(m.group(1) or "")
 
 
 def best_of_n(candidates: Sequence[Candidate], equivalent: Checker = answers_equivalent) -> Decision:
