@@ -6,7 +6,9 @@ first calls the calculator on ``A*B``, then submits the product, or the product 
 seed is 2 mod 3 (so votes and peers have something to disagree about). Replies depend only on the
 messages and the seed, so two runs of one eval give the same answers. ``delay`` slows each reply; ``episodes``
 counts requests by the ``x-peerstep-episode`` header (what a sticky router would see); ``client_ports`` counts
-them by the client's TCP port, so a test can tell which process a request came from (its open connections).
+them by the client's TCP port, so a test can tell which process a request came from (its open connections). A
+request with ``"stream": true`` gets the same reply as server-sent events, word by word, so the real client's
+streaming path can be checked over real HTTP too (``peerstep.testing.model.check_model_client``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 _QUESTION = re.compile(r"What is (\d+)\s*\*\s*(\d+)")
+_USAGE = {"prompt_tokens": 20, "completion_tokens": 12, "total_tokens": 32}
 
 
 def scripted_reply(messages: list[dict[str, Any]], seed: int) -> str:
@@ -35,7 +38,7 @@ def scripted_reply(messages: list[dict[str, Any]], seed: int) -> str:
 
 
 class ScriptedServer:
-    """``/v1/models`` and ``/v1/chat/completions`` (non-streamed) on 127.0.0.1; a context manager."""
+    """``/v1/models`` and ``/v1/chat/completions`` (plain or streamed) on 127.0.0.1; a context manager."""
 
     def __init__(self, delay: float = 0.0, model: str = "scripted", port: int = 0,
                  reply: Callable[[list[dict[str, Any]], int], str] = scripted_reply) -> None:
@@ -60,6 +63,26 @@ class ScriptedServer:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _events(self, text: str, usage: bool) -> None:
+                """``text`` as an OpenAI-compatible stream: a chunk per word, one with the finish reason, the usage
+                when asked (``stream_options.include_usage``), then ``[DONE]``."""
+                head = {"id": "c", "object": "chat.completion.chunk", "created": 0, "model": outer.model}
+                words = text.split(" ")
+                chunks: list[dict[str, Any]] = [
+                    {**head, "choices": [{"index": 0, "finish_reason": None,
+                                          "delta": {"content": w if i == len(words) - 1 else w + " ",
+                                                    **({"role": "assistant"} if i == 0 else {})}}]}
+                    for i, w in enumerate(words)]
+                chunks.append({**head, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                if usage:
+                    chunks.append({**head, "choices": [], "usage": _USAGE})
+                data = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks).encode() + b"data: [DONE]\n\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def do_GET(self) -> None:
                 self._json({"object": "list", "data": [{"id": outer.model, "object": "model", "created": 0,
                                                          "owned_by": "peerstep-testing"}]})
@@ -73,10 +96,13 @@ class ScriptedServer:
                 if outer.delay:
                     time.sleep(outer.delay)
                 text = outer.reply(body.get("messages", []), int(body.get("seed") or 0))
+                if body.get("stream"):
+                    self._events(text, bool((body.get("stream_options") or {}).get("include_usage")))
+                    return
                 self._json({"id": "c", "object": "chat.completion", "created": 0, "model": outer.model,
                             "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                          "finish_reason": "stop"}],
-                            "usage": {"prompt_tokens": 20, "completion_tokens": 12, "total_tokens": 32}})
+                            "usage": _USAGE})
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.httpd.daemon_threads = True
