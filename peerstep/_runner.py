@@ -511,45 +511,79 @@ async def _drive(factory: Callable[[], Environment], client: ModelClient, *, str
             await _call_after_run(log)
 
 
-def run(task: Task, *, base_url: str | None = None, model: str | None = None, api_key: str | None = None,
-        engine: str | None = None, engine_config: Any = None, **options: Any) -> EpisodeResult:
-    """``arun`` from sync code: opens an endpoint (starting the embedded engine unless ``base_url`` is given),
-    runs, and closes it. Works inside a running event loop (Jupyter) too; there ``await arun(...)`` is better."""
+def run(task: Task, *, endpoint: Endpoint | None = None, base_url: str | None = None, model: str | None = None,
+        api_key: str | None = None, engine: str | None = None, engine_config: Any = None,
+        **options: Any) -> EpisodeResult:
+    """``arun`` from sync code: opens an endpoint built from ``base_url``, ``model``, ``api_key``, ``engine`` and
+    ``engine_config`` (starting the embedded engine unless a base URL is given), runs, and closes it; or runs on
+    ``endpoint``, opened if needed and left open, so one engine serves many runs until the caller closes it.
+    Works inside a running event loop (Jupyter) too; there ``await arun(...)`` is better."""
     if isinstance(task, str):  # bad input fails before any engine starts
         question_factory(task, gold=options.get("gold"), tools=options.get("tools"),
                          python=False, max_question_chars=options.get("max_question_chars"))()
-    endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine, engine_config=engine_config)
-    return _run_sync(on_endpoint(endpoint, lambda client: arun(task, client, **options)))
+    given = endpoint is not None
+    endpoint = _endpoint(endpoint, base_url=base_url, model=model, api_key=api_key, engine=engine,
+                         engine_config=engine_config)
+    return _run_sync(on_endpoint(endpoint, lambda client: arun(task, client, **options), keep_open=given))
 
 
-async def on_endpoint(endpoint: Endpoint, work: Callable[[ModelClient], Awaitable[T]]) -> T:
+def _endpoint(endpoint: Endpoint | None, **settings: Any) -> Endpoint:
+    """The endpoint given, or one built from the settings; both at once is ambiguous."""
+    if endpoint is None:
+        return Endpoint(**settings)
+    given = sorted(name for name, value in settings.items() if value is not None)
+    if given:
+        raise InputError(f"pass either endpoint= or {', '.join(given)}, not both")
+    return endpoint
+
+
+async def on_endpoint(endpoint: Endpoint, work: Callable[[ModelClient], Awaitable[T]], *,
+                      keep_open: bool = False) -> T:
     """Open ``endpoint`` (starting its engine if it has one), check the server answers, do ``work`` with its
-    client, and close both whatever happens: what every sync entry point and the CLI do around a run."""
-    async with endpoint as client:
-        try:
-            await client.check()
-            return await work(client)
-        finally:
-            await client.close()
+    client, and close both whatever happens: what every sync entry point and the CLI do around a run. With
+    ``keep_open`` (an endpoint the caller passed in) the endpoint stays open for the caller to reuse and close."""
+    try:
+        client = await endpoint.aopen()
+    except BaseException:
+        if not keep_open:  # an engine that started but does not answer is stopped, not left behind
+            await endpoint.aclose()
+        raise
+    try:
+        await client.check()
+        return await work(client)
+    finally:
+        await client.close()
+        if not keep_open:
+            await endpoint.aclose()
 
 
-def resume(run_id: str, *, base_url: str | None = None, model: str | None = None, api_key: str | None = None,
-           engine: str | None = None, engine_config: Any = None, **options: Any) -> EpisodeResult:
+def resume(run_id: str, *, endpoint: Endpoint | None = None, base_url: str | None = None, model: str | None = None,
+           api_key: str | None = None, engine: str | None = None, engine_config: Any = None,
+           **options: Any) -> EpisodeResult:
     """``aresume`` from sync code: checks the run can be resumed, opens an endpoint (the embedded engine unless
     ``base_url`` is given), continues the run and closes the endpoint."""
     meta = resumable(run_id, options.get("runs_dir"), task_given=options.get("task") is not None)
-    endpoint = Endpoint(base_url=base_url, model=model or meta.get("model"), api_key=api_key,
-                        engine=engine or (None if base_url else meta.get("engine")),
-                        engine_config=engine_config)
-    return _run_sync(on_endpoint(endpoint, lambda client: aresume(run_id, client, **options)))
+    given = endpoint is not None
+    if endpoint is None:
+        endpoint = Endpoint(base_url=base_url, model=model or meta.get("model"), api_key=api_key,
+                            engine=engine or (None if base_url else meta.get("engine")),
+                            engine_config=engine_config)
+    else:
+        endpoint = _endpoint(endpoint, base_url=base_url, model=model, api_key=api_key, engine=engine,
+                             engine_config=engine_config)
+    return _run_sync(on_endpoint(endpoint, lambda client: aresume(run_id, client, **options), keep_open=given))
 
 
-def fork(run_id: str, step_id: str, *, k: int = 4, base_url: str | None = None, model: str | None = None,
-         api_key: str | None = None, engine: str | None = None, engine_config: Any = None,
-         **options: Any) -> EpisodeResult:
-    """``afork`` from sync code, on an endpoint it opens and closes (the embedded engine unless ``base_url``)."""
-    endpoint = Endpoint(base_url=base_url, model=model, api_key=api_key, engine=engine, engine_config=engine_config)
-    return _run_sync(on_endpoint(endpoint, lambda client: afork(run_id, step_id, client, k=k, **options)))
+def fork(run_id: str, step_id: str, *, k: int = 4, endpoint: Endpoint | None = None, base_url: str | None = None,
+         model: str | None = None, api_key: str | None = None, engine: str | None = None,
+         engine_config: Any = None, **options: Any) -> EpisodeResult:
+    """``afork`` from sync code, on an endpoint it opens and closes (or on ``endpoint``, opened if needed and left
+    open for the caller; the embedded engine unless ``base_url``)."""
+    given = endpoint is not None
+    endpoint = _endpoint(endpoint, base_url=base_url, model=model, api_key=api_key, engine=engine,
+                         engine_config=engine_config)
+    return _run_sync(on_endpoint(endpoint, lambda client: afork(run_id, step_id, client, k=k, **options),
+                                 keep_open=given))
 
 
 async def asolve(question: str, client: ModelClient, **options: Any) -> EpisodeResult:

@@ -86,6 +86,73 @@ def test_no_package_imports_upward() -> None:
     assert offences == []
 
 
+def _package_graph() -> dict[str, set[str]]:
+    """package -> the other peerstep packages its modules import (at module level or inside functions)."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        here = _package_of(path)
+        targets = graph.setdefault(here, set())
+        targets.update(target for target, _ in _module_imports(path) if target != here)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of ``graph`` with more than one member (each sorted): its import cycles.
+
+    Tarjan's algorithm; a node may appear only as a target."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for node in sorted(set(graph) | {t for targets in graph.values() for t in targets}):
+        if node not in index:
+            visit(node)
+    return sorted(found)
+
+
+def test_no_import_cycles_between_packages() -> None:
+    """The layers allow imports within a layer (peers and verify, session and export), so they alone would not catch
+    two packages importing each other; a cycle of packages, at any distance, is refused here."""
+    graph = _package_graph()
+    assert {"grading", "agent", "verify", "peers", "session", "export"} <= set(graph)  # the scan saw the tree
+    cycles = _cycles(graph)
+    assert cycles == [], "packages that import each other: " + "; ".join(
+        " <-> ".join(members) + " (" + ", ".join(f"{a} -> {sorted(graph[a] & set(members))}" for a in members) + ")"
+        for members in cycles)
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": set()}) == []
+    assert _cycles({"a": {"b"}, "b": {"a"}}) == [["a", "b"]]
+    # a longer cycle through a package seen only as a target, and a second cycle apart from it
+    graph = {"peers": {"verify"}, "verify": {"grading"}, "grading": {"peers", "_errors"}, "session": {"export"},
+             "export": {"session", "agent"}, "agent": {"grading"}}
+    assert _cycles(graph) == [["export", "session"], ["grading", "peers", "verify"]]
+
+
 def _private_uses(path: Path) -> list[str]:
     """Every peerstep name ``path`` imports that is not public: a module path with a ``_``-part, a ``_`` name, or a
     name missing from the ``__all__`` of the module it comes from."""
@@ -150,3 +217,28 @@ def test_a_question_without_gold_has_no_reward(tmp_path: Path) -> None:
     scored = asyncio.run(arun("What is 2+2?", ScriptedClient(["The answer is 5."]), python=False, gold="4",
                               log=StepLog.create(directory=tmp_path)))
     assert scored.reward == 0.0 and scored.correct is False
+
+
+def test_sync_run_on_an_endpoint_the_caller_keeps(tmp_path: Path) -> None:
+    """``run(..., endpoint=ep)`` opens ``ep`` if needed and leaves it open: one engine serves many runs, and the
+    caller closes it. Passing an endpoint and endpoint settings at once is refused."""
+    from peerstep import Endpoint, InputError, run
+    from peerstep.testing.server import ScriptedServer
+
+    closed: list[int] = []
+
+    class Kept(Endpoint):
+        def close(self) -> None:
+            closed.append(1)
+            super().close()
+
+    with ScriptedServer() as server:
+        endpoint = Kept(base_url=server.base_url, model="scripted")
+        first = run("What is 12 * 7?", endpoint=endpoint, python=False, runs_dir=tmp_path)
+        second = run("What is 9 * 9?", endpoint=endpoint, python=False, runs_dir=tmp_path)
+        assert (first.answer, second.answer) == ("84", "81") and server.requests >= 4
+        assert closed == []
+        with pytest.raises(InputError, match="either endpoint= or base_url"):
+            run("What is 2 * 3?", endpoint=endpoint, base_url=server.base_url, python=False, runs_dir=tmp_path)
+        endpoint.close()
+    assert closed == [1]

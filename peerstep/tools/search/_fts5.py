@@ -586,7 +586,7 @@ WIKIPEDIA_INDEX = "wikipedia"
 
 
 def default_index_dir() -> Path:
-    """Where named indexes live: ``peerstep.models.cache_dir() / "search"`` (``$PEERSTEP_HOME/search``)."""
+    """Where named indexes live: peerstep's cache folder / "search" (``$PEERSTEP_HOME/search``)."""
     from peerstep._paths import cache_dir
 
     return cache_dir() / "search"
