@@ -303,3 +303,21 @@ async def test_a_router_can_be_a_function(tmp_path: Path) -> None:
     assert sorted(chosen) == [0, 1, 2]
     assert [r.data["sources"] for r in injects] == [[1], [0], [0]]
     assert all(r.data["router"].endswith("lowest_peer") for r in injects)
+
+
+async def test_tokens_stream_from_every_trajectory_of_a_parallel_run(tmp_path: Path) -> None:
+    """``on_token`` is not a ``single``-only feature: each trajectory's reply streams under its own id, and what
+    streams for a trajectory adds up to the replies it logged."""
+    from peerstep import QuestionEnvironment, StepKind, StepLog, arun
+    from peerstep.testing.model import PerTrajectoryClient
+
+    streamed: dict[int, str] = {}
+    client = PerTrajectoryClient({0: ["The answer is 42."], 1: ["I think the answer is 41."]})
+    result = await arun(lambda: QuestionEnvironment("What is 6*7?", gold="42"), client, strategy="majority", n=2,
+                        python=False, runs_dir=tmp_path,
+                        on_token=lambda tid, text: streamed.__setitem__(tid, streamed.get(tid, "") + text))
+    assert result.n == 2 and result.answer in ("42", "41")
+    assert streamed == {0: "The answer is 42.", 1: "I think the answer is 41."}
+    with StepLog.open(result.run_id, tmp_path) as log:
+        reasons = {r.trajectory_id: r.text for r in log.records() if r.kind == StepKind.REASON}
+    assert reasons == streamed

@@ -28,8 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.types import Command, Send
 from pydantic import BaseModel, Field, field_validator
 
-from peerstep.agent import Trajectory
-from peerstep.agent._state import TrajectoryState
+from peerstep.agent import Trajectory, TrajectoryState
 from peerstep.grading import Checker
 from peerstep.graphs.react import Loop, thin
 from peerstep.peers._share import SharingConfig, share

@@ -29,8 +29,7 @@ from typing import Any, TypeVar
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 
-from peerstep.agent import Trajectory
-from peerstep.agent._state import TrajectoryState
+from peerstep.agent import Trajectory, TrajectoryState
 from peerstep.steplog import StepKind
 
 # a forced answer gets this many model calls before the trajectory is given up

@@ -18,7 +18,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_serializer
 
 from peerstep._errors import PeerstepError
-from peerstep.agent._state import TrajectoryState
+from peerstep.agent import TrajectoryState
 from peerstep.agent._trajectory import Trajectory, wire_messages
 from peerstep.peers._messages import SUMMARY_OPENER, SUMMARY_TRIGGER, clean_summary, comment_block, evidence_text
 from peerstep.peers._routing import Router, get_router, router_name
