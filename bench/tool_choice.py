@@ -31,7 +31,7 @@ async def run_mode(client: ModelClient, rows: list[dict[str, str]], mode: str, r
     for row in rows:
         log = StepLog.create(directory=runs, meta={"question": row["question"], "mode": mode})
         result = await asolve(row["question"], client, gold=row["answer"], python=False, log=log,
-                              config=AgentConfig(tool_choice=mode))  # type: ignore[arg-type]
+                              agent=AgentConfig(tool_choice=mode))  # type: ignore[arg-type]
         log.close()
         correct += result.reward == 1.0
         steps += result.steps

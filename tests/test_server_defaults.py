@@ -11,7 +11,7 @@ import asyncio
 from pathlib import Path
 
 from peerstep import AgentConfig, Endpoint, StepLog, arun
-from peerstep.engines import EngineConfig, LlamaCppEngine, VllmEngine, make_engine
+from peerstep.engines import EngineConfig, LlamaCppEngine, VllmEngine
 from peerstep.evals import ClientSpec
 from peerstep.testing.model import ScriptedClient, native_call
 
@@ -53,11 +53,16 @@ def test_a_server_that_says_nothing_gets_text_calls_and_no_window(tmp_path: Path
 
 def test_engines_declare_their_defaults_and_only_a_started_engine_passes_them_on(tmp_path: Path) -> None:
     config = EngineConfig(model="qwen2.5-coder-1.5b-instruct", context_length=6144, cache_dir=tmp_path)
-    assert LlamaCppEngine(config).tool_choice == "auto" and VllmEngine(config).tool_choice == "required"
+    # today's program-first loop was measured with text calls only: both built-in engines declare "auto"
+    assert LlamaCppEngine(config).tool_choice == "auto" and VllmEngine(config).tool_choice == "auto"
     named = Endpoint(base_url="http://127.0.0.1:9/v1", model="m", engine="vllm").client()
     assert named.tool_choice is None and named.context_tokens is None  # a server given by URL is not known
+
+    class Constrained(VllmEngine):  # an engine that declares constrained calls passes that on
+        tool_choice = "required"
+
     started = Endpoint(model="m", engine="vllm", engine_config=config)
-    started.engine, started.base_url = make_engine("vllm", config), "http://127.0.0.1:9/v1"  # as after start()
+    started.engine, started.base_url = Constrained(config), "http://127.0.0.1:9/v1"  # as after start()
     client = started.client()
     assert client.tool_choice == "required" and client.context_tokens == 6144
     spec = ClientSpec.of(client)  # what an eval's workers build their clients from

@@ -31,9 +31,9 @@ class AgentConfig(BaseModel):
         default=None,
         description="'required' asks the server to constrain decoding to a tool call (vLLM structured output; on "
         "llama.cpp, the JSON-schema grammar of peerstep's tool-call front); "
-        "'auto' lets the model write calls as text, which peerstep parses. None: the engine's own default when "
-        "peerstep started it ('required' on vLLM, measured better there; 'auto' on llama.cpp), 'auto' on a server "
-        "given by URL (see with_server_defaults).",
+        "'auto' lets the model write calls as text, which peerstep parses. None: the default the engine declares "
+        "when peerstep started it (ManagedEngine.tool_choice: 'auto' for llama.cpp and vLLM, the way today's loop "
+        "was measured), 'auto' on a server given by URL (see with_server_defaults).",
     )
     native_tools: bool = Field(
         default=False,

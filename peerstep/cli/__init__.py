@@ -96,9 +96,9 @@ def solve(
     = 0.0,
     tool_choice: Annotated[str | None, typer.Option(
         help="auto (the model writes calls as text, peerstep parses them) or required (the server constrains "
-             "decoding to a tool call). Default: required on a vLLM engine peerstep starts (measured better "
-             "there), auto elsewhere (on llama.cpp peerstep's tool-call front enforces it; not yet measured "
-             "there).")] = None,
+             "decoding to a tool call). Default: what the engine declares, auto on llama.cpp and vLLM (the "
+             "program-first loop was measured with auto; required measured better on vLLM with the earlier "
+             "calculator-first loop), auto on a server given by --base-url.")] = None,
     max_question_chars: Annotated[int, typer.Option(help="Refuse longer questions.")] = 20_000,
     python: Annotated[bool, typer.Option(help="Offer the sandboxed Python tool (bubblewrap kernel).")] = True,
     search: Annotated[str | None, typer.Option(help="Offer search tools over an index: 'wikipedia' or a name "

@@ -62,7 +62,8 @@ class VllmEngine(ManagedEngine):
         return "cuda" if has_gpu() else "cpu"
 
     supports_continue = True
-    tool_choice = "required"  # constrained calls measured better here: bench/tool_choice.py, README
+    # "required" measured better here with the earlier calculator-first loop (bench/tool_choice.py, README); the
+    # program-first loop of today has been measured with "auto" only, so vLLM keeps the base default ("auto")
 
     @property
     def supports_seed(self) -> bool:
