@@ -188,7 +188,7 @@ class ChatUI:
             self.console.print(f"      [magenta]answer: {escape(turn.answer)}[/magenta]")
 
     def _check_policy(self) -> None:
-        names = [t.name for t in _tools(self.session)]
+        names = [t.name for t in self.session.offered_tools()]
         for pattern in self.session.policy.unmatched(names):
             self.console.print(f"[yellow]approval rule {escape(pattern)!r} matches no tool; the tools are "
                                f"{', '.join(names)}[/yellow]")
@@ -220,7 +220,7 @@ class ChatUI:
                     table.add_row(f"[cyan]{cmd}[/cyan]", escape(what))
                 self.console.print(table)
             elif name == "/tools":
-                for tool in _tools(s):
+                for tool in s.offered_tools():
                     self.console.print(f"[cyan]{tool.name}[/cyan] {escape(tool.description.splitlines()[0])}")
             elif name == "/strategy":
                 if rest:
@@ -262,15 +262,6 @@ class ChatUI:
         except PeerstepError as exc:
             self.console.print(f"[red]{escape(str(exc))}[/red]")
         return True
-
-
-def _tools(session: Session) -> list[Any]:
-    from peerstep.session._session import ChatEnvironment
-    from peerstep.tools.python import PythonSession
-
-    env = ChatEnvironment("tools", [], python=PythonSession() if session.python else None, owns_python=False,
-                          tools=session.tools, max_chars=100)
-    return list(env.tools.values())
 
 
 def transcript(record: SessionRecord) -> str:

@@ -255,6 +255,13 @@ class Session:
     def policy(self) -> ApprovalPolicy:
         return self.agent.approve
 
+    def offered_tools(self) -> list[Tool]:
+        """The tools a turn offers the model (Python when on, the session's own tools, the answer tool), as its
+        environment builds them; for listing, not running (the Python here is never started)."""
+        env = ChatEnvironment("tools", [], python=PythonSession() if self.python else None, owns_python=False,
+                              tools=self.tools, max_chars=100)
+        return list(env.tools.values())
+
     def set_strategy(self, strategy: str, n: int | None = None, *, python: bool | None = None) -> None:
         """The strategy of the next turns (``single``, ``majority``, ``leap``, ...) and its trajectory count."""
         if strategy not in STRATEGIES:
