@@ -201,6 +201,24 @@ def test_an_unknown_checker_lists_the_registered_ones(registered: Any) -> None:
         get_checker("fuzzy")
 
 
+def test_a_task_file_names_a_registered_checker_with_its_options(registered: Any, tmp_path: Path) -> None:
+    from peerstep.environments.taskfile import load_task_file
+
+    registered(CHECKERS, "within", WithinChecker)
+    path = tmp_path / "tasks.yaml"
+    path.write_text("tasks:\n"
+                    "  - {question: Spell a word., checker: {type: within, slack: 1}, gold: abc}\n"
+                    "  - {question: Spell another., checker: within, gold: abc}\n")
+    loose, strict = load_task_file(path)
+    assert loose.checker("abcd", "abc") and not strict.checker("abcd", "abc")
+    path.write_text("- {question: Spell a word., checker: {type: within, rtol: 1}, gold: abc}\n")
+    with pytest.raises(InputError, match="does not take option\\(s\\) rtol"):
+        load_task_file(path)
+    path.write_text("- {question: Spell a word., checker: {type: fuzzy}, gold: abc}\n")
+    with pytest.raises(InputError, match=r"unknown checker 'fuzzy'; known: .*within"):
+        load_task_file(path)
+
+
 def test_the_built_in_checker_names_are_registered() -> None:
     assert set(CHECKER_NAMES) <= set(CHECKERS)
 

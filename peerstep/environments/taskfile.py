@@ -15,7 +15,8 @@ A YAML file is a list of tasks, or a mapping with a ``tasks:`` list; a JSONL fil
         checker: {type: python, function: "checks.py:is_prime_answer"}   # or "package.module:function"
 
 ``checker`` is one of ``exact``, ``numeric`` (options ``rtol``, ``atol``), ``math``, ``short_answer`` or ``python``
-(option ``function``; a relative file path is read from the task file's folder); the default is ``math``. The
+(option ``function``; a relative file path is read from the task file's folder), or any checker registered in
+``peerstep.registry.CHECKERS`` before the file is loaded (its options as written); the default is ``math``. The
 options may also sit beside a bare checker name (``checker: numeric`` with ``rtol: 0.01`` on the task).
 ``gold`` is optional: without it a task is not scored, except by a python checker, which then gets ``""`` as the
 gold and judges the answer on its own.
@@ -51,6 +52,7 @@ from peerstep._errors import InputError
 from peerstep.environments._dataset import register_dataset
 from peerstep.environments._tasklist import StaticTask, TaskListDataset
 from peerstep.grading import CHECKER_NAMES, Checker, get_checker, parse_number
+from peerstep.registry import CHECKERS
 from peerstep.tools import Tool, calculator_tool
 
 if TYPE_CHECKING:
@@ -111,7 +113,16 @@ class PythonSpec(_Spec):
     function: Annotated[str, Field(min_length=1, description="'package.module:function' or 'file.py:function'")]
 
 
-CheckerSpec = Annotated[ExactSpec | NumericSpec | MathSpec | ShortAnswerSpec | PythonSpec,
+class RegisteredSpec(_Spec):
+    """A checker registered in ``peerstep.registry.CHECKERS`` under ``name`` (not a built-in one), with the
+    options written beside its type; ``get_checker`` checks them when the file is loaded."""
+
+    type: Literal["registered"]
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+CheckerSpec = Annotated[ExactSpec | NumericSpec | MathSpec | ShortAnswerSpec | PythonSpec | RegisteredSpec,
                         Field(discriminator="type")]
 _CHECKER_OPTIONS = ("rtol", "atol", "function")
 
@@ -137,6 +148,11 @@ class TaskSpec(_Spec):
             for key in _CHECKER_OPTIONS:
                 if key in data:
                     checker[key] = data.pop(key)
+        if isinstance(checker, dict) and checker.get("type") not in (*CHECKER_NAMES, None) \
+                and checker.get("type") in CHECKERS:  # a user's registered checker: its options go to it as written
+            options = {k: v for k, v in checker.items() if k != "type"}
+            checker = {"type": "registered", "name": checker["type"], "options": options}
+        if "checker" in data:
             data["checker"] = checker
         return data
 
@@ -207,7 +223,7 @@ def _field_line(entry: _Entry, loc: Sequence[str | int]) -> int:
 
 def _field_path(loc: Sequence[str | int]) -> list[str | int]:
     parts = list(loc)
-    if len(parts) > 1 and parts[0] == "checker" and parts[1] in CHECKER_NAMES:
+    if len(parts) > 1 and parts[0] == "checker" and parts[1] in (*CHECKER_NAMES, "registered"):
         del parts[1]  # the discriminator tag pydantic adds for the union branch
     return parts
 
@@ -227,9 +243,9 @@ def _message(err: dict[str, Any]) -> str:
         return "is not a known field"
     if kind == "union_tag_invalid":
         tag = (err.get("ctx") or {}).get("tag", err.get("input"))
-        return f"unknown checker {tag!r}; known: {', '.join(CHECKER_NAMES)}"
+        return f"unknown checker {tag!r}; known: {', '.join(CHECKERS)}"
     if kind == "union_tag_not_found":
-        return f"needs a 'type' ({', '.join(CHECKER_NAMES)})"
+        return f"needs a 'type' ({', '.join(CHECKERS)})"
     if kind == "literal_error" and "calculator" in msg:
         return f"unknown tool {err.get('input')!r}; known: {', '.join(TOOL_NAMES)}"
     return msg.removeprefix("Value error, ")
@@ -462,6 +478,8 @@ def load_task_file(path: str | Path) -> list[LoadedTask]:
                 # a task file is code, but loading it runs none: the checker is imported when it first grades
                 _check_python_checker(spec.checker.function, path.parent)
                 checker = DeferredPythonChecker(spec.checker.function, path.parent)
+            elif isinstance(spec.checker, RegisteredSpec):
+                checker = get_checker(spec.checker.name, **spec.checker.options)
             else:
                 checker = get_checker(spec.checker.type, **spec.checker.model_dump(exclude={"type"}))
         except InputError as exc:
