@@ -10,7 +10,7 @@ from peerstep.environments import QuestionEnvironment
 from peerstep.graphs.parallel import ParallelConfig
 from peerstep.peers import NO_PEERS, ROUTERS, SharingConfig, comment_block, similarity
 from peerstep.steplog import StepKind, StepLog
-from tests.scripted import FixedScores, PerTrajectoryClient
+from tests.scripted import FixedScores, PerTrajectoryClient, scripted_vote
 
 
 def calc(expr: str) -> str:
@@ -164,12 +164,8 @@ async def test_tool_backed_vote_counts_an_answer_no_tool_stated_half(tmp_path: P
     # tool-backed vote 42 (2 x 1 against 3 x 0.5), and the aggregate record says which answers were backed
     scripts = {tid: [submit("40")] for tid in range(3)} | {tid: [calc("6*7"), submit("42")] for tid in (3, 4)}
     config = ParallelConfig(n=5, max_rounds=1, round_steps=5, aggregate="tool-backed")
-    log = StepLog.create(directory=tmp_path)
-    result = await arun(lambda: QuestionEnvironment("6*7?", gold="42"), PerTrajectoryClient(scripts),
-                        strategy="majority", parallel=config, log=log)
+    result, aggregate = await scripted_vote(scripts, config, tmp_path)
     assert result.answer == "42" and result.correct is True and result.decision.method == "tool-backed"
-    with StepLog(log.path, log.run_id) as reader:
-        aggregate = next(reader.records(kind=StepKind.AGGREGATE))
     assert aggregate.data["backed"] == {"0": False, "1": False, "2": False, "3": True, "4": True}
     plain = await arun(lambda: QuestionEnvironment("6*7?", gold="42"), PerTrajectoryClient(
         {tid: [submit("40")] for tid in range(3)} | {tid: [calc("6*7"), submit("42")] for tid in (3, 4)}),

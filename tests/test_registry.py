@@ -12,9 +12,8 @@ import httpx
 import pytest
 from pydantic import ValidationError
 
-from peerstep import InputError, arun
+from peerstep import InputError
 from peerstep.engines import EngineConfig, VllmEngine, make_engine
-from peerstep.environments import QuestionEnvironment
 from peerstep.grading import CHECKER_NAMES, Checker, get_checker
 from peerstep.graphs.parallel import ParallelConfig
 from peerstep.registry import (
@@ -25,11 +24,10 @@ from peerstep.registry import (
     SEARCH_BACKENDS,
     Registry,
 )
-from peerstep.steplog import StepKind, StepLog
 from peerstep.tools.sandbox import LocalUnsafeSandbox, SandboxError, make_sandbox
 from peerstep.tools.search import SearchHit, SearchProvider, WebSearch, WebSearchConfig
 from peerstep.verify import Candidate, Decision
-from tests.scripted import PerTrajectoryClient, calc, submit
+from tests.scripted import calc, scripted_vote, submit
 
 
 @pytest.fixture()
@@ -238,12 +236,8 @@ async def test_a_registered_aggregator_decides_a_scripted_run(registered: Any, t
     # two trajectories say 40 and the last says 42: the majority would pick 40, this aggregator picks 42
     scripts = {0: [submit("40")], 1: [submit("40")], 2: [calc("6*7"), submit("42")]}
     config = ParallelConfig(n=3, max_rounds=1, round_steps=5, aggregate="last-answer")
-    log = StepLog.create(directory=tmp_path)
-    result = await arun(lambda: QuestionEnvironment("6*7?", gold="42"), PerTrajectoryClient(scripts),
-                        strategy="majority", parallel=config, log=log)
+    result, aggregate = await scripted_vote(scripts, config, tmp_path)
     assert result.answer == "42" and result.correct is True and result.decision.method == "last-answer"
-    with StepLog(log.path, log.run_id) as reader:
-        aggregate = next(reader.records(kind=StepKind.AGGREGATE))
     assert aggregate.data["decision"]["method"] == "last-answer" and "backed" not in aggregate.data
 
 
