@@ -10,7 +10,8 @@ files of ``bench/heldout.py run`` name them), and on every task whose answers di
 its first trajectory's logged work) through ``ListwiseJudge`` -- once as listed and once reversed. From those two
 calls it grades, with each task's own checker, three aggregators on identical samples:
 
-- ``majority``: the vote the runs made;
+- ``majority``: the vote over the logged answers, grouped with the task's own checker as a run groups them today
+  (the logs' own AGGREGATE groups predate a checker fix that merged right answers into wrong groups);
 - ``listwise, one order``: the judge asked once (``ListwiseJudge(orders=1)``);
 - ``listwise, both orders``: the probabilities averaged over the two orders (the strategy's default).
 
@@ -29,25 +30,33 @@ from typing import Any
 
 from peerstep.client import ModelClient
 from peerstep.evals import mcnemar_exact
+from peerstep.grading import Checker
 from peerstep.steplog import StepKind, StepLog, process_step_texts, runs_dir
-from peerstep.verify import ListwiseJudge, VerifierError, combine_orders, listwise_options
+from peerstep.verify import Candidate, ListwiseJudge, VerifierError, combine_orders, listwise_options, majority_vote
 
 sys.path.insert(0, str(Path(__file__).parent))
-from heldout import grader
+from heldout import task_checker
 
 
-async def judge_task(judge: ListwiseJudge, run_id: str, runs: Path) -> dict[str, Any] | None:
+def vote(records: list[Any], checker: Checker) -> Any:
+    """The majority vote over the trajectories' final answers, grouped with the task's checker."""
+    answers = {r.trajectory_id: r.text for r in records if r.kind == StepKind.FINAL and r.trajectory_id >= 0}
+    return majority_vote([Candidate(trajectory_id=tid, answer=a) for tid, a in sorted(answers.items()) if a],
+                         checker)
+
+
+async def judge_task(judge: ListwiseJudge, run_id: str, runs: Path, checker: Checker) -> dict[str, Any] | None:
     """The judge's verdicts in both orders on one run's disagreeing answers; None when they agree."""
     with StepLog.open(run_id, runs) as log:
         records = list(log.records())
-    aggregate = next(r for r in records if r.kind == StepKind.AGGREGATE)
-    groups = [tuple(g) for g in aggregate.data["decision"]["groups"]]
+    votes = vote(records, checker)
+    groups = [tuple(g) for g in votes.groups]
     if len(groups) < 2:
         return None
     question = next(r.text for r in records if r.kind == StepKind.RUN_START and r.trajectory_id == groups[0][1][0])
     ordered, options = listwise_options(groups, question or "", lambda tid: process_step_texts(
         [r for r in records if r.trajectory_id == tid]))
-    out: dict[str, Any] = {"options": [g[0] for g in ordered], "majority": aggregate.data["decision"]["answer"]}
+    out: dict[str, Any] = {"options": [g[0] for g in ordered], "majority": votes.answer}
     try:
         forward = await judge.choose(question or "", options)
         backward = await judge.choose(question or "", list(reversed(options)))
@@ -72,9 +81,11 @@ async def main_async(args: argparse.Namespace) -> None:
     tasks: list[dict[str, Any]] = []
     try:
         for i, row in enumerate(rows, 1):
-            grade = grader(row["task_id"])
-            verdicts = await judge_task(judge, row["run_id"], args.runs)
-            entry = {"task_id": row["task_id"], "majority_correct": bool(row["correct"])}
+            grade, checker = task_checker(row["task_id"])
+            verdicts = await judge_task(judge, row["run_id"], args.runs, checker)
+            with StepLog.open(row["run_id"], args.runs) as log:
+                majority = vote(list(log.records()), checker).answer
+            entry = {"task_id": row["task_id"], "majority_correct": grade(majority)}
             if verdicts is None:
                 entry.update(disagree=False, one_order_correct=entry["majority_correct"],
                              both_orders_correct=entry["majority_correct"], oracle=entry["majority_correct"])
