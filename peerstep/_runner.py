@@ -37,6 +37,7 @@ from peerstep.strategies import (
     VerifierFactory,
     strategy_config,
     strategy_verifiers,
+    strategy_width,
     trajectory_sampling,
     verifier_factory,
 )
@@ -125,7 +126,7 @@ def question_factory(question: str, *, gold: str | None = None, tools: list[Tool
     return make
 
 
-def check_run(strategy: str, n: int, *, python: bool = True) -> int:
+def check_run(strategy: str, n: int | None, *, python: bool = True) -> int:
     """Validate a run's shape before anything starts (an engine takes minutes); returns the trajectory count.
 
     Unknown strategies and ``n < 1`` raise ``InputError``; more trajectories with Python than sandboxes may run at
@@ -133,7 +134,7 @@ def check_run(strategy: str, n: int, *, python: bool = True) -> int:
     """
     if strategy not in STRATEGIES:
         raise InputError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
-    width = 1 if strategy == "single" else n
+    width = strategy_width(strategy, n)
     if width < 1:
         raise InputError(f"n must be at least 1, got {n}")
     if python:
@@ -148,7 +149,7 @@ async def arun(
     client: ModelClient,
     *,
     strategy: str = "single",
-    n: int = 4,
+    n: int | None = None,
     agent: AgentConfig | None = None,
     parallel: ParallelConfig | None = None,
     verifiers: list[Verifier] | VerifierFactory | None = None,
@@ -166,7 +167,8 @@ async def arun(
     approver: Approver | None = None,
     judge: ListwiseJudge | None = None,
 ) -> EpisodeResult:
-    """Run ``task`` under ``strategy`` with ``client``; every step goes to ``log`` (a new run if None).
+    """Run ``task`` under ``strategy`` with ``client``; every step goes to ``log`` (a new run if None). ``n``
+    trajectories (default: the strategy's own, ``Strategy.default_n``: 8 for ``adaptive``, 4 for the others).
 
     ``task`` is a question (with ``gold``, ``tools``, ``python``, ``search`` for its environment), an
     environment (one trajectory only), or a zero-argument factory of environments (one per trajectory).

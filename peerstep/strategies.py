@@ -44,6 +44,8 @@ class Strategy:
     config: Callable[[int, AgentConfig], ParallelConfig]
     # (client, the task's checker) -> verifiers: an answer verifier grades with the task's own rule
     verifiers: Callable[[ModelClient, Checker], list[Verifier]] = field(default=lambda client, checker: [])
+    # trajectories when the caller names no n: the count this strategy measured best with
+    default_n: int = 4
 
 
 def _whole(agent: AgentConfig) -> int:
@@ -58,9 +60,11 @@ MAJORITY = Strategy("majority", lambda n, a: ParallelConfig(n=n, max_rounds=1, r
 # answers agree and lead every other answer), at most n. Easy tasks cost two trajectories instead of n; the samples
 # saved go to the tasks whose answers disagree. Each wave is one round long enough to finish (a trajectory of the
 # program-first loop finishes in one or two calls), so a wave starts only when the one before has answered.
+# At most 8 by default: on 120 held-out tasks (1.5B) adaptive@8 solved 102 to majority@4's 98 (5 won, 1 lost) at 83%
+# of its tokens; at most 4 it matched majority@4 at 72% of its tokens (README, "Adaptive sampling").
 ADAPTIVE = Strategy("adaptive", lambda n, a: ParallelConfig(
     n=n, wave=min(2, n), max_rounds=-(-n // 2), round_steps=_whole(a), round_tokens=10**9, early_stop=2,
-    early_stop_lead=1))
+    early_stop_lead=1), default_n=8)
 BEST_OF_N = Strategy("best-of-n", lambda n, a: ParallelConfig(n=n, max_rounds=1, round_steps=_whole(a),
                                                               round_tokens=10**9, aggregate="best-of-n"),
                      lambda client, checker: [LLMJudge(client)])
@@ -82,6 +86,14 @@ LEAP_VERIFY = Strategy("leap+verify", lambda n, a: ParallelConfig(n=n, max_round
 def get_strategy(name: str) -> Strategy:
     strategy: Strategy = STRATEGIES.get(name)
     return strategy
+
+
+def strategy_width(name: str, n: int | None = None) -> int:
+    """How many trajectories ``name`` runs when ``n`` are asked for: one for ``single`` (and for a name that is no
+    registered strategy, such as the bare-model baselines), the strategy's ``default_n`` when ``n`` is None."""
+    if name == "single" or name not in STRATEGIES:
+        return 1
+    return get_strategy(name).default_n if n is None else n
 
 
 def strategy_config(name: str, n: int, agent: AgentConfig) -> ParallelConfig:

@@ -221,6 +221,22 @@ async def test_adaptive_tie_is_not_agreement_and_the_cap_ends_it(tmp_path: Path)
     assert result.steps == 4
 
 
+async def test_without_n_each_strategy_runs_its_own_default(tmp_path: Path) -> None:
+    """adaptive defaults to at most 8 (measured best), the other parallel strategies to 4, single to 1."""
+    from peerstep.strategies import strategy_width
+
+    assert [strategy_width(s) for s in ("single", "majority", "leap", "adaptive", "bare-program")] == [1, 4, 4, 8, 1]
+    assert strategy_width("adaptive", 4) == 4 and strategy_width("single", 8) == 1
+    # four waves of two that never settle (7, 8 | 9, 10 | ...): with no n the cap is 8
+    scripts = {tid: [submit(str(7 + tid))] for tid in range(8)}
+    result = await arun(lambda: QuestionEnvironment("q?"), PerTrajectoryClient(scripts), strategy="adaptive",
+                        log=StepLog.create(directory=tmp_path))
+    assert result.n == 8 and len(result.answers) == 8 and result.stop_reason == "all trajectories finished"
+    majority = await arun(lambda: QuestionEnvironment("q?"), PerTrajectoryClient(
+        {tid: [submit("7")] for tid in range(4)}), strategy="majority", log=StepLog.create(directory=tmp_path))
+    assert majority.n == 4 and len(majority.answers) == 4
+
+
 async def test_a_crashing_trajectory_does_not_fail_its_siblings(tmp_path: Path) -> None:
     client = PerTrajectoryClient({0: [calc("6*7"), submit("42")], 1: [RuntimeError("GPU fell over")],
                                   2: [calc("6*7"), submit("42")]})

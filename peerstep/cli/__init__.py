@@ -82,7 +82,8 @@ def solve(
     question: Annotated[str, typer.Argument(help="The question; '-' reads it from standard input.")],
     strategy: Annotated[str, typer.Option(
         help="single | majority | adaptive | listwise | best-of-n | leap | leap+verify")] = "single",
-    n: Annotated[int, typer.Option("-n", help="Trajectories for the parallel strategies.")] = 4,
+    n: Annotated[int | None, typer.Option("-n", help="Trajectories for the parallel strategies (default: each "
+                                                     "strategy's own: 8 for adaptive, 4 for the others).")] = None,
     engine: EngineOpt = "llamacpp",
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
@@ -127,7 +128,7 @@ def solve(
         _fail("--tool-choice must be 'auto' or 'required'", 2)
     try:
         # validates the strategy, -n, the question, the index and the budgets before any engine starts
-        check_run(strategy, n, python=python)
+        width = check_run(strategy, n, python=python)
         from peerstep.strategies import verifier_factory
 
         scorers = verifier_factory(verifier) if verifier else None
@@ -147,7 +148,7 @@ def solve(
             from peerstep.strategies import strategy_config
 
             parallel_config = round_shape(round_steps, rounds).apply(
-                strategy_config(strategy, 1 if strategy == "single" else n, config))
+                strategy_config(strategy, width, config))
     except (InputError, SandboxCapacityError) as exc:
         _fail(str(exc), 2)
     except ValidationError as exc:

@@ -23,7 +23,7 @@ from peerstep.tools.sandbox import SandboxCapacityError
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
-def _strategies(option: str, n: int, python: bool) -> list[str]:
+def _strategies(option: str, n: int | None, python: bool) -> list[str]:
     """The comma-separated strategies, each checked (name, -n, sandboxes) before any engine starts."""
     from peerstep._runner import check_run
     from peerstep.evals._baselines import BASELINES
@@ -43,7 +43,7 @@ def _build_dataset(name: str, seed: int, python: bool) -> Any:
     return load_dataset(name, seed=seed, python=python)
 
 
-def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | None, concurrency: int, seed: int,
+def run_and_report(dataset: Any, strategies: list[str], n: int | None, limit: int | None, concurrency: int, seed: int,
                    engine: str, model: str | None, base_url: str | list[str] | None, api_key: str | None,
                    out: Path | None, price_per_mtok: float | None, max_steps: int, answer_policy: str = "accept",
                    resume: bool = False, report_html: Path | None = None,
@@ -93,7 +93,9 @@ def run_and_report(dataset: Any, strategies: list[str], n: int, limit: int | Non
     with opened as probe, Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                                    TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), console=err) as progress:
         def label(s: str) -> str:
-            return strategy_label(s, n)
+            from peerstep.strategies import strategy_width
+
+            return strategy_label(s, strategy_width(s, n))
 
         bars: dict[str, TaskID] = {s: progress.add_task(label(s), total=count, stats="",
                                                         completed=sum(o.strategy == s for o in outcomes))
@@ -272,7 +274,8 @@ def register(app: typer.Typer) -> None:
     def eval_command(
         dataset: Annotated[str, typer.Argument(help="A dataset name, e.g. math, wiki-qa, science, aviary-calculator.")],
         strategy: Strategies = "single",
-        n: Annotated[int, typer.Option("-n", help="Trajectories for the parallel strategies.")] = 4,
+        n: Annotated[int | None, typer.Option("-n", help="Trajectories for the parallel strategies (default: each "
+                                                         "strategy's own: 8 for adaptive, 4 for the others).")] = None,
         limit: Annotated[int | None, typer.Option(help="Run the first K tasks.")] = None,
         concurrency: Annotated[int, typer.Option(help="Episodes in flight at once.")] = 2,
         seed: Annotated[int, typer.Option(help="Dataset seed: the same seed gives the same tasks.")] = 0,
@@ -324,7 +327,8 @@ def register(app: typer.Typer) -> None:
     def run_command(
         tasks: Annotated[Path, typer.Argument(help="A YAML or JSONL file of tasks.")],
         strategy: Strategies = "single",
-        n: Annotated[int, typer.Option("-n")] = 4,
+        n: Annotated[int | None, typer.Option("-n", help="Trajectories for the parallel strategies (default: each "
+                                                         "strategy's own).")] = None,
         concurrency: Annotated[int, typer.Option()] = 2,
         engine: Annotated[str, typer.Option(envvar="PEERSTEP_ENGINE")] = "llamacpp",
         model: Annotated[str | None, typer.Option(envvar="PEERSTEP_MODEL")] = None,

@@ -23,7 +23,7 @@ from peerstep.environments import EnvironmentDataset
 from peerstep.evals._baselines import BASELINES, run_baseline
 from peerstep.evals._report import EpisodeOutcome
 from peerstep.graphs.parallel import ParallelConfig
-from peerstep.strategies import VerifierFactory, strategy_config
+from peerstep.strategies import VerifierFactory, strategy_config, strategy_width
 
 SESSION_HEADERS = ("X-Session-Id", "x-peerstep-episode")  # what routers keep an episode's requests sticky by
 
@@ -118,7 +118,7 @@ class EpisodePlan:
 
     dataset: EnvironmentDataset
     clients: ClientSource
-    n: int = 4
+    n: int | None = None  # None: each strategy's own default
     agent: AgentConfig | None = None
     runs_dir: Path | None = None
     verifiers: VerifierFactory | None = None
@@ -136,7 +136,7 @@ async def run_episode_outcome(
     strategy: str,
     client: ModelClient,
     *,
-    n: int,
+    n: int | None,
     agent: AgentConfig | None = None,
     runs_dir: Path | None = None,
     verifiers: VerifierFactory | None = None,
@@ -144,7 +144,7 @@ async def run_episode_outcome(
 ) -> EpisodeOutcome:
     """One task under one strategy through the one runner; failures become an outcome with ``error`` set."""
     info = dataset.info(index)
-    width = 1 if strategy == "single" else n
+    width = strategy_width(strategy, n)
     parallel = rounds.apply(strategy_config(strategy, width, agent or AgentConfig())) if rounds else None
     started = time.perf_counter()
     meta = {"dataset": dataset.name, "task_id": info.task_id, "question": info.question[:2000]}

@@ -21,7 +21,6 @@ from typing import Any
 
 from peerstep._errors import InputError, PeerstepError
 from peerstep.evals import _raynode
-from peerstep.evals._baselines import BASELINES
 from peerstep.evals._episode import ClientSpec, EpisodePlan, play
 from peerstep.evals._pernode import NodeEngines
 from peerstep.evals._raycall import ask_every_node
@@ -202,7 +201,9 @@ class RayExecutor:
         """An episode Ray gave up on after its retries: reported once, with the reason."""
         assert self._plan is not None
         info = self._plan.dataset.info(index)
-        width = 1 if strategy == "single" or strategy in BASELINES else self._plan.n
+        from peerstep.strategies import strategy_width
+
+        width = strategy_width(strategy, self._plan.n)
         return EpisodeOutcome(task_id=info.task_id, index=index, strategy=strategy, n=width, answer=None,
                               gold=info.gold, correct=False, tokens=0, tool_calls=0, seconds=0.0, run_id="",
                               error=lost_reason(exc, self.max_retries))

@@ -44,7 +44,7 @@ async def run_eval(
     client_factory: ClientSource,
     strategies: list[str],
     *,
-    n: int = 4,
+    n: int | None = None,
     limit: int | None = None,
     concurrency: int = 2,
     agent: AgentConfig | None = None,

@@ -35,6 +35,7 @@ from peerstep.session._events import AnswerEvent, ApprovalEvent, Event, NoticeEv
 from peerstep.session._history import fit
 from peerstep.session._store import Cell, SessionRecord, Turn
 from peerstep.steplog import StepKind, StepLog, StepRecord
+from peerstep.strategies import strategy_width
 from peerstep.tools import Tool
 from peerstep.tools.python import PythonSession
 
@@ -164,7 +165,7 @@ class Session:
                                else AgentConfig(answer_from_output=False))
         if approve is not None:
             self.agent = self.agent.model_copy(update={"approve": _policy(approve)})
-        self.set_strategy(strategy or rec.strategy, n or rec.n, python=python)
+        self.set_strategy(strategy or rec.strategy, n, python=python)
         self.approver = approver
         self.tools = tools
         self.python = python
@@ -263,10 +264,12 @@ class Session:
         return list(env.tools.values())
 
     def set_strategy(self, strategy: str, n: int | None = None, *, python: bool | None = None) -> None:
-        """The strategy of the next turns (``single``, ``majority``, ``leap``, ...) and its trajectory count."""
+        """The strategy of the next turns (``single``, ``majority``, ``leap``, ...) and its trajectory count: ``n``,
+        else the count already set when the strategy stays (or becomes ``single``), else the strategy's default."""
         if strategy not in STRATEGIES:
             raise InputError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
-        n = n or self.record.n or 4
+        if n is None:
+            n = self.record.n if strategy in (self.record.strategy, "single") else strategy_width(strategy)
         if n < 1:
             raise InputError(f"n must be at least 1, got {n}")
         if (self.python if python is None else python) and strategy != "single":
