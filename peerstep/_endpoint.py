@@ -105,16 +105,15 @@ class Endpoint:
         """A new client for this (opened) endpoint; every concurrent episode of an eval gets its own."""
         if self.base_url is None or not self.model:
             raise RuntimeError("open the endpoint before asking for a client")
-        # what the server accepts is declared by its engine alone; a server given by URL is judged by an engine of
-        # the kind named (--engine), configured like this machine but never started
-        engine = self.engine or make_engine(self.engine_name, self.engine_config or EngineConfig(
-            model=self.model or DEFAULT_MODEL))
-        supports_continue, supports_seed = engine.supports_continue, engine.supports_seed
-        started = self.engine is not None  # only an engine peerstep runs is known well enough to set run defaults
+        # what the server accepts is declared by its engine alone: an engine peerstep runs hands out its own client
+        # (which also carries its run defaults); a server given by URL is judged by an engine of the kind named
+        # (--engine), configured like this machine but never started, and sets no run defaults
+        if self.engine is not None:
+            return self.engine.client(api_key=self.api_key, timeout=self.timeout, max_retries=self.max_retries)
+        judge = make_engine(self.engine_name, self.engine_config or EngineConfig(model=self.model or DEFAULT_MODEL))
         return ModelClient(self.base_url, self.model, self.api_key, timeout=self.timeout,
-                           max_retries=self.max_retries, supports_continue=supports_continue,
-                           supports_seed=supports_seed, tool_choice=engine.tool_choice if started else None,
-                           context_tokens=engine.config.context_length if started else None)
+                           max_retries=self.max_retries, supports_continue=judge.supports_continue,
+                           supports_seed=judge.supports_seed)
 
     def close(self) -> None:
         if self.engine is not None:

@@ -583,9 +583,11 @@ def test_endpoint_turns_seeds_off_for_vllm_on_cpu(monkeypatch: pytest.MonkeyPatc
 
     gpu = Endpoint(base_url="http://127.0.0.1:1/v1", model="m", engine="vllm")
     gpu.engine = VllmEngine(EngineConfig(model="m", device="cuda"))
+    gpu.engine.port = 1  # as after start()
     assert gpu.client().supports_seed and gpu.client().supports_continue
     cpu = Endpoint(base_url="http://127.0.0.1:1/v1", model="m", engine="vllm")
     cpu.engine = VllmEngine(EngineConfig(model="m", device="cpu"))
+    cpu.engine.port = 1
     assert not cpu.client().supports_seed
     llama = Endpoint(base_url="http://127.0.0.1:1/v1", model="m", engine="llamacpp")
     assert llama.client().supports_seed and not llama.client().supports_continue

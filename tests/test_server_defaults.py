@@ -62,7 +62,8 @@ def test_engines_declare_their_defaults_and_only_a_started_engine_passes_them_on
         tool_choice = "required"
 
     started = Endpoint(model="m", engine="vllm", engine_config=config)
-    started.engine, started.base_url = Constrained(config), "http://127.0.0.1:9/v1"  # as after start()
+    started.engine = Constrained(config)
+    started.engine.port, started.base_url = 9, "http://127.0.0.1:9/v1"  # as after start()
     client = started.client()
     assert client.tool_choice == "required" and client.context_tokens == 6144
     spec = ClientSpec.of(client)  # what an eval's workers build their clients from

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 
 from peerstep.agent._approval import ApprovalPolicy, ApprovalRule
-from peerstep.client import SamplingParams
+from peerstep.client import ModelClient, SamplingParams
 
 DEFAULT_STOP = ("```output",)
 
@@ -71,14 +71,14 @@ class AgentConfig(BaseModel):
         "default) until it is resumed with a decision per call.",
     )
 
-    def with_server_defaults(self, client: Any) -> AgentConfig:
+    def with_server_defaults(self, client: ModelClient) -> AgentConfig:
         """This config with what it leaves unset taken from the client's server (``ModelClient.tool_choice`` and
         ``context_tokens``, declared by an engine peerstep started): what every run does first, whichever entry
         point started it."""
         update: dict[str, Any] = {}
         if self.tool_choice is None:
-            update["tool_choice"] = getattr(client, "tool_choice", None) or "auto"
-        if self.context_tokens is None and getattr(client, "context_tokens", None):
+            update["tool_choice"] = client.tool_choice or "auto"
+        if self.context_tokens is None and client.context_tokens:
             update["context_tokens"] = client.context_tokens
         return self.model_copy(update=update) if update else self
 
