@@ -32,16 +32,34 @@ BASELINES = ("bare-cot", "bare-program")
 PREFIXES = {"words": "word-problems", "math": "gsm-symbolic"}  # a task id's first part -> its set
 
 
+# LeaP's knobs measured here (issue 13), each ``leap`` with one SharingConfig field changed: the router (which
+# peers' summaries each trajectory reads: LeaP's dispersed is the default), how many (top-k 2 of 3 peers is the
+# default), and the summary length (256 tokens is LeaP's and the default).
+LEAP_VARIANTS: dict[str, dict[str, object]] = {
+    "leap+evidence": {"evidence": True},
+    "leap-clustered": {"router": "clustered"},
+    "leap-hybrid": {"router": "hybrid"},
+    "leap-all": {"router": "all", "top_k": 3},
+    "leap-summary64": {"summary_tokens": 64},
+}
+
+
 def register_variants() -> None:
     """Strategies measured here before any is offered under its own name: ``leap+evidence`` is ``leap`` whose
-    comments carry each peer's last computation and ask for a re-run (``SharingConfig.evidence``)."""
+    comments carry each peer's last computation and ask for a re-run (``SharingConfig.evidence``); the others are
+    ``leap`` with one of LeaP's knobs changed (``LEAP_VARIANTS``)."""
+    from peerstep.agent import AgentConfig
+    from peerstep.graphs import ParallelConfig
     from peerstep.peers import SharingConfig
     from peerstep.registry import STRATEGIES
     from peerstep.strategies import Strategy, strategy_config
 
-    if "leap+evidence" not in STRATEGIES:
-        STRATEGIES.register("leap+evidence", Strategy("leap+evidence", lambda n, a: strategy_config("leap", n, a)
-                                                      .model_copy(update={"sharing": SharingConfig(evidence=True)})))
+    def with_sharing(sharing: SharingConfig) -> Callable[[int, AgentConfig], ParallelConfig]:
+        return lambda n, a: strategy_config("leap", n, a).model_copy(update={"sharing": sharing})
+
+    for name, fields in LEAP_VARIANTS.items():
+        if name not in STRATEGIES:
+            STRATEGIES.register(name, Strategy(name, with_sharing(SharingConfig.model_validate(fields))))
 
 
 def run(args: argparse.Namespace) -> None:
