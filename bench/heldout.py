@@ -152,14 +152,15 @@ def report(args: argparse.Namespace) -> None:
             found = [EpisodeOutcome.model_validate_json(line) for line in text.splitlines() if line.strip()]
         else:
             found = EvalReport.model_validate_json(text).outcomes
-        outcomes.extend(_regrade(found, label or None))
+        outcomes.extend(_regrade([o for o in found if args.limit is None or o.index < args.limit], label or None))
     # the pairing and the paired test are the library's (peerstep report uses the same); task ids carry their seed,
     # so one dataset key pairs them all
     pooled = PooledReport(sources=[], outcomes={("heldout", o.task_id, _label(o)): o for o in outcomes}, prices={})
     labels = list(dict.fromkeys(_label(o) for o in outcomes))
+    bases = [b.strip() for b in args.against.split(",")] if args.against else list(BASELINES)
     print("| strategy | solved | model calls / task | tokens / task | model calls per solved | tokens per solved |"
-          + "".join(f" vs {b}: won / lost (exact McNemar p) |" for b in BASELINES))
-    print("|---|---|---|---|---|---|" + "---|" * len(BASELINES))
+          + "".join(f" vs {b}: won / lost (exact McNemar p) |" for b in bases))
+    print("|---|---|---|---|---|---|" + "---|" * len(bases))
     for label in labels:
         mine = pooled.of(label)
         solved = sum(o.correct for o in mine)
@@ -168,7 +169,7 @@ def report(args: argparse.Namespace) -> None:
         row = (f"| {label} | {solved}/{len(mine)} | {calls / max(len(mine), 1):.1f} | {tokens / max(len(mine), 1):,.0f}"
                f" | {calls / solved if solved else float('nan'):.1f} | "
                f"{tokens / solved if solved else float('nan'):,.0f} |")
-        for base in BASELINES:
+        for base in bases:
             c = pooled.compare(label, base)
             row += f" {c.wins} / {c.losses} (p {c.p_value:.2g}) |" if c.tasks and label != base else " — |"
         print(row)
@@ -207,6 +208,9 @@ def main() -> None:
     p_rep = sub.add_parser("report")
     p_rep.add_argument("reports", nargs="+", help="report JSON files (or their per-episode .jsonl); FILE=LABEL renames "
                                                   "its strategies (baselines keep their names)")
+    p_rep.add_argument("--against", default=None, help="comma-separated rows to pair every row with, as labelled in "
+                                                       "the table (e.g. majority@4,leap@4; default: the baselines)")
+    p_rep.add_argument("--limit", type=int, default=None, help="only the first LIMIT tasks of each set")
     args = parser.parse_args()
     {"run": run, "export": export, "report": report}[args.command](args)
 
