@@ -41,6 +41,7 @@ LEAP_VARIANTS: dict[str, dict[str, object]] = {
     "leap-hybrid": {"router": "hybrid"},
     "leap-all": {"router": "all", "top_k": 3},
     "leap-summary64": {"summary_tokens": 64},
+    "leap-rerun": {"switch_needs_rerun": True},
 }
 
 

@@ -28,19 +28,25 @@ def _observation(tid: int, output: str, ok: bool = True) -> StepRecord:
                       tool=ToolInfo(name="python", output=output, ok=ok))
 
 
-def test_own_numbers_takes_the_last_program_output_before_the_first_comment(switches) -> None:  # type: ignore[no-untyped-def]
+def test_trajectories_reads_the_last_program_output_before_the_first_comment(switches) -> None:  # type: ignore[no-untyped-def]
     records = [
         _observation(0, "100"), _observation(0, "105.0"),           # its last program before the comment: 105
         _observation(1, "Traceback ... line 3", ok=False),           # a failed program is no answer
         _observation(1, "63"),
+        _observation(2, "63"),
         StepRecord(run_id="r", trajectory_id=-1, kind=StepKind.BARRIER),
         StepRecord(run_id="r", trajectory_id=0, kind=StepKind.PEER_INJECT, text='<comment> Peer 1: "63" </comment>'),
+        StepRecord(run_id="r", trajectory_id=2, kind=StepKind.PEER_INJECT, text='<comment> Peer 1: "105" </comment>'),
         _observation(0, "63"),                                       # a re-run after the comment is not "alone"
-        _observation(0, "Answer submitted: 63"),
         StepRecord(run_id="r", trajectory_id=0, kind=StepKind.FINAL, text="63"),
         StepRecord(run_id="r", trajectory_id=1, kind=StepKind.FINAL, text="63"),
+        StepRecord(run_id="r", trajectory_id=2, kind=StepKind.FINAL, text="105"),  # took 105 without computing it
     ]
-    assert switches.own_numbers(records) == {0: ("105.0", "63", True), 1: ("63", "63", False)}
+    assert switches.trajectories(records) == [
+        {"trajectory": 0, "own": "105", "submitted": "63", "commented": True, "votes_with": "63"},
+        {"trajectory": 1, "own": "63", "submitted": "63", "commented": False, "votes_with": "63"},
+        {"trajectory": 2, "own": "63", "submitted": "105", "commented": True, "votes_with": "63"},
+    ]
 
 
 @pytest.mark.parametrize(("before", "after", "switched", "kind"), [

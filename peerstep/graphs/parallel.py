@@ -32,6 +32,7 @@ from peerstep.agent import Trajectory, TrajectoryState
 from peerstep.grading import Checker
 from peerstep.graphs.react import Loop, thin
 from peerstep.peers._share import SharingConfig, share
+from peerstep.peers._switch import outputs_around_comments, voting_answer
 from peerstep.registry import AGGREGATORS
 from peerstep.steplog import StepKind, StepLog, StepRecord
 from peerstep.steplog._steps import process_step_texts
@@ -265,9 +266,10 @@ class ParallelRun:
         if self.verifiers:
             scores.update(await self._score(answered, partial=False))
         backed = self.config.aggregate == "tool-backed"
-        candidates = [Candidate(trajectory_id=tid, answer=st.get("answer"), score=_mean(scores.get(tid), None),
-                                backed=backed_by(st.get("answer"), self._tool_outputs(tid)) if backed else None)
-                      for tid, st in sorted(answered.items())]
+        votes_with = self._voting_answers(answered)
+        candidates = [Candidate(trajectory_id=tid, answer=votes_with[tid], score=_mean(scores.get(tid), None),
+                                backed=backed_by(votes_with[tid], self._tool_outputs(tid)) if backed else None)
+                      for tid in sorted(answered)]
         # "listwise" is registered as the majority vote; its judge (below) may then pick another answer
         decide = AGGREGATORS.get(self.config.aggregate)
         decision: Decision = decide(candidates, equivalent=self.checker)
@@ -276,11 +278,28 @@ class ParallelRun:
             decision, extra = await self._listwise(decision, answered)
         if backed:
             extra["backed"] = {c.trajectory_id: c.backed for c in candidates}
+        if self.config.sharing is not None and self.config.sharing.switch_needs_rerun:
+            # trajectory -> [what it submitted, what it votes with], for those the rule moved
+            extra["switch_needs_rerun"] = {tid: [st.get("answer"), votes_with[tid]] for tid, st in answered.items()
+                                           if votes_with[tid] != st.get("answer")}
         correct = self.envs[0].grade(decision.answer)  # the task's own verdict, as for the reward
         self.run_record(StepKind.AGGREGATE, text=decision.answer, data={
             "decision": decision.model_dump(), "stop_reason": state.get("stop_reason"), "gold": self.gold,
             "correct": correct, **extra})
         return {"trajectories": states, "scores": scores, "decision": decision.model_dump(), "correct": correct}
+
+    def _voting_answers(self, answered: dict[int, TrajectoryState]) -> dict[int, str | None]:
+        """What each answered trajectory votes with: its answer, or under ``SharingConfig.switch_needs_rerun`` the
+        number it printed before reading peers when it switched without re-computing (``voting_answer``)."""
+        rule = self.config.sharing is not None and self.config.sharing.switch_needs_rerun
+        if not rule:
+            return {tid: st.get("answer") for tid, st in answered.items()}
+        out: dict[int, str | None] = {}
+        for tid, st in answered.items():
+            traj = self.trajectories[tid]
+            outputs = outputs_around_comments(traj.log.records(tid), traj.finish_tool)
+            out[tid] = voting_answer(st.get("answer"), outputs)
+        return out
 
     def _tool_outputs(self, tid: int) -> list[str]:
         """What trajectory ``tid``'s own tools returned; a fork's log lacks its parent's steps, so its last result

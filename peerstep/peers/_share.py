@@ -39,6 +39,10 @@ class SharingConfig(BaseModel):
     evidence: bool = Field(default=False, description="show each routed peer's last computation (the code or "
                            "expression and what it printed, from its step log) under its summary, and ask the "
                            "reader to re-run a disagreeing claim with a tool rather than adopt it")
+    switch_needs_rerun: bool = Field(default=False, description="a trajectory that changes its answer after "
+                                     "reading peers votes with the number its own program printed before the "
+                                     "first comment, unless one of its tools printed the new answer after it "
+                                     "(peerstep.peers.voting_answer)")
 
     @field_serializer("router")
     def _router_name(self, router: str | Router) -> str:  # a function is logged (and checkpointed) by name

@@ -13,7 +13,7 @@ from peerstep.engines import ManagedEngine
 from peerstep.environments import QuestionEnvironment
 from peerstep.export import export_inspect
 from peerstep.graphs.parallel import ParallelConfig
-from peerstep.peers import SharingConfig
+from peerstep.peers import SharingConfig, outputs_around_comments, voting_answer
 from peerstep.steplog import StepKind, StepLog
 from peerstep.strategies import strategy_verifiers
 from peerstep.verify import answers_equivalent
@@ -37,7 +37,7 @@ async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: P
     small = engine.name == "vllm"
     n = 2 if small else 3
     config = ParallelConfig(n=n, max_rounds=2 if small else 3, round_steps=1,
-                            sharing=SharingConfig(summary_tokens=32 if small else 96),
+                            sharing=SharingConfig(summary_tokens=32 if small else 96, switch_needs_rerun=True),
                             barrier_verify=True, aggregate="weighted")
     agent = AgentConfig(answer_policy="confirm")
     agent.sampling = agent.sampling.model_copy(update={"max_tokens": 96 if small else 512})
@@ -65,6 +65,15 @@ async def test_leap_verify_three_trajectories(engine: ManagedEngine, runs_dir: P
     aggregate = [r for r in records if r.kind == StepKind.AGGREGATE]
     assert len(aggregate) == 1 and aggregate[0].data["decision"]["method"] == "weighted"
     assert aggregate[0].data["correct"] == answers_equivalent(result.answer, "1417260")
+    # switch_needs_rerun: each trajectory voted with what the rule reads from its own records, and the aggregate
+    # record names exactly those it moved (whether any moved is up to the model)
+    voted = {tid: answer for answer, tids, _ in aggregate[0].data["decision"]["groups"] for tid in tids}
+    expected = {tid: voting_answer(answer, outputs_around_comments(r for r in records if r.trajectory_id == tid))
+                for tid, answer in result.answers.items() if answer is not None}
+    assert set(voted) == set(expected)
+    assert all(answers_equivalent(voted[tid], expected[tid]) for tid in voted)
+    assert aggregate[0].data["switch_needs_rerun"] == {
+        str(tid): [result.answers[tid], votes] for tid, votes in expected.items() if votes != result.answers[tid]}
     assert {r.trajectory_id for r in records if r.kind == StepKind.RUN_START} == set(range(n))
     if engine.name == "llamacpp":  # the page once, on one engine: a few seconds of CI, not a second real run
         page = render_run(log.run_id, directory=runs_dir)
