@@ -218,8 +218,9 @@ class ParallelRun:
         rnd = state["round"] + 1
         states = dict(state["trajectories"])
         active = [tid for tid, st in states.items() if not st.get("done")]
-        finished = [Candidate(trajectory_id=tid, answer=st.get("answer")) for tid, st in states.items()
-                    if st.get("done") and not st.get("error")]
+        votes_with = self._voting_answers({tid: st for tid, st in states.items() if st.get("done") and not
+                                           st.get("error")})
+        finished = [Candidate(trajectory_id=tid, answer=answer) for tid, answer in votes_with.items()]
         waiting = [tid for tid in sorted(self.trajectories) if tid not in states]  # a later wave's
         stop: str | None = None
         if self.config.early_stop and (agreed := agreement_reached(finished, self.config.early_stop,
