@@ -37,6 +37,7 @@ PREFIXES = {"words": "word-problems", "math": "gsm-symbolic"}  # a task id's fir
 # default), and the summary length (256 tokens is LeaP's and the default).
 LEAP_VARIANTS: dict[str, dict[str, object]] = {
     "leap+evidence": {"evidence": True},
+    "leap-dispersed": {"router": "dispersed"},  # LeaP's own router, leap's default until stop 31
     "leap-clustered": {"router": "clustered"},
     "leap-hybrid": {"router": "hybrid"},
     "leap-all": {"router": "all", "top_k": 3},
@@ -48,19 +49,21 @@ LEAP_VARIANTS: dict[str, dict[str, object]] = {
 def register_variants() -> None:
     """Strategies measured here before any is offered under its own name: ``leap+evidence`` is ``leap`` whose
     comments carry each peer's last computation and ask for a re-run (``SharingConfig.evidence``); the others are
-    ``leap`` with one of LeaP's knobs changed (``LEAP_VARIANTS``)."""
+    ``leap`` with one of LeaP's knobs changed from leap's defaults (``LEAP_VARIANTS``). Rows logged before stop 31
+    ran them against the defaults of their day: router ``dispersed``, so ``leap`` then is ``leap-dispersed`` now."""
     from peerstep.agent import AgentConfig
     from peerstep.graphs import ParallelConfig
     from peerstep.peers import SharingConfig
     from peerstep.registry import STRATEGIES
-    from peerstep.strategies import Strategy, strategy_config
+    from peerstep.strategies import LEAP_SHARING, Strategy, strategy_config
 
     def with_sharing(sharing: SharingConfig) -> Callable[[int, AgentConfig], ParallelConfig]:
         return lambda n, a: strategy_config("leap", n, a).model_copy(update={"sharing": sharing})
 
     for name, fields in LEAP_VARIANTS.items():
         if name not in STRATEGIES:
-            STRATEGIES.register(name, Strategy(name, with_sharing(SharingConfig.model_validate(fields))))
+            sharing = SharingConfig.model_validate({**LEAP_SHARING.model_dump(), **fields})
+            STRATEGIES.register(name, Strategy(name, with_sharing(sharing)))
 
 
 def run(args: argparse.Namespace) -> None:

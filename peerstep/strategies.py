@@ -75,10 +75,18 @@ LISTWISE = Strategy("listwise", lambda n, a: ParallelConfig(n=n, max_rounds=1, r
 # LeaP shares every T generated tokens (reference: 2048, with 256-token summaries, i.e. ~12% overhead per
 # round). Tool-using trajectories here finish in a few hundred tokens, so a round is 3 model calls or 1024
 # tokens: sharing reaches the trajectories that are still working, and costs little on easy problems.
+# Each reader hears its two most similar peers ("clustered"), not LeaP's least similar ("dispersed"): on the 1.5B at
+# round length 1, clustered solved 7 of 10 dev tasks to dispersed's 4 (4 won / 1 lost) and tied it on 10 held-out
+# ones (5 / 5, 0 / 0), the rule declared before either ran (bench/results/PREREGISTERED.md, stop 30, item 2); it
+# costs about a quarter more tokens. A small model adopts a dissenting peer's number more often than it is corrected
+# by one (README, "LeaP's knobs"), so a changed answer counts only if the trajectory re-computed it
+# (switch_needs_rerun, declared in stop 31): replayed on the same runs it took dispersed from 4 to 7 of 10 dev tasks
+# (3 won / 0 lost) and, on 14 held-out tasks, dispersed from 8 to 9 (1 / 0) and clustered from 8 to 10 (2 / 0).
+LEAP_SHARING = SharingConfig(router="clustered", switch_needs_rerun=True)
 LEAP = Strategy("leap", lambda n, a: ParallelConfig(n=n, max_rounds=4, round_steps=3, round_tokens=1024,
-                                                    sharing=SharingConfig()))
+                                                    sharing=LEAP_SHARING))
 LEAP_VERIFY = Strategy("leap+verify", lambda n, a: ParallelConfig(n=n, max_rounds=4, round_steps=3, round_tokens=1024,
-                                                                  sharing=SharingConfig(), barrier_verify=True,
+                                                                  sharing=LEAP_SHARING, barrier_verify=True,
                                                                   aggregate="weighted"),
                        lambda client, checker: [PeerAgreement(checker), LLMJudge(client)])
 
