@@ -121,12 +121,12 @@ def main() -> None:
             strategy = row["strategy"]
             episodes[strategy] += 1
             solved[strategy] += bool(row["correct"])
-            solved_before[strategy] += grade(vote({r["trajectory"]: r["own"] for r in rows}, checker))
+            printed = {r["trajectory"]: r["own"] for r in rows}
+            solved_before[strategy] += grade(vote(printed, checker))
             rerun = grade(vote({r["trajectory"]: r["votes_with"] for r in rows}, checker))
             solved_rerun[strategy] += rerun
             if rerun != bool(row["correct"]):
                 won_lost[strategy]["won" if rerun else "lost"] += 1
-            printed = {r["trajectory"]: r["own"] for r in rows}
             for r in rows:
                 if not r["commented"] or r["submitted"] is None:
                     continue

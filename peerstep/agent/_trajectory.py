@@ -35,6 +35,7 @@ from peerstep.client._parsing import ParsedCall, cut_after, outside_fences, pars
 from peerstep.environments._base import NO_TOOL_CALLS, Environment, call_arguments
 from peerstep.grading import parse_number, stated_answer
 from peerstep.steplog import StepKind, StepLog, StepRecord, ToolInfo, Usage
+from peerstep.steplog._records import is_tool_result
 from peerstep.tools._base import Tool
 
 Listener = Callable[[StepRecord], None]
@@ -146,7 +147,7 @@ class Trajectory:
                 continue
             if rec.kind == StepKind.TOOL_CALL and tool.call_id:
                 calls[tool.call_id] = rec
-            elif rec.kind == StepKind.OBSERVATION and tool.ok is not False and rec.text:
+            elif is_tool_result(rec, self.finish_tool):
                 results.append((calls.get(tool.call_id) if tool.call_id else None, rec))
         return results
 

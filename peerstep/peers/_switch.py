@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from peerstep.grading import drop_zero_decimals, last_number_text
 from peerstep.steplog import StepKind, StepRecord
+from peerstep.steplog._records import is_tool_result
 from peerstep.verify.aggregate import backed_by
 
 
@@ -40,9 +41,8 @@ def outputs_around_comments(records: Iterable[StepRecord], finish_tool: str | No
     for rec in records:
         if rec.kind is StepKind.PEER_INJECT:
             commented = True
-        elif (rec.kind is StepKind.OBSERVATION and rec.tool is not None and rec.tool.ok is not False
-              and rec.tool.name != finish_tool and rec.text):
-            (after if commented else before).append(rec.text)
+        elif is_tool_result(rec, finish_tool):
+            (after if commented else before).append(rec.text or "")
     return Outputs(tuple(before), tuple(after), commented)
 
 

@@ -80,3 +80,10 @@ class StepRecord(BaseModel):
         description="kind-specific extras: routing (strategy, sources, similarities), verifier (id, score, "
         "rationale), labels (mc_n, mc_k, value, hard, first_error), outcome (prediction, gold, correct), error",
     )
+
+
+def is_tool_result(rec: StepRecord, finish_tool: str | None) -> bool:
+    """Whether ``rec`` is what a tool returned without failing, the finishing tool's acknowledgement left out: what a
+    tool-backed vote, a peer's evidence and ``switch_needs_rerun`` read as computed."""
+    return (rec.kind == StepKind.OBSERVATION and rec.tool is not None and rec.tool.name != finish_tool
+            and rec.tool.ok is not False and bool(rec.text))
